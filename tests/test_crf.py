@@ -1,0 +1,480 @@
+"""Tests for hf_bert_tasks.crf: brute-force oracles, agreement with pytorch-crf, constraints, errors, numerics."""
+
+import itertools
+
+import pytest
+import torch
+
+from hf_bert_tasks.crf import LinearChainCRF, _LogPartition, _log_partition_sequential, allowed_transitions
+
+# ---------------------------------------------------------------------------------------------------------------
+# helpers
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def random_crf(k, seed, allowed=None, dtype=torch.float64):
+    torch.manual_seed(seed)
+    crf = LinearChainCRF(k, allowed).to(dtype)
+    with torch.no_grad():  # wider than the default init, so that the paths differ clearly
+        crf.start_transitions.normal_()
+        crf.end_transitions.normal_()
+        crf.transitions.normal_()
+    return crf
+
+
+def right_padded_mask(lengths, t):
+    return torch.arange(t)[None, :] < torch.tensor(lengths)[:, None]
+
+
+def path_score(crf, emissions, path):
+    """Score of one tag path (list of ints) for one row of emissions (T, K), from the definition."""
+    s = crf.start_transitions[path[0]] + emissions[0, path[0]]
+    for t in range(1, len(path)):
+        s = s + crf.transitions[path[t - 1], path[t]] + emissions[t, path[t]]
+    return s + crf.end_transitions[path[-1]]
+
+
+def path_allowed(crf, path):
+    if not crf.start_allowed[path[0]] or not crf.end_allowed[path[-1]]:
+        return False
+    return all(bool(crf.transition_allowed[a, b]) for a, b in zip(path, path[1:]))
+
+
+def brute_force(crf, emissions, lengths, constrained):
+    """(log Z (B,), best paths) by enumerating every tag sequence; constrained: only legal sequences."""
+    k = crf.num_tags
+    log_z, best = [], []
+    for b, length in enumerate(lengths):
+        scores = {}
+        for path in itertools.product(range(k), repeat=length):
+            if constrained and not path_allowed(crf, path):
+                continue
+            scores[path] = path_score(crf, emissions[b], path)
+        values = torch.stack(list(scores.values()))
+        log_z.append(torch.logsumexp(values, 0))
+        best.append(list(max(scores, key=lambda p: scores[p].item())))
+    return torch.stack(log_z), best
+
+
+def random_mask(k, seed):
+    """Random constraint masks that keep tag 0 legal everywhere, so that a legal path always exists."""
+    g = torch.Generator().manual_seed(seed)
+    start = torch.rand(k, generator=g) < 0.6
+    trans = torch.rand(k, k, generator=g) < 0.6
+    end = torch.rand(k, generator=g) < 0.6
+    start[0] = end[0] = True
+    trans[0, 0] = True
+    return start, trans, end
+
+
+# Scheme validity written as a state machine over label strings (independent of allowed_transitions).
+def valid_sequence(labels, scheme):
+    scheme = scheme.upper()
+    open_type = None  # type of the entity in progress (BIOES/BMES)
+    prev = None
+    for label in labels:
+        prefix, _, kind = label.partition("-")
+        if scheme == "BIO":
+            if prefix == "I" and (prev is None or prev == "O" or prev.partition("-")[2] != kind):
+                return False
+        elif scheme == "IOB1":
+            if prefix == "B" and (prev is None or prev == "O" or prev.partition("-")[2] != kind):
+                return False
+        else:
+            inside = "I" if scheme == "BIOES" else "M"
+            if prefix in ("O", "B", "S"):
+                if open_type is not None:
+                    return False
+                open_type = kind if prefix == "B" else None
+            elif prefix in (inside, "E"):
+                if open_type != kind:
+                    return False
+                open_type = kind if prefix == inside else None
+            else:
+                return False
+        prev = label
+    return open_type is None
+
+
+LABELS = {
+    "BIO": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+    "IOB1": ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"],
+    "BIOES": ["O", "B-PER", "I-PER", "E-PER", "S-PER", "B-LOC", "I-LOC", "E-LOC", "S-LOC"],
+    "BMES": ["O", "B-PER", "M-PER", "E-PER", "S-PER", "B-LOC", "M-LOC", "E-LOC", "S-LOC"],
+}
+
+# ---------------------------------------------------------------------------------------------------------------
+# exactness against brute force
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (2, [4, 2, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2])])
+def test_log_likelihood_and_decode_match_brute_force(k, lengths, constrained):
+    for seed in range(3):
+        allowed = random_mask(k, seed) if constrained else None
+        crf = random_crf(k, seed, allowed)
+        t = max(lengths)
+        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
+        mask = right_padded_mask(lengths, t)
+        log_z, best = brute_force(crf, emissions, lengths, constrained)
+        # a gold path: the best legal one for half the rows, a random legal one for the others
+        tags = torch.full((len(lengths), t), -100, dtype=torch.long)
+        for b, length in enumerate(lengths):
+            path = best[b]
+            if b % 2:
+                legal = [p for p in itertools.product(range(k), repeat=length) if not constrained or path_allowed(crf, p)]
+                path = list(legal[torch.randint(len(legal), ()).item()])
+            tags[b, :length] = torch.tensor(path)
+        gold = torch.stack([path_score(crf, emissions[b], tags[b, :n].tolist()) for b, n in enumerate(lengths)])
+        with torch.no_grad():
+            ll = crf.log_likelihood(emissions, tags, mask)
+            decoded = crf.decode(emissions, mask)
+        torch.testing.assert_close(ll, gold - log_z, rtol=1e-10, atol=1e-10)
+        for b, length in enumerate(lengths):
+            assert decoded[b, :length].tolist() == best[b]
+            assert (decoded[b, length:] == -1).all()
+
+
+def test_float32_matches_float64_brute_force():
+    crf = random_crf(3, 7)
+    emissions = torch.randn(2, 4, 3, dtype=torch.float64)
+    mask = right_padded_mask([4, 2], 4)
+    log_z, best = brute_force(crf, emissions, [4, 2], False)
+    tags = torch.tensor([best[0], best[1] + [0, 0]])
+    crf32 = crf.float()
+    ll = crf32.log_likelihood(emissions.float(), tags, mask)
+    assert ll.dtype == torch.float32
+    gold = torch.stack([path_score(crf, emissions[b], best[b]) for b in range(2)])
+    torch.testing.assert_close(ll.double(), gold - log_z, rtol=1e-5, atol=1e-5)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# agreement with pytorch-crf
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("b,t,k", [(8, 37, 5), (16, 64, 9), (4, 129, 3), (5, 1, 4)])
+def test_agrees_with_pytorch_crf(b, t, k, dtype):
+    torchcrf = pytest.importorskip("torchcrf")
+    torch.manual_seed(b * 1000 + t * 10 + k)
+    ref = torchcrf.CRF(k, batch_first=True).to(dtype)
+    ours = LinearChainCRF(k).to(dtype)
+    with torch.no_grad():
+        for name in ("start_transitions", "end_transitions", "transitions"):
+            getattr(ours, name).copy_(getattr(ref, name))
+    lengths = torch.randint(1, t + 1, (b,))
+    lengths[0] = t
+    mask = torch.arange(t)[None] < lengths[:, None]
+    tags = torch.randint(k, (b, t))
+    em_ref = (torch.randn(b, t, k, dtype=dtype) * 3).requires_grad_()
+    em_ours = em_ref.detach().clone().requires_grad_()
+
+    ll_ref = ref(em_ref, tags, mask, reduction="none")
+    ll_ours = ours.log_likelihood(em_ours, tags.masked_fill(~mask, -100), mask)
+    torch.testing.assert_close(ll_ours, ll_ref, rtol=1e-4, atol=0)
+
+    ll_ref.sum().backward()
+    ll_ours.sum().backward()
+    tol = dict(rtol=1e-4, atol=1e-4) if dtype == torch.float32 else dict(rtol=1e-9, atol=1e-9)
+    torch.testing.assert_close(em_ours.grad, em_ref.grad, **tol)
+    for name in ("start_transitions", "end_transitions", "transitions"):
+        expected = getattr(ref, name).grad
+        if expected is None:  # pytorch-crf leaves transitions out of the graph when T == 1
+            expected = torch.zeros_like(getattr(ours, name))
+        torch.testing.assert_close(getattr(ours, name).grad, expected, **tol)
+
+    paths = ours.decode(em_ours.detach(), mask)
+    for row, path in enumerate(ref.decode(em_ref.detach(), mask)):
+        assert paths[row, : len(path)].tolist() == path
+        assert (paths[row, len(path) :] == -1).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# hand-written backward
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_gradcheck_partition_function():
+    torch.manual_seed(0)
+    k, lengths = 3, [5, 3, 1]
+    mask = right_padded_mask(lengths, 5)
+    inputs = [
+        torch.randn(3, 5, k, dtype=torch.float64, requires_grad=True),
+        torch.randn(k, dtype=torch.float64, requires_grad=True),
+        torch.randn(k, k, dtype=torch.float64, requires_grad=True),
+        torch.randn(k, dtype=torch.float64, requires_grad=True),
+    ]
+
+    def log_z(em, start, trans, end):
+        return _LogPartition.apply(em, mask, start, trans, end)
+
+    assert torch.autograd.gradcheck(log_z, inputs)
+    torch.testing.assert_close(log_z(*inputs), _log_partition_sequential(inputs[0], mask, *inputs[1:]))
+
+
+def test_gradcheck_through_module_with_constraints():
+    allowed = allowed_transitions(["O", "B-A", "I-A", "B-B", "I-B"], "BIO")
+    crf = random_crf(5, 3, allowed)
+    mask = right_padded_mask([6, 4], 6)
+    tags = torch.tensor([[1, 2, 0, 3, 4, 4], [0, 1, 2, 2, -100, -100]])
+    em = torch.randn(2, 6, 5, dtype=torch.float64, requires_grad=True)
+    params = [crf.start_transitions, crf.transitions, crf.end_transitions]
+    # analytic gradients against finite differences of the module itself
+    loss = crf(em, tags, mask, reduction="sum")
+    grads = torch.autograd.grad(loss, [em] + params)
+    eps = 1e-6
+    for tensor, grad in zip([em] + params, grads):
+        flat = tensor.detach().view(-1)
+        for i in range(0, flat.numel(), max(1, flat.numel() // 7)):
+            with torch.no_grad():
+                old = flat[i].item()
+                flat[i] = old + eps
+                up = crf(em, tags, mask, reduction="sum").item()
+                flat[i] = old - eps
+                down = crf(em, tags, mask, reduction="sum").item()
+                flat[i] = old
+            assert grad.view(-1)[i].item() == pytest.approx((up - down) / (2 * eps), abs=1e-6)
+    # forbidden moves get no gradient on their raw parameter
+    assert (grads[2][~crf.transition_allowed] == 0).all()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# constraints
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("scheme", sorted(LABELS))
+def test_decoded_paths_are_valid(scheme):
+    labels = LABELS[scheme]
+    crf = LinearChainCRF(len(labels), allowed_transitions(labels, scheme))
+    torch.manual_seed(1)
+    lengths = torch.randint(1, 30, (64,))
+    mask = torch.arange(30)[None] < lengths[:, None]
+    emissions = torch.randn(64, 30, len(labels)) * 5
+    paths = crf.decode(emissions, mask)
+    for row, length in enumerate(lengths.tolist()):
+        assert valid_sequence([labels[i] for i in paths[row, :length].tolist()], scheme)
+    # without constraints some of these random paths are invalid: the test has teeth
+    free = LinearChainCRF(len(labels))
+    free_paths = free.decode(emissions, mask)
+    assert not all(
+        valid_sequence([labels[i] for i in free_paths[row, :n].tolist()], scheme) for row, n in enumerate(lengths.tolist())
+    )
+
+
+@pytest.mark.parametrize("scheme", sorted(LABELS))
+def test_allowed_transitions_match_state_machine(scheme):
+    labels = LABELS[scheme]
+    start, trans, end = allowed_transitions(labels, scheme)
+    for i, a in enumerate(labels):
+        # a one-token prefix is extendable to a valid sequence iff it may start one
+        assert bool(start[i]) == any(valid_sequence([a] + rest, scheme) for rest in _completions(labels))
+        assert bool(end[i]) == any(valid_sequence(head + [a], scheme) for head in _completions(labels))
+        for j, b in enumerate(labels):
+            possible = any(valid_sequence(head + [a, b] + rest, scheme) for head in _completions(labels) for rest in _completions(labels))
+            assert bool(trans[i, j]) == possible, (a, b)
+
+
+def _completions(labels):
+    # sequences of length 0..1 suffice to open or close any entity in these schemes
+    return [[]] + [[x] for x in labels]
+
+
+def test_scheme_rules_spot_checks():
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    ix = {name: i for i, name in enumerate(labels)}
+    start, trans, end = allowed_transitions(labels, "bio")
+    assert start.tolist() == [True, True, False, True, False]
+    assert end.all()
+    assert trans[ix["B-PER"], ix["I-PER"]] and trans[ix["I-PER"], ix["I-PER"]]
+    assert not trans[ix["O"], ix["I-PER"]] and not trans[ix["B-LOC"], ix["I-PER"]]
+    assert all(allowed_transitions(labels, "IOB2")[n].equal(m) for n, m in enumerate((start, trans, end)))
+
+    start, trans, end = allowed_transitions(labels, "IOB1")
+    assert start.tolist() == [True, False, True, False, True]
+    assert trans[ix["O"], ix["I-PER"]] and trans[ix["I-LOC"], ix["I-PER"]]
+    assert trans[ix["I-PER"], ix["B-PER"]] and not trans[ix["O"], ix["B-PER"]] and not trans[ix["I-LOC"], ix["B-PER"]]
+
+    bmes = ["O", "B-X", "M-X", "E-X", "S-X"]
+    start, trans, end = allowed_transitions(bmes, "BMES")
+    assert start.tolist() == [True, True, False, False, True]
+    assert end.tolist() == [True, False, False, True, True]
+    assert trans[1].tolist() == [False, False, True, True, False]
+    assert trans[3].tolist() == [True, True, False, False, True]
+
+
+def test_word_piece_label_x():
+    labels = ["O", "B-PER", "I-PER", "X"]
+    start, trans, end = allowed_transitions(labels, "BIO")
+    assert not start[3] and end[3]
+    assert trans[:, 3].all()  # anything, X included, may be followed by X
+    assert trans[3].tolist() == [True, True, True, True]  # I-PER may follow B-PER, so it may follow X
+    labels = ["O", "B-PER", "I-PER", "E-PER", "S-PER", "X"]
+    start, trans, end = allowed_transitions(labels, "BIOES")
+    assert trans[5, :5].tolist() == [True, True, True, True, True]
+    assert not start[5] and end[5]
+
+
+def test_illegal_gold_path_gets_hugely_negative_log_likelihood():
+    labels = ["O", "B-PER", "I-PER"]
+    crf = LinearChainCRF(3, allowed_transitions(labels, "BIO"))
+    emissions = torch.randn(2, 4, 3)
+    mask = torch.ones(2, 4, dtype=torch.bool)
+    tags = torch.tensor([[0, 2, 2, 0], [1, 2, 0, 0]])  # O -> I-PER is illegal in row 0
+    ll = crf.log_likelihood(emissions, tags, mask)
+    assert ll[0] < -5000 and -20 < ll[1] < 0
+    loss = crf(emissions.requires_grad_(), tags, mask)
+    loss.backward()
+    assert torch.isfinite(emissions.grad).all() and torch.isfinite(crf.transitions.grad).all()
+
+
+def test_constraints_off_means_all_allowed_and_buffers_persist(tmp_path):
+    crf = LinearChainCRF(4)
+    assert crf.start_allowed.all() and crf.transition_allowed.all() and crf.end_allowed.all()
+    labels = ["O", "B-A", "I-A", "X"]
+    constrained = LinearChainCRF(4, allowed_transitions(labels, "BIO"))
+    state = constrained.state_dict()
+    assert {"start_allowed", "transition_allowed", "end_allowed"} <= set(state)
+    torch.save(state, tmp_path / "crf.pt")
+    restored = LinearChainCRF(4)
+    restored.load_state_dict(torch.load(tmp_path / "crf.pt"))
+    for name, value in constrained.state_dict().items():
+        assert torch.equal(restored.state_dict()[name], value), name
+    assert "constrained=True" in repr(constrained) and "constrained=False" in repr(crf)
+
+
+def test_reset_parameters_range():
+    crf = LinearChainCRF(20)
+    for p in (crf.start_transitions, crf.end_transitions, crf.transitions):
+        assert p.abs().max() <= 0.1 and p.std() > 0.01
+
+
+def test_no_legal_path_still_finite():
+    # BIOES without O/S: a one-token sequence has no legal path; Z is about exp(-10000) (sequential fallback)
+    labels = ["B-PER", "I-PER", "E-PER"]
+    crf = LinearChainCRF(3, allowed_transitions(labels, "BIOES"))
+    emissions = torch.randn(2, 3, 3, requires_grad=True)
+    mask = right_padded_mask([1, 3], 3)
+    tags = torch.tensor([[0, -100, -100], [0, 1, 2]])
+    ll = crf.log_likelihood(emissions, tags, mask)
+    assert torch.isfinite(ll).all()
+    assert ll[1] > -20  # the legal row is unaffected
+    ll.sum().backward()
+    assert torch.isfinite(emissions.grad).all()
+    assert crf.decode(emissions.detach(), mask)[1].tolist() == [0, 1, 2]
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# errors
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_errors():
+    crf = LinearChainCRF(3)
+    em = torch.randn(2, 4, 3)
+    tags = torch.zeros(2, 4, dtype=torch.long)
+    good = torch.ones(2, 4, dtype=torch.bool)
+    holes = torch.tensor([[1, 1, 1, 1], [1, 0, 1, 0]], dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"right-padded.*row 1"):
+        crf.log_likelihood(em, tags, holes)
+    with pytest.raises(ValueError, match=r"right-padded.*row 1"):
+        crf.decode(em, holes)
+    empty = torch.tensor([[1, 1, 0, 0], [0, 0, 0, 0]], dtype=torch.bool)
+    with pytest.raises(ValueError, match=r"row 1 has no tokens"):
+        crf.decode(em, empty)
+    with pytest.raises(ValueError, match=r"no tokens"):
+        crf.decode(torch.randn(2, 0, 3), torch.ones(2, 0, dtype=torch.bool))
+    with pytest.raises(ValueError, match=r"0\.\.2.*row 0.*\[3\]"):
+        crf.log_likelihood(em, torch.tensor([[0, 3, 0, 0], [0, 0, 0, 0]]), good)
+    with pytest.raises(ValueError, match=r"0\.\.2.*row 1.*\[-1\]"):
+        crf.log_likelihood(em, torch.tensor([[0, 0, 0, 0], [0, 0, -1, 0]]), good)
+    # out-of-range tags outside the mask are fine
+    crf.log_likelihood(em, torch.tensor([[0, 0, -100, 7], [0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool())
+    with pytest.raises(ValueError, match=r"3 tags"):
+        LinearChainCRF(4).decode(em, good)
+    with pytest.raises(ValueError, match=r"mask must have shape"):
+        crf.decode(em, good[:, :3])
+    with pytest.raises(ValueError, match=r"tags must have shape"):
+        crf.log_likelihood(em, tags[:1], good)
+    with pytest.raises(ValueError, match=r"emissions must have shape"):
+        crf.decode(em[0], good[0])
+    with pytest.raises(ValueError, match=r"reduction"):
+        crf(em, tags, good, reduction="token_mean")
+    with pytest.raises(ValueError, match=r"num_tags"):
+        LinearChainCRF(0)
+    with pytest.raises(ValueError, match=r"transition_allowed must have shape"):
+        LinearChainCRF(3, (torch.ones(3), torch.ones(2, 2), torch.ones(3)))
+
+
+@pytest.mark.parametrize(
+    "labels,scheme,bad",
+    [
+        (["O", "B-PER", "E-PER"], "BIO", "E-PER"),
+        (["O", "M-PER"], "BIOES", "M-PER"),
+        (["O", "I-PER"], "BMES", "I-PER"),
+        (["O", "PER"], "BIO", "PER"),
+        (["O", "B-"], "BIO", "B-"),
+        (["O", "Q-PER"], "IOB1", "Q-PER"),
+    ],
+)
+def test_bad_label_for_scheme(labels, scheme, bad):
+    with pytest.raises(ValueError, match=repr(bad).replace("[", r"\[")):
+        allowed_transitions(labels, scheme)
+
+
+def test_unknown_scheme():
+    with pytest.raises(ValueError, match="unknown tag scheme"):
+        allowed_transitions(["O"], "BILOU")
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# numerics, dtypes, reductions
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("constrained", [False, True])
+def test_long_sequences_with_large_emissions_are_finite_and_exact(constrained):
+    labels = LABELS["BIO"]
+    crf = LinearChainCRF(len(labels), allowed_transitions(labels, "BIO") if constrained else None)
+    torch.manual_seed(0)
+    lengths = [512, 300, 511, 1]
+    mask = right_padded_mask(lengths, 512)
+    emissions = (torch.randn(4, 512, len(labels)) * 30).requires_grad_()
+    tags = crf.decode(emissions.detach(), mask)  # the best path: a legal gold path
+    tags[1, 400] = 2  # and one other tag (possibly illegal)
+    tags = tags.masked_fill(~mask, -100)
+    ll = crf.log_likelihood(emissions, tags, mask)
+    assert torch.isfinite(ll).all()
+    ll.sum().backward()
+    assert torch.isfinite(emissions.grad).all() and torch.isfinite(crf.transitions.grad).all()
+    with torch.no_grad():  # exact reference: the log-space forward algorithm in float64
+        start, trans, end = crf._effective(torch.float64)
+        ref_z = _log_partition_sequential(emissions.double(), mask, start, trans, end)
+        tree_z = _LogPartition.apply(emissions.double(), mask, start, trans, end)
+    torch.testing.assert_close(tree_z, ref_z, rtol=1e-12, atol=0)
+    saturated = torch.full((2, 512, len(labels)), -50.0)
+    saturated[:, ::2, 1] = 50.0
+    assert torch.isfinite(crf(saturated, torch.zeros(2, 512, dtype=torch.long), None, reduction="none")).all()
+
+
+def test_dtype_device_and_reductions():
+    crf = LinearChainCRF(4)
+    em = torch.randn(3, 5, 4, dtype=torch.float64)
+    tags = torch.randint(4, (3, 5))
+    mask = right_padded_mask([5, 2, 3], 5)
+    ll = crf.log_likelihood(em, tags, mask)
+    assert ll.dtype == torch.float64 and ll.shape == (3,) and ll.device == em.device
+    assert crf.decode(em, mask).dtype == torch.long
+    assert crf(em, tags, mask).shape == ()
+    torch.testing.assert_close(crf(em, tags, mask), -ll.mean())
+    torch.testing.assert_close(crf(em, tags, mask, reduction="sum"), -ll.sum())
+    torch.testing.assert_close(crf(em, tags, mask, reduction="none"), -ll)
+    # the mask may be omitted (all tokens) or given as 0/1 integers
+    full = crf.log_likelihood(em, tags)
+    torch.testing.assert_close(full, crf.log_likelihood(em, tags, torch.ones(3, 5, dtype=torch.uint8)))
+    half = crf.log_likelihood(em.half(), tags, mask)
+    assert half.dtype == torch.float16
+    assert crf.decode(em.bfloat16(), mask).shape == (3, 5)
+    assert crf.decode(em[:0], mask[:0]).shape == (0, 5)

