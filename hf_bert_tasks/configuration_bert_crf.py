@@ -36,6 +36,9 @@ class BertCrfConfig(PreTrainedConfig):
             processed in overlapping windows.
         stride (`int`, *optional*, defaults to 32):
             Overlap between consecutive windows, in word pieces.
+        context_window (`int`, *optional*, defaults to 0):
+            Word pieces of document context (neighbouring words and sentences of the same document) added around
+            each window, unlabelled; 0 tags every sentence alone.
     """
 
     model_type = "bert_crf"
@@ -53,6 +56,7 @@ class BertCrfConfig(PreTrainedConfig):
         label_strategy: str = "first",
         max_seq_length: int = 128,
         stride: int = 32,
+        context_window: int = 0,
         **kwargs,
     ):
         if isinstance(encoder, dict):
@@ -71,6 +75,7 @@ class BertCrfConfig(PreTrainedConfig):
         self.label_strategy = label_strategy
         self.max_seq_length = max_seq_length
         self.stride = stride
+        self.context_window = context_window
         super().__init__(**kwargs)
 
 

@@ -52,32 +52,45 @@ def encode_words(
     strategy: str,
     label2id: dict[str, int] | None = None,
     tags: Sequence[Sequence[str]] | None = None,
+    document_ids: Sequence[str] | None = None,
+    context_window: int = 0,
 ) -> dict[str, list]:
     """Tokenize word lists into windowed features.
+
+    With `context_window > 0`, each window of a sentence is surrounded by up to `context_window` word pieces of
+    context (whole words, split evenly left and right, the rest of one side going to the other, never beyond
+    `max_length`): the words around it in its own sentence and in the neighbouring sentences of the same document
+    (consecutive sentences with equal `document_ids`; all sentences form one document when it is None). Context
+    tokens carry no label and no loss; only the window's own words are tagged.
 
     Returns columns (one entry per window): `input_ids`, `attention_mask`, `token_type_ids` (when the tokenizer
     makes them), `tag_mask` (1 where a token carries a word's label under `strategy`), `labels` (tag ids, -100
     where no label; only with `tags`), `example_index` (the sentence it came from) and `word_ids` (index of the word
-    in its sentence, -1 for special tokens). Sentences without words produce no window.
+    in its sentence, -1 for special and context tokens). Sentences without words produce no window.
     """
     if tags is not None and label2id is None:
         raise ValueError("label2id is needed to encode tags")
-    special = tokenizer.num_special_tokens_to_add(False)
+    if document_ids is not None and len(document_ids) != len(sentences):
+        raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
+    budget = max_length - tokenizer.num_special_tokens_to_add(False)
     pieces = tokenizer([list(s) for s in sentences if len(s)], is_split_into_words=True, add_special_tokens=False)
+    counts: list[list[int]] = []
+    nonempty = iter(range(len(pieces["input_ids"])))
+    for words in sentences:
+        counts.append([0] * len(words))
+        if len(words):
+            for word_id in pieces.word_ids(next(nonempty)):
+                counts[-1][word_id] += 1
     features: dict[str, list] = {"input_ids": [], "attention_mask": [], "tag_mask": [], "example_index": [], "word_ids": []}
     if tags is not None:
         features["labels"] = []
     window_words, window_origin = [], []
-    nonempty = iter(range(len(pieces["input_ids"])))
     for example_index, words in enumerate(sentences):
-        if not len(words):
-            continue
-        counts = [0] * len(words)
-        for word_id in pieces.word_ids(next(nonempty)):
-            counts[word_id] += 1
-        for start, end in plan_windows(counts, max_length - special, min(stride, max_length - special - 1)):
-            window_words.append(list(words[start:end]))
-            window_origin.append((example_index, start))
+        for start, end in plan_windows(counts[example_index], budget, min(stride, budget - 1)):
+            room = min(context_window, budget - sum(counts[example_index][start:end]))
+            left, right = _context(sentences, counts, document_ids, example_index, start, end, room)
+            window_words.append(left + list(words[start:end]) + right)
+            window_origin.append((example_index, start, end, len(left)))
     if not window_words:
         return features
     encoded = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
@@ -86,25 +99,65 @@ def encode_words(
     features["input_ids"] = encoded["input_ids"]
     features["attention_mask"] = encoded["attention_mask"]
     spans = {}
-    for i, (example_index, start) in enumerate(window_origin):
-        local_word_ids = encoded.word_ids(i)
-        length = len(window_words[i])
+    for i, (example_index, start, end, left) in enumerate(window_origin):
+        length = end - start
+        # Word ids relative to the window's own words; context words become None like special tokens.
+        local_word_ids = [None if w is None or not left <= w < left + length else w - left for w in encoded.word_ids(i)]
         if tags is None:
             local_tags = ["O"] * length
         else:
             if example_index not in spans:
                 spans[example_index] = tags_to_spans(tags[example_index], scheme)
-            clipped = [Span(s.type, max(s.start, start) - start, min(s.end, start + length) - start)
-                       for s in spans[example_index] if s.end > start and s.start < start + length]
+            clipped = [Span(s.type, max(s.start, start) - start, min(s.end, end) - start)
+                       for s in spans[example_index] if s.end > start and s.start < end]
             local_tags = spans_to_tags(clipped, length, scheme)
         aligned = align_labels(local_word_ids, local_tags, scheme, strategy)
-        word_ids = [None if w is None else w + start for w in local_word_ids]
         features["tag_mask"].append([int(tag is not None) for tag in aligned])
         if tags is not None:
             features["labels"].append([-100 if tag is None else label2id[tag] for tag in aligned])
         features["example_index"].append(example_index)
-        features["word_ids"].append([-1 if w is None else w for w in word_ids])
+        features["word_ids"].append([-1 if w is None else w + start for w in local_word_ids])
     return features
+
+
+def _context(sentences, counts, document_ids, example_index, start, end, room) -> tuple[list[str], list[str]]:
+    """Whole words before and after `sentences[example_index][start:end]` within its document, at most `room`
+    pieces in all: half for each side first, then what one side leaves to the other."""
+    if room <= 0:
+        return [], []
+
+    def same_document(other):
+        return document_ids is None or document_ids[other] == document_ids[example_index]
+
+    def stream(step):
+        """(word, pieces) moving away from the window: rest of the sentence, then neighbouring sentences."""
+        e = example_index
+        positions = range(start - 1, -1, -1) if step < 0 else range(end, len(sentences[e]))
+        while True:
+            for p in positions:
+                yield sentences[e][p], counts[e][p]
+            e += step
+            if not (0 <= e < len(sentences)) or not same_document(e):
+                return
+            positions = range(len(sentences[e]) - 1, -1, -1) if step < 0 else range(len(sentences[e]))
+
+    taken, used, pending = {-1: [], 1: []}, {-1: 0, 1: 0}, {-1: None, 1: None}
+    streams = {-1: stream(-1), 1: stream(1)}
+
+    def take(side, limit):
+        while True:
+            if pending[side] is None:
+                pending[side] = next(streams[side], ())
+            if not pending[side] or used[side] + pending[side][1] > limit:
+                return
+            taken[side].append(pending[side][0])
+            used[side] += pending[side][1]
+            pending[side] = None
+
+    take(-1, room // 2)
+    take(1, room - used[-1])
+    take(-1, room - used[1])
+    return taken[-1][::-1], taken[1]
 
 
 def merge_windows(

@@ -27,10 +27,13 @@ class NerPredictor:
         max_length, stride: window length in tokens and overlap in word pieces; default to the model config's
             `max_seq_length`/`stride` (128/32 when absent).
         scheme, label_strategy: default to the model config's `tag_scheme`/`label_strategy` ("BIO"/"first").
+        context_window: word pieces of document context per window (see `features.encode_words`); defaults to the
+            model config's `context_window` (0 when absent). Used by `predict_document` and `predict_words`.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, max_length: int | None = None,
-                 stride: int | None = None, scheme: str | None = None, label_strategy: str | None = None):
+                 stride: int | None = None, scheme: str | None = None, label_strategy: str | None = None,
+                 context_window: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         config = model.config
@@ -39,6 +42,7 @@ class NerPredictor:
         self.stride = stride if stride is not None else getattr(config, "stride", 32)
         self.scheme = scheme or getattr(config, "tag_scheme", "BIO")
         self.label_strategy = label_strategy or getattr(config, "label_strategy", "first")
+        self.context_window = context_window if context_window is not None else getattr(config, "context_window", 0)
         self.id2label = {int(k): v for k, v in config.id2label.items()}
         self.collate = WindowCollator(tokenizer.pad_token_id or 0)
 
@@ -65,12 +69,23 @@ class NerPredictor:
         ]
         return entities[0] if single else entities
 
+    def predict_document(self, sentences: Sequence[str]) -> list[list[dict]]:
+        """Entities of each sentence of one document, each tagged with the document's other sentences as context
+        (when the model was trained with `context_window`); offsets index each sentence's own string."""
+        words = [split_words(sentence) for sentence in sentences]
+        tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=[0] * len(words))
+        return [entities_from_words(text, ws, t, self.scheme, s) for text, ws, t, s in zip(sentences, words, tags, scores)]
+
     @torch.no_grad()
-    def predict_words(self, sentences: Sequence[Sequence[str]]) -> tuple[list[list[str]], list[list[float]]]:
-        """One tag and one score per word of each sentence (sentences of any length)."""
+    def predict_words(self, sentences: Sequence[Sequence[str]], document_ids: Sequence | None = None
+                      ) -> tuple[list[list[str]], list[list[float]]]:
+        """One tag and one score per word of each sentence (sentences of any length). With `document_ids`, sentences
+        of the same document (consecutive, equal ids) are context for each other; without, each stands alone."""
         features = encode_words(
             self.tokenizer, sentences, max_length=self.max_length, stride=self.stride,
             scheme=self.scheme, strategy=self.label_strategy,
+            document_ids=document_ids if document_ids is not None else list(range(len(sentences))),
+            context_window=self.context_window,
         )
         n = len(features["input_ids"])
         piece_tags: list[list[str | None]] = [[] for _ in range(n)]

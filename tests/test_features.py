@@ -44,9 +44,10 @@ def random_sentence(rng, scheme):
     return words, tags
 
 
+@pytest.mark.parametrize("context_window", [0, 6])
 @pytest.mark.parametrize("strategy", ["first", "all", "x"])
 @pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
-def test_windows_round_trip_gold_tags(scheme, strategy):
+def test_windows_round_trip_gold_tags(scheme, strategy, context_window):
     """Feeding the aligned gold labels back as predictions must give back every word's tag, across windows
     (exact for entities shorter than half the stride, as documented in hf_bert_tasks.features)."""
     rng = random.Random(0)
@@ -57,7 +58,7 @@ def test_windows_round_trip_gold_tags(scheme, strategy):
     sentences = list(sentences) + [[]]  # an empty sentence gets no window and no tags
     tags = list(tags) + [[]]
     features = encode_words(tokenizer, sentences, tags=tags, label2id=label2id, max_length=20, stride=10,
-                            scheme=scheme, strategy=strategy)
+                            scheme=scheme, strategy=strategy, context_window=context_window)
     assert max(len(ids) for ids in features["input_ids"]) <= 20
     assert len(features["input_ids"]) > len(sentences)  # long sentences were windowed
     assert len(set(features["example_index"])) == len(sentences) - 1
@@ -106,3 +107,38 @@ def test_collator_pads_to_the_longest_window():
     assert batch["input_ids"].tolist() == [[2, 5, 3], [2, 3, 0]]
     assert batch["labels"].tolist() == [[-100, 1, -100], [-100, -100, -100]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1], [1, 1, 0]]
+
+
+def test_context_stays_inside_the_document_and_carries_no_labels():
+    tokenizer = tiny_tokenizer()
+    vocab = tokenizer.get_vocab()
+    words_a, words_b = WORDS[5:30], WORDS[30:55]  # disjoint vocabularies, one piece each
+    rng = random.Random(1)
+    sentences, documents, tags = [], [], []
+    for document, pool in (("a", words_a), ("b", words_b), ("a2", words_a)):
+        for n in (5, 0, 7, 3, 9):  # an empty sentence inside each document
+            sentences.append([rng.choice(pool) for _ in range(n)])
+            tags.append(["B-PER"] + ["O"] * (n - 1) if n else [])
+            documents.append(document)
+    sentences.append(["paris"])  # a document with one sentence
+    tags.append(["B-LOC"])
+    documents.append("c")
+    labels = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+    label2id = {label: i for i, label in enumerate(labels)}
+    common = dict(tags=tags, label2id=label2id, max_length=16, stride=4, scheme="BIO", strategy="first")
+    plain = encode_words(tokenizer, sentences, **common)
+    context = encode_words(tokenizer, sentences, document_ids=documents, context_window=8, **common)
+    assert plain["example_index"] == context["example_index"]
+    for i, example in enumerate(context["example_index"]):
+        ids = [t for t, w in zip(context["input_ids"][i], context["word_ids"][i]) if w == -1 and t not in (2, 3)]
+        allowed = {vocab[w] for s, d in zip(sentences, documents) if d == documents[example] for w in s}
+        assert set(ids) <= allowed, f"window {i} took context from another document"
+        assert len(context["input_ids"][i]) <= 16
+        # the window's own labels are those of the plain encoding; context adds tokens, never labels
+        assert [l for l in context["labels"][i] if l != -100] == [l for l in plain["labels"][i] if l != -100]
+        assert sum(context["tag_mask"][i]) == sum(plain["tag_mask"][i])
+    # a sentence in the middle of a document gets context on both sides, as much as fits
+    middle = context["example_index"].index(2)
+    assert len(context["input_ids"][middle]) == 16  # 7 words + 7 context pieces (all that fit) + 2 special
+    one_sentence_document = context["example_index"].index(len(sentences) - 1)
+    assert len(context["input_ids"][one_sentence_document]) == 3

@@ -35,10 +35,11 @@ def common_args(encoder, output_dir, epochs=1):
     ]
 
 
-def test_crf_recipe_scores_match_the_predictor(tiny_encoder_dir, tmp_path):
+@pytest.mark.parametrize("context_window", [0, 12])
+def test_crf_recipe_scores_match_the_predictor(tiny_encoder_dir, tmp_path, context_window):
     out = tmp_path / "crf"
     run_recipe(*common_args(tiny_encoder_dir, out), "--max_train_samples", 64, "--crf_learning_rate", 1e-2,
-               "--max_seq_length", 16, "--stride", 4)
+               "--max_seq_length", 24, "--stride", 4, "--context_window", context_window)
     results = json.loads((out / "all_results.json").read_text())
     for key in ("eval_f1", "eval_precision", "eval_recall", "test_f1", "test_precision", "test_recall"):
         assert 0.0 <= results[key] <= 1.0, key
@@ -48,8 +49,8 @@ def test_crf_recipe_scores_match_the_predictor(tiny_encoder_dir, tmp_path):
     names = dev.features["ner_tags"].feature.names
     gold = [[names[t] for t in sentence] for sentence in dev["ner_tags"]]
     predictor = NerPredictor.from_pretrained(str(out))
-    assert predictor.max_length == 16 and predictor.stride == 4
-    predicted, _ = predictor.predict_words(dev["tokens"])
+    assert (predictor.max_length, predictor.stride, predictor.context_window) == (24, 4, context_window)
+    predicted, _ = predictor.predict_words(dev["tokens"], document_ids=dev["document_id"])
     assert entity_scores(gold, predicted, "BIO")["f1"] == pytest.approx(results["eval_f1"])
     # Predictions are written in the input format, one line per token, nothing dropped.
     blocks = (out / "test_predictions.txt").read_text(encoding="utf-8").strip("\n").split("\n\n")
