@@ -10,6 +10,8 @@ Every option is a flag (`--help`); a single JSON file of options works too (`pyt
 Scores are strict entity-level (seqeval, IOB2 after conversion) at word level; `all_results.json` holds `eval_f1`,
 `eval_precision`, `eval_recall` and, with `--do_predict`, the `test_*` scores; predictions go to
 `test_predictions.txt` (or `.jsonl` for JSON input) in the data's own tag scheme.
+`--lora` trains LoRA adapters in the encoder and the new layers (CRF, BiLSTM, emission layer) in full; by default
+the output folder is then an ordinary model with the adapters merged in (`--lora_save`, `hf_bert_tasks/lora.py`).
 """
 
 import json
@@ -30,6 +32,7 @@ from transformers import (
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.data import load_ner_dataset
 from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows
+from hf_bert_tasks.lora import apply_lora, save_lora_outputs
 from hf_bert_tasks.metrics import entity_scores
 from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
 from hf_bert_tasks.training import FreezeEncoderCallback, head_and_encoder_parameter_groups
@@ -67,16 +70,41 @@ class DataArguments:
     max_seq_length: int = field(default=128, metadata={"help": "Window length in tokens; longer sentences are "
                                                                 "split into overlapping windows, never truncated."})
     stride: int = field(default=32, metadata={"help": "Overlap of consecutive windows in word pieces."})
+    context_window: int = field(default=0, metadata={
+        "help": "Word pieces of document context around each sentence (unlabelled, no loss; same in training, "
+                "evaluation and prediction). Documents: CoNLL -DOCSTART-, a document_id field, or the whole file "
+                "for character-per-line data. 0: each sentence alone."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval sentences."})
 
 
+@dataclass
+class LoraArguments:
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters in the encoder (peft) instead of all its "
+                                                        "weights; the new layers (CRF, BiLSTM, emission) train in full."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha: the update is scaled by alpha / r."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the input of the LoRA matrices."})
+    lora_target_modules: list[str] | None = field(default=None, metadata={
+        "help": "Encoder layers to adapt, by name (space or comma separated); default: attention and feed-forward "
+                "layers of the encoder family (BERT-like: query key value dense)."})
+    lora_save: str = field(default="merged", metadata={
+        "help": "merged: the output folder is an ordinary model (adapters merged in); adapter: the adapter alone "
+                "(load with hf_bert_tasks.lora.load_adapter); both: merged, plus the adapter in output_dir/adapter."})
+
+    def __post_init__(self):
+        if self.lora_save not in ("merged", "adapter", "both"):
+            raise ValueError(f"--lora_save must be merged, adapter or both, got {self.lora_save!r}")
+        if self.lora_target_modules:
+            self.lora_target_modules = [n for item in self.lora_target_modules for n in item.split(",") if n]
+
+
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
 
     source_scheme = data_args.source_scheme or data_args.scheme
@@ -92,21 +120,29 @@ def main():
     tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
 
     model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)
+    # peft adapts `model` in place; the Trainer gets the PeftModel (adapter-only checkpoints), the rest uses `model`.
+    lora_model = apply_lora(model, r=lora_args.lora_r, alpha=lora_args.lora_alpha, dropout=lora_args.lora_dropout,
+                            target_modules=lora_args.lora_target_modules) if lora_args.lora else None
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     label2id = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(tag_names) - set(labels))
     if unknown:
         raise ValueError(f"tags {unknown} of the data are not labels of the model {model_args.model_name_or_path}")
 
-    def encode(batch):
+    def encode(batch, indices):
         tags = [[tag_names[t] for t in sentence] for sentence in batch["ner_tags"]]
-        return encode_words(
+        windows = encode_words(
             tokenizer, batch["tokens"], tags=tags, label2id=label2id, max_length=data_args.max_seq_length,
             stride=data_args.stride, scheme=data_args.scheme, strategy=data_args.label_strategy,
+            document_ids=batch["document_id"], context_window=data_args.context_window,
         )
+        windows["example_index"] = [indices[i] for i in windows["example_index"]]  # batch-relative -> split-wide
+        return windows
 
     with training_args.main_process_first(desc="tokenizing"):
-        features = raw.map(encode, batched=True, remove_columns=raw[next(iter(raw))].column_names)
+        # With context, a document must not be cut between map batches: then the whole split is one batch.
+        features = raw.map(encode, batched=True, with_indices=True, batch_size=None if data_args.context_window else 1000,
+                           remove_columns=raw[next(iter(raw))].column_names)
 
     def decode_logits(logits, labels):
         # Runs per eval batch on the device: keep only the decoded tag ids, not the emissions.
@@ -143,7 +179,7 @@ def main():
         optimizer = optimizer_class(groups, **optimizer_kwargs)
     callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
     trainer = Trainer(
-        model=model,
+        model=model if lora_model is None else lora_model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,
         eval_dataset=features["validation"] if training_args.do_eval else None,
@@ -157,7 +193,10 @@ def main():
 
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
+        if lora_model is None:
+            trainer.save_model()
+        elif trainer.is_world_process_zero():
+            save_lora_outputs(lora_model, training_args.output_dir, tokenizer, lora_args.lora_save)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()
@@ -191,7 +230,7 @@ def load_model_and_tokenizer(model_args, data_args, tag_names):
             path, labels, use_bilstm=model_args.bilstm, lstm_hidden_size=model_args.lstm_hidden_size,
             classifier_dropout=model_args.classifier_dropout, tag_scheme=data_args.scheme,
             constrain_transitions=model_args.constrain_transitions, label_strategy=data_args.label_strategy,
-            max_seq_length=data_args.max_seq_length, stride=data_args.stride,
+            max_seq_length=data_args.max_seq_length, stride=data_args.stride, context_window=data_args.context_window,
         )
     elif model_args.head == "softmax":
         model = AutoModelForTokenClassification.from_pretrained(
@@ -201,6 +240,7 @@ def load_model_and_tokenizer(model_args, data_args, tag_names):
         # The predictor reads these, as it does from a CRF model's config.
         model.config.tag_scheme, model.config.label_strategy = data_args.scheme, data_args.label_strategy
         model.config.max_seq_length, model.config.stride = data_args.max_seq_length, data_args.stride
+        model.config.context_window = data_args.context_window
     else:
         raise ValueError(f"--head must be crf or softmax, got {model_args.head!r}")
     return model, tokenizer
