@@ -32,6 +32,7 @@ from transformers import (
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.data import load_ner_dataset
 from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows
+from hf_bert_tasks.hub import check_repo_id, push_model, resolve_token
 from hf_bert_tasks.lora import apply_lora, save_lora_outputs
 from hf_bert_tasks.metrics import entity_scores
 from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
@@ -106,6 +107,14 @@ def main():
     else:
         model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
+    # We push the finished model ourselves (weights, custom code, tokenizer, model card), not the Trainer's
+    # checkpoints; the repo id and the token are checked now, before any training.
+    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
+    if push_to_hub:
+        if not training_args.hub_model_id:
+            parser.error("--push_to_hub needs --hub_model_id ORG/NAME")
+        check_repo_id(training_args.hub_model_id)
+        resolve_token(training_args.hub_token)
 
     source_scheme = data_args.source_scheme or data_args.scheme
     raw = load_ner_dataset(
@@ -212,6 +221,18 @@ def main():
         if trainer.is_world_process_zero():
             write_predictions(raw["test"], word_predictions("test", output.predictions), data_args, source_scheme,
                               training_args.output_dir)
+    if push_to_hub and trainer.is_world_process_zero():
+        settings = {"head": model_args.head, "bilstm": model_args.bilstm, "scheme": data_args.scheme,
+                    "label_strategy": data_args.label_strategy, "max_seq_length": data_args.max_seq_length,
+                    "context_window": data_args.context_window, "learning_rate": training_args.learning_rate,
+                    "crf_learning_rate": model_args.crf_learning_rate, "num_train_epochs": training_args.num_train_epochs,
+                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
+                    "freeze_encoder_epochs": model_args.freeze_encoder_epochs, "lora": lora_args.lora,
+                    "seed": training_args.seed}
+        sha = push_model(training_args.output_dir, training_args.hub_model_id, token=training_args.hub_token,
+                         revision=training_args.hub_revision, private=bool(training_args.hub_private_repo),
+                         datasets=[data_args.dataset_name] if data_args.dataset_name else None, training_args=settings)
+        print(f"pushed {training_args.hub_model_id} at revision {sha}")
 
 
 def load_model_and_tokenizer(model_args, data_args, tag_names):
