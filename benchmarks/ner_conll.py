@@ -4,7 +4,8 @@
     python benchmarks/ner_conll.py                      # CoNLL-2003, MiniLM, 3 epochs, batch 32, lr 5e-5
     python benchmarks/ner_conll.py --dataset msra       # MSRA, a small random BERT with a character vocabulary
 
-Each configuration runs `recipes/ner.py` in a subprocess (one after the other, so they share the machine equally);
+Each configuration runs `recipes/ner.py` in a subprocess, one after the other, or with `--parallel` all at once with
+one thread each (so that they share whatever else runs on the machine equally);
 results go to `benchmarks/results/ner_<dataset>.json` and a table is printed. CoNLL-2003's files are IOB1 and are
 converted to BIO; MSRA has no dev split, so the last 3,000 training sentences are held out as dev.
 """
@@ -71,6 +72,7 @@ def main():
     parser.add_argument("--layers", type=int, default=4, help="msra: layers of the random character BERT")
     parser.add_argument("--work_dir", type=Path, default=ROOT / "runs" / "benchmarks")
     parser.add_argument("--output", type=Path, default=None)
+    parser.add_argument("--parallel", action="store_true", help="run the heads at once, one thread each")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more recipe flags, passed as is")
     args = parser.parse_args()
     if not args.data_dir.exists():
@@ -85,8 +87,10 @@ def main():
     else:
         files, encoder = prepare_msra(args.data_dir, work, args.hidden, args.layers)
 
+    work.mkdir(parents=True, exist_ok=True)
     results = {"dataset": args.dataset, "encoder": encoder, "settings": {k: str(v) for k, v in vars(args).items()},
                "runs": {}}
+    commands = {}
     for head in args.heads:
         out = work / head
         command = [sys.executable, str(ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
@@ -97,12 +101,29 @@ def main():
                    "--report_to", "none", "--logging_steps", "100", "--disable_tqdm", "true", *args.extra]
         if head == "crf":
             command += ["--crf_learning_rate", str(args.crf_learning_rate)]
+        commands[head] = command
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+    if args.parallel:
+        env["OMP_NUM_THREADS"] = "1"
+    started, wall = time.time(), {}
+    running = {}
+    for head, command in commands.items():
         print("running:", " ".join(command), flush=True)
-        started = time.time()
-        subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
-        metrics = json.loads((out / "all_results.json").read_text())
+        log = open(work / f"{head}.log", "w")
+        running[head] = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
+        if not args.parallel:
+            if running[head].wait():
+                sys.exit(f"{head} run failed: see {work / f'{head}.log'}")
+            wall[head] = time.time() - started
+            started = time.time()
+    for head, process in running.items():
+        if process.wait():
+            sys.exit(f"{head} run failed: see {work / f'{head}.log'}")
+        wall.setdefault(head, time.time() - started)
+    for head in commands:
+        metrics = json.loads((work / head / "all_results.json").read_text())
         results["runs"][head] = {
-            "wall_s": round(time.time() - started, 1),
+            "wall_s": round(wall[head], 1),
             "dev_f1": metrics["eval_f1"], "test_f1": metrics["test_f1"],
             "dev_precision": metrics["eval_precision"], "dev_recall": metrics["eval_recall"],
             "test_precision": metrics["test_precision"], "test_recall": metrics["test_recall"],
