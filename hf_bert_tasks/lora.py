@@ -20,6 +20,7 @@ Decisions:
 """
 
 import copy
+import logging
 import os
 import re
 from collections.abc import Sequence
@@ -35,6 +36,8 @@ from transformers import (
     PreTrainedConfig,
     PreTrainedModel,
 )
+
+logger = logging.getLogger(__name__)
 
 _BERT_LIKE = ["query", "key", "value", "dense"]  # self-attention q/k/v, attention output, FFN in and out
 ENCODER_TARGET_MODULES: dict[str, list[str]] = {
@@ -136,16 +139,20 @@ def apply_lora(
     if missing:
         raise ValueError(f"LoRA target modules {missing} match no linear layer inside the encoder "
                          f"({encoder_model_type(model)}); its linear layers are named {available}")
+    new_layers = new_layer_names(model)
     # One pattern anchored at the encoder: peft matches a string target with re.fullmatch on the module path.
     pattern = rf"{re.escape(prefix)}\.(.*\.)?({'|'.join(re.escape(name) for name in names)})"
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, bias="none",
-        modules_to_save=new_layer_names(model), task_type=task_type(model),
+        modules_to_save=new_layers, task_type=task_type(model),
         trainable_token_indices=list(trainable_token_indices) if trainable_token_indices else None,
     )
     peft_model = get_peft_model(model, config)
     # peft appends its own defaults ("classifier", "score") for token classification: keep each name once.
     config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
+    trainable, total = trainable_parameters(peft_model)
+    logger.info("LoRA r=%d on %s of the %s encoder, new layers %s in full: %s of %s parameters trainable", r, names,
+                encoder_model_type(model), new_layers, f"{trainable:,}", f"{total:,}")
     return peft_model
 
 
@@ -224,7 +231,8 @@ def load_adapter(base: str | os.PathLike | PreTrainedModel, adapter_dir: str | o
     Args:
         base: the model the adapter was trained on, or a folder/Hub id: the pretrained encoder (the task model is
             rebuilt from the adapter's `config.json` with the encoder's weights; its new layers come from the
-            adapter) or a saved task model with the same labels.
+            adapter) or a saved task model with the same labels whose encoder is that encoder (not a merged folder:
+            its weights already contain the adapter).
         adapter_dir: a folder written by `save_adapter`.
         is_trainable: load for further training (otherwise the adapter is frozen, in inference mode).
     """
