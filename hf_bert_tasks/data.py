@@ -403,8 +403,13 @@ def read_jsonl(path: PathLike, labels: list[str] | None = None) -> Dataset:
     return _finish(path, _parse_jsonl(path, _read_lines(path)), labels)
 
 
-def _cluener_spans(path: PathLike, lineno: int, text: str, label) -> list[tuple[int, int, str, str]]:
-    """Validated ``(start, end_inclusive, type, mention)`` spans of one record, sorted by start."""
+def _cluener_spans(
+    path: PathLike, lineno: int, text: str, label, nested: str = "error", nested_dropped: list | None = None
+) -> list[tuple[int, int, str, str]]:
+    """Validated ``(start, end_inclusive, type, mention)`` spans of one record, sorted by start.
+
+    Flat tags cannot hold nested entities: with ``nested="outer"`` a span lying inside another is dropped and
+    described in ``nested_dropped``; crossing spans (and any overlap with ``nested="error"``) are an error."""
     if label is None:
         return []
     if not isinstance(label, dict):
@@ -438,24 +443,33 @@ def _cluener_spans(path: PathLike, lineno: int, text: str, label) -> list[tuple[
                         f" not the mention {mention!r} (end is inclusive)",
                     )
                 spans.append((start, end, entity_type, mention))
-    spans.sort()
-    for (s1, e1, t1, m1), (s2, e2, t2, m2) in zip(spans, spans[1:]):
-        if s2 <= e1:
+    # Outer spans first at equal starts, so that a nested span always follows the span that contains it.
+    spans.sort(key=lambda span: (span[0], -span[1]))
+    kept = []
+    for s2, e2, t2, m2 in spans:
+        if kept and s2 <= kept[-1][1]:
+            s1, e1, t1, m1 = kept[-1]
+            if nested == "outer" and e2 <= e1:
+                nested_dropped.append(f"{path}:{lineno}: {m2!r} ({t2}) inside {m1!r} ({t1})")
+                continue
             raise NerDataError(
                 path, lineno, f"overlapping spans {m1!r} ({t1}, [{s1}, {e1}]) and {m2!r} ({t2}, [{s2}, {e2}])"
             )
-    return spans
+        kept.append((s2, e2, t2, m2))
+    return kept
 
 
-def _parse_cluener(path: PathLike, lines: list[str]) -> list[_Sentence]:
+def _parse_cluener(path: PathLike, lines: list[str], nested: str = "outer") -> list[_Sentence]:
+    if nested not in ("outer", "error"):
+        raise ValueError(f"nested must be 'outer' or 'error', got {nested!r}")
     stem = _file_stem(path)
-    sentences = []
+    sentences, dropped = [], []
     for lineno, record in _json_records(path, lines):
         text = _require(path, lineno, record, "text")
         if not isinstance(text, str) or not text:
             raise NerDataError(path, lineno, "'text' must be a non-empty string")
         tags = ["O"] * len(text)
-        for start, end, entity_type, _ in _cluener_spans(path, lineno, text, record.get("label")):
+        for start, end, entity_type, _ in _cluener_spans(path, lineno, text, record.get("label"), nested, dropped):
             tags[start] = f"B-{entity_type}"
             tags[start + 1 : end + 1] = [f"I-{entity_type}"] * (end - start)
         for tag in set(tags):
@@ -464,12 +478,19 @@ def _parse_cluener(path: PathLike, lines: list[str]) -> list[_Sentence]:
         sentences.append(_Sentence(list(text), tags, [lineno] * len(text), f"{stem}-{n}", str(n)))
     if not sentences:
         raise _no_sentences(path)
+    if dropped:
+        warnings.warn(f"{len(dropped)} nested entities dropped (flat tags keep the outer one): " + "; ".join(dropped[:5])
+                      + (" ..." if len(dropped) > 5 else ""), NerDataWarning, stacklevel=3)
     return sentences
 
 
-def read_cluener(path: PathLike, labels: list[str] | None = None, scheme: str = "BIO") -> Dataset:
-    """Read CLUENER JSON lines into character tokens tagged in ``scheme`` (BIO, or a scheme ``convert_tags`` knows)."""
-    sentences = _parse_cluener(path, _read_lines(path))
+def read_cluener(path: PathLike, labels: list[str] | None = None, scheme: str = "BIO", nested: str = "outer") -> Dataset:
+    """Read CLUENER JSON lines into character tokens tagged in ``scheme`` (BIO, or a scheme ``convert_tags`` knows).
+
+    An entity nested inside another (CLUENER's train file, line 1507, has two company names inside a book title) cannot be
+    written in flat tags: ``nested="outer"`` keeps the outer entity and warns with the file, line and mention of
+    every dropped one; ``nested="error"`` refuses the file. Crossing spans are always an error."""
+    sentences = _parse_cluener(path, _read_lines(path), nested)
     if scheme.upper() not in _BIO_NAMES:
         _convert_sentences(path, sentences, "BIO", scheme)
     return _finish(path, sentences, labels)

