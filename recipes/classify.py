@@ -1,0 +1,226 @@
+#!/usr/bin/env python
+"""Fine-tune a BERT-family encoder for text classification (transformers' AutoModelForSequenceClassification).
+
+    python recipes/classify.py --model_name_or_path bert-base-chinese --train_file cnews.train.txt \
+        --validation_file cnews.val.txt --long_text windows --max_seq_length 256 \
+        --output_dir out/cnews --do_train --do_eval
+    python recipes/classify.py --model_name_or_path bert-base-chinese --data_format text_label \
+        --label_names_file class.txt --train_file train.txt --validation_file dev.txt --output_dir out/thucnews ...
+    accelerate launch recipes/classify.py --model_name_or_path bert-base-uncased --dataset_name glue \
+        --dataset_config_name sst2 --output_dir out/sst2 --do_train --do_eval
+    python recipes/classify.py --model_name_or_path out/cnews --do_predict --test_file new.txt --data_format text \
+        --output_dir out/cnews-predictions
+
+Every option is a flag (`--help`); a single JSON file of options works too. Formats, long-document handling and
+metrics are explained in `hf_bert_tasks/classification.py`. `all_results.json` holds `eval_accuracy`,
+`eval_macro_f1`, `eval_weighted_f1` (and `test_*` with a labelled `--test_file`); the per-class report and confusion
+matrix go to `{eval,test}_classification_report.json` and `{eval,test}_confusion_matrix.png`; `--do_predict` writes
+`test_predictions.tsv` (or `.jsonl`) with every label's probability. Scores are per text (window logits averaged per
+text with `--long_text windows`); the Trainer's `*_samples_per_second` and `eval_loss` count windows.
+"""
+
+import os
+import sys
+from dataclasses import dataclass, field
+
+from transformers import (
+    AutoConfig,
+    AutoTokenizer,
+    DataCollatorWithPadding,
+    HfArgumentParser,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
+
+from hf_bert_tasks.classification import (
+    LONG_TEXT_MODES,
+    classification_scores,
+    encode_dataset,
+    gold_label_ids,
+    is_trained_classifier,
+    label_names_of,
+    load_classification_dataset,
+    load_classifier,
+    long_text_settings,
+    pool_window_logits,
+    predicted_label_ids,
+    prediction_records,
+    write_classification_report,
+    write_predictions,
+)
+from hf_bert_tasks.training import FreezeEncoderCallback, head_and_encoder_parameter_groups
+
+
+@dataclass
+class ModelArguments:
+    model_name_or_path: str = field(metadata={"help": "Encoder (Hub id or folder), or a trained classifier folder "
+                                                      "(its labels and long-text settings are kept)."})
+    head_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the new classifier layer; default: --learning_rate."})
+    freeze_encoder_epochs: float = field(default=0.0, metadata={
+        "help": "Train only the classifier layer for this many epochs, then everything (the staged fine-tune)."})
+
+
+@dataclass
+class DataArguments:
+    train_file: str | None = field(default=None, metadata={"help": "Training file (see --data_format)."})
+    validation_file: str | None = field(default=None, metadata={"help": "Evaluated with --do_eval."})
+    test_file: str | None = field(default=None, metadata={"help": "Predicted with --do_predict (scored when it has "
+                                                                 "labels)."})
+    dataset_name: str | None = field(default=None, metadata={"help": "A Hub data set (its train/validation/test "
+                                                                    "splits), instead of files."})
+    dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration name."})
+    data_format: str = field(default="auto", metadata={
+        "help": "label_text (label<TAB>text, cnews), text_label (text<TAB>label, THUCNews titles), text (one text "
+                "per line, to predict), tsv or csv (with a header), jsonl; auto: by suffix (.csv .tsv .json[l]), "
+                "else label_text."})
+    text_column: str | None = field(default=None, metadata={
+        "help": "Text column (tsv/csv/jsonl/Hub); default: the only column besides label and pair, else 'text'."})
+    text_pair_column: str | None = field(default=None, metadata={"help": "Second text of sentence pairs "
+                                                                          "(token_type_ids 1)."})
+    label_column: str = field(default="label", metadata={"help": "Label column (tsv/csv/jsonl/Hub)."})
+    label_names_file: str | None = field(default=None, metadata={
+        "help": "class.txt: line i names class id i; the files' labels are then ids (THUCNews)."})
+    labels: list[str] | None = field(default=None, metadata={
+        "help": "The label list, in id order; default: the training labels, sorted (numerically if integers)."})
+    multi_label: bool = field(default=False, metadata={
+        "help": "Several labels per text (sigmoid + BCE loss, problem_type multi_label_classification)."})
+    label_delimiter: str = field(default=",", metadata={"help": "Separates the labels of one text (multi-label)."})
+    threshold: float | None = field(default=None, metadata={
+        "help": "Multi-label: a label is predicted when its probability reaches this; default 0.5 (or the model's)."})
+    long_text: str | None = field(default=None, metadata={
+        "help": f"Texts longer than the window: {', '.join(LONG_TEXT_MODES)} (windows: overlapping windows trained "
+                "with the text's label, logits averaged per text); default: the model's setting, else truncate."})
+    max_seq_length: int | None = field(default=None, metadata={
+        "help": "Window length in tokens, special tokens included; default: the model's setting, else 128."})
+    stride: int | None = field(default=None, metadata={
+        "help": "windows: overlap of consecutive windows in tokens; default: the model's setting, else 32."})
+    head_tokens: int | None = field(default=None, metadata={
+        "help": "head_tail: tokens kept from the start (the rest from the end); default: a quarter of the window."})
+    max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training texts."})
+    max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N validation texts."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test texts."})
+    predictions_format: str | None = field(default=None, metadata={
+        "help": "tsv or jsonl for test_predictions; default: jsonl for a .json[l] test file, else tsv."})
+
+
+def main():
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    else:
+        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+    set_seed(training_args.seed)
+    if data_args.predictions_format not in (None, "tsv", "jsonl"):
+        raise ValueError(f"--predictions_format must be tsv or jsonl, got {data_args.predictions_format!r}")
+
+    # A trained classifier fixes the label list and the problem type; an encoder takes them from the data.
+    path = model_args.model_name_or_path
+    config = AutoConfig.from_pretrained(path)
+    trained = is_trained_classifier(config)
+    multi_label = data_args.multi_label or (trained and config.problem_type == "multi_label_classification")
+    labels = data_args.labels or ([config.id2label[i] for i in range(config.num_labels)] if trained else None)
+    raw = load_classification_dataset(
+        train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
+        dataset_name=data_args.dataset_name, dataset_config=data_args.dataset_config_name,
+        format=data_args.data_format, text_column=data_args.text_column, text_pair_column=data_args.text_pair_column,
+        label_column=data_args.label_column, label_names_file=data_args.label_names_file, labels=labels,
+        multi_label=multi_label, label_delimiter=data_args.label_delimiter,
+    )
+    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
+                         ("test", data_args.max_predict_samples)):
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
+        if getattr(training_args, flag) and split not in raw:
+            raise ValueError(f"--{flag} needs a {split} split; the data have {', '.join(raw)}")
+    labelled = [split for split in raw if "label" in raw[split].column_names]
+    if not labelled and not trained:
+        raise ValueError(f"no labelled data and {path} is not a trained classifier: nothing gives the labels")
+    labels = label_names_of(raw[labelled[0]]) if labelled else [config.id2label[i] for i in range(config.num_labels)]
+
+    tokenizer = AutoTokenizer.from_pretrained(path)
+    model = load_classifier(path, labels, multi_label=multi_label)
+    settings = long_text_settings(config if trained else None, long_text=data_args.long_text,
+                                  max_seq_length=data_args.max_seq_length, stride=data_args.stride,
+                                  head_tokens=data_args.head_tokens)
+    threshold = data_args.threshold
+    if threshold is None:
+        threshold = getattr(config, "classification_threshold", None) or 0.5
+    positions = getattr(config, "max_position_embeddings", None)
+    if positions is not None and settings["max_seq_length"] > positions:
+        raise ValueError(f"--max_seq_length {settings['max_seq_length']} exceeds the encoder's {positions} positions")
+    # Saved with the model, so that the predictor (TextClassifier) cuts long texts as in training.
+    for key, value in {**settings, "classification_threshold": threshold}.items():
+        setattr(model.config, key, value)
+
+    with training_args.main_process_first(desc="tokenizing"):
+        windows = {split: encode_dataset(dataset, tokenizer, multi_label=multi_label, **settings)
+                   for split, dataset in raw.items()}
+    example_index = {split: dataset["example_index"] for split, dataset in windows.items()}
+    features = {split: dataset.remove_columns("example_index") for split, dataset in windows.items()}
+
+    reports = {}
+
+    def pooled_logits(split, window_logits):
+        return pool_window_logits(window_logits, example_index[split], len(raw[split]))
+
+    def metrics_for(split):
+        def compute_metrics(prediction):
+            predicted = predicted_label_ids(pooled_logits(split, prediction.predictions), multi_label, threshold)
+            scores = classification_scores(gold_label_ids(raw[split], multi_label), predicted, labels, multi_label)
+            reports[split] = scores
+            return {key: scores[key] for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1") if key in scores}
+
+        return compute_metrics
+
+    optimizer = None
+    if training_args.do_train:
+        groups = head_and_encoder_parameter_groups(model, training_args.learning_rate,
+                                                   model_args.head_learning_rate, training_args.weight_decay)
+        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+        optimizer_kwargs.pop("lr", None)
+        optimizer = optimizer_class(groups, **optimizer_kwargs)
+    callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
+    trainer = Trainer(
+        model=model,
+        args=training_args,
+        train_dataset=features["train"] if training_args.do_train else None,
+        eval_dataset=features["validation"] if training_args.do_eval else None,
+        processing_class=tokenizer,
+        data_collator=DataCollatorWithPadding(tokenizer),  # pads to the longest window of each batch
+        compute_metrics=metrics_for("validation") if "validation" in labelled else None,
+        optimizers=(optimizer, None),
+        callbacks=callbacks,
+    )
+
+    if training_args.do_train:
+        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+        trainer.save_model()
+        trainer.log_metrics("train", result.metrics)
+        trainer.save_metrics("train", result.metrics)
+        trainer.save_state()
+    if training_args.do_eval:
+        metrics = trainer.evaluate()
+        trainer.log_metrics("eval", metrics)
+        trainer.save_metrics("eval", metrics)
+        if trainer.is_world_process_zero() and "validation" in reports:
+            write_classification_report(reports["validation"], training_args.output_dir, "eval")
+    if training_args.do_predict:
+        trainer.compute_metrics = metrics_for("test") if "test" in labelled else None
+        output = trainer.predict(features["test"], metric_key_prefix="test")
+        trainer.log_metrics("test", output.metrics)
+        trainer.save_metrics("test", output.metrics)
+        if trainer.is_world_process_zero():
+            if "test" in reports:
+                write_classification_report(reports["test"], training_args.output_dir, "test")
+            records = prediction_records(pooled_logits("test", output.predictions), labels, multi_label, threshold)
+            suffix = data_args.predictions_format or (
+                "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "tsv")
+            write_predictions(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"), raw["test"],
+                              records, labels, data_args.label_delimiter)
+
+
+if __name__ == "__main__":
+    main()
