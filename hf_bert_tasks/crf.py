@@ -1,6 +1,6 @@
 """Linear-chain conditional random field for sequence labelling, with optional transition constraints.
 
-This file imports only ``torch``, ``typing`` and ``math`` so that it can be copied as is into a Hugging Face
+This file imports only ``torch`` and ``typing`` so that it can be copied as is into a Hugging Face
 custom-code folder next to the modelling file.
 
 Model
@@ -19,41 +19,44 @@ tag scheme permits (see :func:`allowed_transitions`). The *effective* scores rep
 forbidden move has probability zero in training and is never chosen by Viterbi while a legal path exists, and the
 gradients stay finite.
 
-Partition function (training)
------------------------------
-In exp space ``Z`` is a chain of small matrix products. With step matrices
-``M_t[i, j] = exp(trans[i, j] + E_t[j])`` for 1 <= t < L, a first matrix ``M_0[i, j] = exp(start[j] + E_0[j])``
-(all rows equal) and ``b = exp(end)``::
+Log-likelihood (training)
+-------------------------
+In exp space ``Z`` is a chain of small matrix products. With ``a = exp(start + E_0)``, step matrices
+``M_t = exp(trans) diag(exp(E_t))`` for 1 <= t < L and ``b = exp(end)``::
 
-    Z = (M_0 M_1 ... M_{N-1} b)[0]        (M_t = identity at padded steps, N = T rounded up to a power of two)
+    Z = a^T M_1 M_2 ... M_N b        (M_t = identity at padded steps; N = T - 1 rounded up to a power of two)
 
 Matrix products are associative, so the chain is reduced as a balanced binary tree: log2(N) levels of one batched
-``matmul`` each, instead of T sequential steps. Every leaf and every tree node is divided by its largest entry and
-the logarithms of these factors are summed separately (they do not take part in autograd: they cancel exactly).
-The tree runs in float64 whatever the input dtype: entries smaller than ``exp(-700)`` times a node's largest entry
-are then the only thing lost, so long sequences with large emissions stay exact to float32 precision. Should
-``log Z`` come out non-finite anyway (e.g. no legal path exists at all under the constraints, and ``Z`` is about
-``exp(-10000)``), the batch is recomputed with the sequential log-space forward algorithm.
+matrix product each, instead of T - 1 sequential steps. The first level comes straight from the factors:
+``exp(trans) diag(x) exp(trans) diag(y) = (x @ W) * y`` with ``W[j, (i, l)] = exp(trans)[i, j] exp(trans)[j, l]``,
+one (N/2 * B, K) x (K, K^2) product. Every factor and every tree node is divided by its largest entry and the
+logarithms of these factors are summed on the side; the gradient does not flow through them (they cancel). The
+tree runs in float64 whatever the input dtype, so only entries below ``exp(-700)`` times a node's largest entry
+are lost, and long sequences with large emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal
+path at all under the constraints: ``Z`` is then about ``exp(-10000)``), the batch is recomputed with the
+sequential forward algorithm in log space.
 
-Leaves are stored in bit-reversed time order, which makes the two children of every node the first and second
-halves of the level below: each level is one ``matmul`` over contiguous (time, batch) blocks, with no copies.
+Leaves are stored in bit-reversed time order: the two children of every node are then at the same position in the
+first and second halves of the level below, so each level is one ``bmm`` over contiguous memory. All levels, and
+the vectors of the backward pass, share one buffer: on Linux each fresh large allocation is page-faulted in again
+at every call, and with one allocation per level that cost more than the arithmetic.
 
-The backward pass is written by hand (``_LogPartition``): the gradient of ``log Z`` with respect to the score of
-the move ``i -> j`` at step ``t`` is the pairwise marginal ``P(y_{t-1} = i, y_t = j)``, proportional to
-``alpha_t[i] M_t[i, j] beta_t[j]``. The prefix vectors ``alpha`` and suffix vectors ``beta`` of every leaf come from
-one top-down pass over the saved tree (vector-matrix products only, log2(N) levels), and each leaf's marginal is
-normalised to sum to one, so no scale factor has to be tracked.
+The backward pass is written by hand (``_LogLikelihood``). The gradient of the gold score counts the path's
+emissions and moves. The gradient of ``log Z`` with respect to the score of the move ``i -> j`` at step ``t`` is
+the pairwise marginal ``P(y_{t-1} = i, y_t = j)``, proportional to ``alpha_t[i] M_t[i, j] beta_t[j]``. The prefix
+vectors ``alpha`` and suffix vectors ``beta`` of every leaf come from one top-down pass over the saved tree
+(vector-matrix products, log2(N) levels), and each leaf's marginals are normalised to sum to one, so no scale
+factor has to be tracked.
 
 Viterbi (decoding)
 ------------------
-A loop over time that does three tensor operations per step (broadcast add of the transitions, add of the
-emissions, ``max`` over the previous tag) with everything else prepared outside the loop: padded steps use a
-max-plus identity (0 on the diagonal, ``-inf`` elsewhere) so that no per-step masking is needed, and the
-arithmetic order is that of pytorch-crf so the paths agree bit for bit. The backtrace composes the back-pointer
-tables by pointer doubling (log2(T) ``gather`` operations over all steps at once) instead of T sequential look-ups.
+Meet in the middle: a forward max-plus pass from the first token and a backward one from each row's last token
+run in the same loop (stacked on the batch axis) until they meet at the middle token, so the loop has about T / 2
+steps of three tensor operations each; everything else is prepared outside the loop and no step needs masking.
+The backtrace is a loop of ``gather`` calls on the stacked back-pointers, again about T / 2 of them. Paths equal
+pytorch-crf's except where two paths' scores tie to within rounding.
 """
 
-import math
 from typing import Dict, List, Optional, Tuple
 
 import torch
@@ -63,6 +66,8 @@ __all__ = ["LinearChainCRF", "allowed_transitions"]
 
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.
 FORBIDDEN_SCORE = -10000.0
+# Viterbi steps whose back-pointers are recovered together (keeps the kept sums small).
+_POINTER_CHUNK = 8
 
 _SCHEME_PREFIXES = {
     "BIO": ("B", "I"),
@@ -189,93 +194,162 @@ def _tree_forward(emissions: Tensor, mask: Tensor, start: Tensor, transitions: T
     start (K,), transitions (K, K), end (K,).
     """
     batch, length, k = emissions.shape
-    n = 1 << (length - 1).bit_length()  # number of leaves: T rounded up to a power of two
-    if n > length:
-        emissions = torch.cat([emissions, emissions.new_zeros(batch, n - length, k)], dim=1)
-        mask = torch.cat([mask, mask.new_zeros(batch, n - length)], dim=1)
+    # Leaves are the steps t = 1..T-1, padded with identities to a power of two (at least 2).
+    n = 1 << (max(length - 1, 2) - 1).bit_length()
+    steps = emissions[:, 1:]
+    step_mask = mask[:, 1:]
+    if n > length - 1:
+        steps = torch.cat([steps, steps.new_zeros(batch, n - length + 1, k)], dim=1)
+        step_mask = torch.cat([step_mask, step_mask.new_zeros(batch, n - length + 1)], dim=1)
     perm = _bit_reversal(n, emissions.device)
-    em = emissions.index_select(1, perm).transpose(0, 1)  # (N, B, K), leaves in bit-reversed order (0 stays 0)
-    live = mask.index_select(1, perm).t()  # (N, B)
+    em = steps.transpose(0, 1).index_select(0, perm)  # (N, B, K) contiguous, leaves in bit-reversed order
+    live = step_mask.t().index_select(0, perm)  # (N, B)
     pad = ~live[..., None]
-    # Leaf t is rows_t * diag(exp(E_t)): rows_0 has the start scores in every row, rows_t (t >= 1) the transitions.
-    # Each factor is shifted by its maximum (the shifts are added back in log_scale), so entries are <= 1.
-    em_max = em.amax(dim=2, keepdim=True).masked_fill(pad, 0.0)  # (N, B, 1)
-    em_exp = (em - em_max).exp().masked_fill(pad, 0.0)  # (N, B, K); 0 at padding (ignores whatever is there)
-    start_max, trans_max = start.max(), transitions.max()
-    start_exp = (start - start_max).exp()  # (K,)
+    # Leaf t is trans_exp @ diag(em_exp_t); every factor is shifted by its maximum (added back in log_scale).
+    em_max = em.amax(dim=2, keepdim=True).masked_fill_(pad, 0.0)  # (N, B, 1)
+    em_exp = em.sub_(em_max).exp_().masked_fill_(pad, 0.0)  # (N, B, K); 0 at padding, whatever the input holds there
+    trans_max = transitions.max()
     trans_exp = (transitions - trans_max).exp()  # (K, K)
-    rows = torch.cat([start_exp.expand(1, k, k), trans_exp.expand(n - 1, k, k)])  # (N, K, K)
-    leaves = rows[:, None] * em_exp[:, :, None, :]  # (N, B, K, K); all zero at padding ...
-    leaves.diagonal(dim1=2, dim2=3).add_(pad.to(leaves.dtype))  # ... where the identity is put instead
-    lengths = live.sum(0)
-    log_scale = em_max.sum(dim=(0, 2)) + start_max + (lengths - 1) * trans_max  # (B,)
-    levels = [leaves]
-    node = leaves
-    while node.shape[0] > 1:
-        half = node.shape[0] // 2
-        node = torch.matmul(node[:half], node[half:])  # children are the two halves (bit-reversed order)
+    first = start + emissions[:, 0]  # (B, K): start and first emission, the row vector left of the chain
+    first_max = first.amax(dim=1, keepdim=True)
+    first_exp = (first - first_max).exp()
+    lengths = mask.sum(dim=1)
+    log_scale = first_max[:, 0] + em_max.sum(dim=(0, 2)) + (lengths - 1) * trans_max  # (B,)
+
+    # One buffer holds the tree levels and the backward pass's vectors: on Linux, every fresh large allocation
+    # is page-faulted in again at each call, which cost more than the arithmetic when each level had its own.
+    level_size = (n - 1) * batch * k * k
+    workspace = em_exp.new_empty(level_size + 4 * n * batch * k)
+    vectors = workspace[level_size:].view(4, n, batch, k)  # used by _tree_backward
+    # Level 1 straight from the factors: trans_exp diag(a) trans_exp diag(b) = (a @ W) * b with
+    # W[j, (i, l)] = trans_exp[i, j] * trans_exp[j, l], one (N/2 * B, K) x (K, K * K) product for all pairs.
+    half = n // 2
+    em_a, em_b = em_exp[:half], em_exp[half:]  # left and right leaf of each pair (bit-reversed order)
+    pairs = (trans_exp.t()[:, :, None] * trans_exp[:, None, :]).reshape(k, k * k)
+    node = workspace[: half * batch * k * k].view(half, batch, k, k)
+    torch.mm(em_a.reshape(-1, k), pairs, out=node.view(-1, k * k))
+    node.mul_(em_b[:, :, None, :])
+    # A live left leaf with a padded right one is just the left leaf; two padded leaves give the identity.
+    node.addcmul_(trans_exp, (em_a * pad[half:])[:, :, None, :])
+    node.diagonal(dim1=2, dim2=3).add_(pad[:half].to(node.dtype))
+    levels = []
+    offset = half * batch * k * k
+    while True:
         peak = node.amax(dim=(2, 3), keepdim=True)
-        node = node / peak
+        node.div_(peak)
         log_scale = log_scale + peak.log().sum(dim=(0, 2, 3))
         levels.append(node)
+        if node.shape[0] == 1:
+            break
+        half = node.shape[0] // 2
+        parent = workspace[offset : offset + half * batch * k * k].view(half, batch, k, k)
+        offset += half * batch * k * k
+        # the children of a node are at the same position in the two halves of the level below
+        torch.bmm(node[:half].view(-1, k, k), node[half:].view(-1, k, k), out=parent.view(-1, k, k))
+        node = parent
     end_max = end.max()
     end_exp = (end - end_max).exp()  # (K,)
-    root_row = node[0, :, 0, :]  # (B, K): row 0 picks the start vector folded into leaf 0
-    log_z = log_scale + (root_row @ end_exp).log() + end_max
-    return log_z, (levels, live, perm, em_exp, start_exp, trans_exp, end_exp, length)
+    root = node[0]  # (B, K, K)
+    log_z = log_scale + (first_exp[:, None, :] @ root @ end_exp).view(batch).log() + end_max
+    return log_z, (levels, vectors, live, perm, em_exp, trans_exp, first_exp, end_exp, length)
 
 
 def _tree_backward(saved, grad: Tensor):
     """Gradients of sum_b grad[b] * log Z_b with respect to (emissions, start, transitions, end)."""
-    levels, live, perm, em_exp, start_exp, trans_exp, end_exp, length = saved
+    levels, vectors, live, perm, em_exp, trans_exp, first_exp, end_exp, length = saved
     root = levels[-1][0]  # (B, K, K)
     n, batch, k = em_exp.shape
     tiny = torch.finfo(root.dtype).tiny
-    # Top-down pass: the row vector entering each node (prefix) and the column vector leaving it (suffix), each
-    # known up to a positive factor. At the root they are "row 0" (start folded into leaf 0) and exp(end).
-    prefix = root.new_zeros(1, batch, 1, k)
-    prefix[..., 0] = 1.0
-    suffix = end_exp.view(1, 1, k, 1).expand(1, batch, k, 1)
+
+    def normalise_(v):
+        return v.div_(v.amax(dim=-1, keepdim=True).clamp_min_(tiny))
+
+    # Top-down pass: prefix[p] is the row vector entering node p of the current level, suffix[p] the column vector
+    # leaving it, each up to a positive factor. At the root: first_exp and end_exp. Going down one level, the left
+    # children keep the parent's prefix and the right children its suffix; the parents sit at positions [0, c)
+    # and their right children at [c, 2c), so prefix only grows, and suffix moves its old entries up.
+    prefix, suffix, through, after = vectors  # (N, B, K) each
+    prefix[0] = first_exp
+    suffix[0] = end_exp
     for node in reversed(levels[:-1]):
-        half = node.shape[0] // 2
-        into_right = torch.matmul(prefix, node[:half])
-        into_right = into_right / into_right.amax(dim=3, keepdim=True).clamp_min(tiny)
-        prefix = torch.cat([prefix, into_right])
-        out_of_left = torch.matmul(node[half:], suffix)
-        out_of_left = out_of_left / out_of_left.amax(dim=2, keepdim=True).clamp_min(tiny)
-        suffix = torch.cat([out_of_left, suffix])
-    prefix, suffix = prefix.reshape(n, batch, k), suffix.reshape(n, batch, k)
-    # Marginal of (y_{t-1} = i, y_t = j) ~ prefix_t[i] rows_t[i, j] em_exp_t[j] suffix_t[j]; each leaf's marginals
-    # are normalised to sum to one, which removes every scale factor.
-    through = torch.cat([start_exp.expand(1, batch, k), torch.matmul(prefix[1:], trans_exp)])  # (N, B, K)
-    after = em_exp * suffix
-    unary = through * after  # (N, B, K), unnormalised marginals of y_t
-    weight = (grad * live) / unary.sum(dim=2).clamp_min(tiny)  # (N, B); 0 at padding
-    unary = unary * weight[..., None]
-    grad_emissions = unary.index_select(0, perm)[:length].transpose(0, 1)
-    grad_start = unary[0].sum(0)
-    pair = (prefix[1:] * weight[1:, :, None]).reshape(-1, k).t() @ after[1:].reshape(-1, k)
-    grad_transitions = trans_exp * pair
-    last = root[:, 0, :] * end_exp  # (B, K), proportional to the marginal of the last tag
+        c = node.shape[0] // 2
+        torch.bmm(prefix[:c].view(-1, 1, k), node[:c].view(-1, k, k), out=prefix[c : 2 * c].view(-1, 1, k))
+        normalise_(prefix[c : 2 * c])
+        suffix[c : 2 * c] = suffix[:c]
+        torch.bmm(node[c : 2 * c].view(-1, k, k), suffix[c : 2 * c].view(-1, k, 1), out=suffix[:c].view(-1, k, 1))
+        normalise_(suffix[:c])
+    # Level 1 -> leaves, through the factors: prefix @ trans_exp diag(a) and trans_exp diag(b) @ suffix (the
+    # identity when leaf b is padding).
+    c = n // 2
+    torch.matmul(prefix[:c], trans_exp, out=through[:c])
+    normalise_(torch.mul(through[:c], em_exp[:c], out=prefix[c:]))
+    torch.matmul(prefix[c:], trans_exp, out=through[c:])
+    suffix[c:] = suffix[:c]
+    torch.matmul(torch.mul(em_exp[c:], suffix[c:], out=after[c:]), trans_exp.t(), out=suffix[:c])
+    live_b = live[c:, :, None].to(suffix.dtype)
+    normalise_(suffix[:c].mul_(live_b).addcmul_(suffix[c:], 1.0 - live_b))
+    # Marginal of (y_{t-1} = i, y_t = j) ~ prefix_t[i] trans_exp[i, j] em_exp_t[j] suffix_t[j]; each leaf's
+    # marginals are normalised to sum to one, which removes every scale factor.
+    torch.mul(em_exp, suffix, out=after)
+    unary = through.mul_(after)  # (N, B, K), unnormalised marginals of y_t
+    weight = ((grad * live) / unary.sum(dim=2).clamp_min(tiny))[..., None]  # (N, B, 1); 0 at padding
+    unary.mul_(weight)
+    grad_transitions = trans_exp * (prefix.mul_(weight).view(-1, k).t() @ after.view(-1, k))
+    # time 0 and the end: marginals of y_0 and of the last tag
+    first = first_exp * (root @ end_exp)  # (B, K)
+    first.mul_((grad / first.sum(1).clamp_min(tiny))[:, None])
+    last = (first_exp[:, None, :] @ root)[:, 0] * end_exp
     grad_end = (last * (grad / last.sum(1).clamp_min(tiny))[:, None]).sum(0)
-    return grad_emissions, grad_start, grad_transitions, grad_end
+    grad_emissions = unary.new_empty(batch, length, k)
+    grad_emissions[:, 0] = first
+    grad_emissions[:, 1:] = unary.index_select(0, perm[: length - 1]).transpose(0, 1)
+    return grad_emissions, first.sum(0), grad_transitions, grad_end
 
 
-class _LogPartition(torch.autograd.Function):
-    """log Z (B,) with the marginals as hand-written gradient; see the module docstring."""
+def _gold_score(emissions: Tensor, gold: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
+    """Score (B,) of the given paths. gold (B, T) long, in range everywhere (0 outside the mask)."""
+    lengths = mask.sum(dim=1)
+    score = start[gold[:, 0]] + emissions.gather(2, gold[:, :, None])[:, :, 0].masked_fill(~mask, 0.0).sum(dim=1)
+    if gold.shape[1] > 1:
+        score = score + transitions[gold[:, :-1], gold[:, 1:]].masked_fill(~mask[:, 1:], 0.0).sum(dim=1)
+    return score + end[gold.gather(1, (lengths - 1)[:, None])[:, 0]]
+
+
+class _LogLikelihood(torch.autograd.Function):
+    """log p(gold | emissions) (B,): gold-path score minus log Z, computed in float64, with a hand-written backward.
+
+    The gradient of the score is a count of the gold path's emissions and moves; that of log Z the marginals (see
+    the module docstring). Inputs: emissions (B, T, K), gold (B, T) long (0 outside the mask), mask (B, T) bool,
+    effective start (K,), transitions (K, K), end (K,). Output in the emissions' dtype.
+    """
 
     @staticmethod
-    def forward(ctx, emissions, mask, start, transitions, end):
-        log_z, saved = _tree_forward(emissions, mask, start, transitions, end)
+    def forward(ctx, emissions, gold, mask, start, transitions, end):
+        work = torch.float64
+        em, start64, trans64, end64 = emissions.to(work), start.to(work), transitions.to(work), end.to(work)
+        log_z, saved = _tree_forward(em, mask, start64, trans64, end64)
+        score = _gold_score(em, gold, mask, start64, trans64, end64)
         ctx.saved = saved
-        return log_z
+        ctx.save_for_backward(gold, mask)
+        ctx.dtypes = (emissions.dtype, start.dtype, transitions.dtype, end.dtype)
+        return (score - log_z).to(emissions.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
-        g_em, g_start, g_trans, g_end = _tree_backward(ctx.saved, grad)
-        ctx.saved = None
-        return g_em, None, g_start, g_trans, g_end
+        gold, mask = ctx.saved_tensors
+        g = grad.to(torch.float64)
+        g_em, g_start, g_trans, g_end = _tree_backward(ctx.saved, g)  # of sum(g * log Z): subtract them
+        k = g_trans.shape[0]
+        weights = g[:, None] * mask  # (B, T): the gold path's emissions and moves count where the mask is on
+        g_em = g_em.neg_().scatter_add_(2, gold[:, :, None], weights[:, :, None])
+        g_start = g_start.neg_().index_add_(0, gold[:, 0], g)
+        moves = (gold[:, :-1] * k + gold[:, 1:]).reshape(-1)
+        g_trans = g_trans.neg_().view(-1).index_add_(0, moves, weights[:, 1:].reshape(-1)).view(k, k)
+        last = gold.gather(1, (mask.sum(dim=1) - 1)[:, None])[:, 0]
+        g_end = g_end.neg_().index_add_(0, last, g)
+        em_dtype, start_dtype, trans_dtype, end_dtype = ctx.dtypes
+        return g_em.to(em_dtype), None, None, g_start.to(start_dtype), g_trans.to(trans_dtype), g_end.to(end_dtype)
 
 
 def _log_partition_sequential(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
@@ -293,55 +367,81 @@ def _log_partition_sequential(emissions: Tensor, mask: Tensor, start: Tensor, tr
 
 
 def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
-    """Best path (B, T) long, -1 outside the mask. emissions (B, T, K); parameters in the emissions' dtype."""
+    """Best path (B, T) long, -1 outside the mask. emissions (B, T, K); parameters in the emissions' dtype.
+
+    Meet in the middle: row b's best path through its middle time m = (L - 1) // 2 comes from a forward pass over
+    times 0..m (alpha_t[j]: best score of a path over 0..t ending in tag j) and a backward pass from time L - 1
+    down to m (beta_t[i]: best score of the rest of the path given tag i at t, end transition included); the tag
+    at m maximises alpha_m + beta_m. Both passes run in one loop, side by side on the row axis (B forward rows,
+    then B backward rows), so the loop has about T / 2 steps s = 1..S of the same form:
+
+        forward   v_s[out] = max_in (alpha_{s-1}[in] + trans[in, out]),  alpha_s = v_s + em_s
+        backward  v_s[out] = max_in ((beta + em)_{t+1}[in] + trans[out, in]),  beta_t = v_s,  t = L - 1 - s
+
+    (the backward rows add the emission of their next step in advance). The backward pass reads each row from its
+    own end, so no step needs masking. The layout (tag, tag, row) makes the max a reduction over the outer axis,
+    which torch vectorises, and the loop computes maxima only: the back-pointers (the first ``in`` that reaches
+    the max, as ``torch.max`` picks it) are recovered every few steps from the kept sums, for those steps at once.
+    """
     batch, length, k = emissions.shape
-    em = emissions.transpose(0, 1).contiguous()  # (T, B, K)
-    first = start + em[0]  # (B, K)
+    device = emissions.device
     lengths = mask.sum(dim=1)
     if length == 1:
-        return (first + end).argmax(dim=1, keepdim=True).masked_fill(~mask, -1)
-    # Step tables, prepared once: table_t[i, j] = trans[i, j] + em_t[j]. Odd steps take the running score as a
-    # column (B, K, 1) and leave a row (B, 1, K); even steps take a row and use the transposed table, so the loop
-    # needs no reshaping: one add and one max per step.
-    odd = (transitions + em[1::2].unsqueeze(2)).unbind(0)  # [b, i, j]
-    even = (transitions.t() + em[2::2].unsqueeze(3)).unbind(0)  # [b, j, i]
-    score = first.unsqueeze(2)
-    odd_scores, odd_back, even_scores, even_back = [], [], [], []
-    for odd_table, even_table in zip(odd, even):
-        score, back = (score + odd_table).max(dim=1, keepdim=True)
-        odd_scores.append(score)
-        odd_back.append(back)
-        score, back = (score + even_table).max(dim=2, keepdim=True)
-        even_scores.append(score)
-        even_back.append(back)
-    if len(odd) > len(even):
-        score, back = (score + odd[-1]).max(dim=1, keepdim=True)
-        odd_scores.append(score)
-        odd_back.append(back)
-    # scores[t]: best score of a path ending in each tag at t; pointers[t - 1]: its tag at t - 1 (steps run past
-    # each row's end, the results there are not used).
-    scores = em.new_empty(length, batch, k)
-    scores[0] = first
-    scores[1::2] = torch.stack(odd_scores).view(-1, batch, k)
-    pointers = torch.empty(length - 1, batch, k, dtype=torch.long, device=em.device)
-    pointers[0::2] = torch.stack(odd_back).view(-1, batch, k)
-    if even_scores:
-        scores[2::2] = torch.stack(even_scores).view(-1, batch, k)
-        pointers[1::2] = torch.stack(even_back).view(-1, batch, k)
-    last_scores = scores.gather(0, (lengths - 1).view(1, batch, 1).expand(1, batch, k))[0]
-    last_tag = (last_scores + end).argmax(dim=1)  # (B,)
-    # Identity pointers past each row's end carry its last tag to T - 1. Pointer doubling: after the round with
-    # stride d, pointers[t] maps the tag at min(t + 2d, T - 1) to the tag at t; log2(T) rounds in all.
-    steps = pointers.shape[0]
-    identity = torch.arange(k, device=em.device)
-    pointers = torch.where(mask.t()[1:, :, None], pointers, identity)
-    stride = 1
-    while stride < steps:
-        pointers = torch.cat([pointers[:-stride].gather(2, pointers[stride:]), pointers[-stride:]])
-        stride *= 2
-    tags = pointers.gather(2, last_tag.view(1, batch, 1).expand(steps, batch, 1))[..., 0]  # (T-1, B)
-    path = torch.cat([tags, last_tag[None]]).t()
-    return path.masked_fill(~mask, -1).contiguous()
+        return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
+    middle = (lengths - 1) // 2  # (B,)
+    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
+    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
+    s_index = torch.arange(steps + 1, device=device)  # s = 0..S
+    # One buffer for the large work tensors (fresh large allocations are page-faulted in at every call).
+    rows2, chunk_size = 2 * batch, _POINTER_CHUNK
+    plane = k * rows2
+    workspace = emissions.new_empty((2 * (steps + 1) + chunk_size * k) * plane)
+    added = workspace[: (steps + 1) * plane].view(steps + 1, k, rows2)  # emission added after step s
+    values = workspace[(steps + 1) * plane : 2 * (steps + 1) * plane].view(steps + 1, k, rows2)  # v_s
+    chunk = workspace[2 * (steps + 1) * plane :].view(chunk_size, k, k, rows2)  # sums of recent steps
+    # Forward rows add the emission at time s, backward rows the one at time L - 1 - s (used by step s + 1).
+    # Out-of-range times only occur in steps a row does not use.
+    em = emissions.permute(1, 2, 0)  # (T, K, B)
+    back_time = (lengths - 1 - s_index[:, None]).clamp_(0, length - 1)  # (S + 1, B)
+    added[:, :, :batch] = em[: steps + 1]
+    torch.gather(em, 0, back_time[:, None, :].expand(steps + 1, k, batch), out=added[:, :, batch:])
+    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
+    table = torch.cat([transitions[:, :, None].expand(k, k, batch), transitions.t()[:, :, None].expand(k, k, batch)], 2)
+    # weights K-1..0 along "in": the first "in" whose sum equals the max gets the largest weight
+    weight_type = torch.uint8 if k <= 256 else torch.int32
+    weights = torch.arange(k - 1, -1, -1, dtype=weight_type, device=device)
+    first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
+    values[0, :, :batch] = start[:, None]
+    values[0, :, batch:] = end[:, None]
+    score = values[0] + added[0]
+    for s in range(1, steps + 1):
+        c = (s - 1) % chunk_size
+        sums = torch.add(score.unsqueeze(1), table, out=chunk[c])  # (K_in, K_out, 2B)
+        score = torch.amax(sums, dim=0, out=values[s]) + added[s]
+        if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
+            hits = chunk[: c + 1] >= values[s - c : s + 1, None]
+            torch.amax(hits * weights.view(1, k, 1, 1), dim=1, out=first_hit[s - c - 1 : s])
+    rows = torch.arange(batch, device=device)
+    alpha = values[middle, :, rows] + added[middle, :, rows]  # (B, K)
+    beta = values[to_end, :, rows + batch]
+    middle_tag = (alpha + beta).argmax(dim=1)  # (B,)
+    # Backtrace both halves from the middle tag, steps S..1. Past a row's own number of steps the pointers are the
+    # identity, so that every row starts from its middle tag. (NaN scores, which match nothing, give K - 1.)
+    limit = torch.cat([middle, to_end])  # (2B,)
+    beyond = (s_index[1:, None] > limit)[:, None, :]  # (S, 1, 2B)
+    pointers = (k - 1) - torch.where(beyond, weights[:, None], first_hit).long()  # (S, K_out, 2B)
+    tag = torch.cat([middle_tag, middle_tag])[None, :]  # (1, 2B)
+    traced = []
+    for step_back in reversed(pointers.unbind(0)):
+        tag = step_back.gather(0, tag)
+        traced.append(tag)
+    traced = torch.cat(traced[::-1]).t()  # (2B, S): column s - 1 holds (forward) time s - 1, (backward) L - s
+    time = torch.arange(length, device=device)[None, :]  # (1, T)
+    forward_tags = torch.cat([traced[:batch], middle_tag[:, None]], dim=1)  # (B, S + 1), by time
+    forward_part = forward_tags.gather(1, time.clamp(max=steps).expand(batch, length))
+    backward_part = traced[batch:].gather(1, (lengths[:, None] - 1 - time).clamp(0, steps - 1))
+    path = torch.where(time <= middle[:, None], forward_part, backward_part)
+    return path.masked_fill(~mask, -1)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -401,16 +501,18 @@ class LinearChainCRF(torch.nn.Module):
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    def _effective(self, dtype: torch.dtype) -> Tuple[Tensor, Tensor, Tensor]:
-        """(start (K,), transitions (K, K), end (K,)) in ``dtype`` with forbidden moves at FORBIDDEN_SCORE."""
+    def _effective(self) -> Tuple[Tensor, Tensor, Tensor]:
+        """(start (K,), transitions (K, K), end (K,)) with forbidden moves at FORBIDDEN_SCORE (differentiable)."""
         return (
-            self.start_transitions.to(dtype).masked_fill(~self.start_allowed, FORBIDDEN_SCORE),
-            self.transitions.to(dtype).masked_fill(~self.transition_allowed, FORBIDDEN_SCORE),
-            self.end_transitions.to(dtype).masked_fill(~self.end_allowed, FORBIDDEN_SCORE),
+            self.start_transitions.masked_fill(~self.start_allowed, FORBIDDEN_SCORE),
+            self.transitions.masked_fill(~self.transition_allowed, FORBIDDEN_SCORE),
+            self.end_transitions.masked_fill(~self.end_allowed, FORBIDDEN_SCORE),
         )
 
-    def _validate(self, emissions: Tensor, mask: Optional[Tensor], tags: Optional[Tensor] = None) -> Tensor:
-        """Check shapes, mask layout and tag range; return the mask as bool (B, T)."""
+    def _validate(
+        self, emissions: Tensor, mask: Optional[Tensor], tags: Optional[Tensor] = None
+    ) -> Tuple[Tensor, int]:
+        """Check shapes, mask layout and tag range; return the mask as bool (B, T) and the longest row's length."""
         if emissions.dim() != 3:
             raise ValueError(f"emissions must have shape (batch, length, num_tags), got {tuple(emissions.shape)}")
         if not emissions.is_floating_point():
@@ -426,11 +528,13 @@ class LinearChainCRF(torch.nn.Module):
             mask = mask != 0
         if tags is not None:
             if tuple(tags.shape) != (batch, length):
-                raise ValueError(f"tags must have shape {(batch, length)} like emissions[..., 0], got {tuple(tags.shape)}")
+                raise ValueError(
+                    f"tags must have shape {(batch, length)} like emissions[..., 0], got {tuple(tags.shape)}"
+                )
             if tags.is_floating_point() or tags.is_complex():
                 raise ValueError(f"tags must be an integer tensor, got {tags.dtype}")
         if batch == 0:
-            return mask
+            return mask, 0
         if length == 0:
             raise ValueError("row 0 has no tokens: every sequence needs at least one position in the mask")
         # Rows that turn on again after a False: not right-padded. Rows whose first position is off: empty.
@@ -455,7 +559,7 @@ class LinearChainCRF(torch.nn.Module):
             raise ValueError(
                 f"tags must lie in 0..{k - 1} inside the mask; row {row} holds {sorted(set(wrong.tolist()))}"
             )
-        return mask
+        return mask, int(mask.sum(dim=1).max())
 
     # -- public API ----------------------------------------------------------------------------------------------
 
@@ -470,27 +574,25 @@ class LinearChainCRF(torch.nn.Module):
         Returns:
             (B,) in the dtype and on the device of ``emissions`` (computed in float64 internally).
         """
-        mask = self._validate(emissions, mask, tags)
-        batch, length, _ = emissions.shape
-        if batch == 0:
+        mask, longest = self._validate(emissions, mask, tags)
+        if emissions.shape[0] == 0:
             return emissions.new_zeros(0)
-        work = torch.float64
-        em = emissions.to(work)
-        start, trans, end = self._effective(work)
-        log_z = _LogPartition.apply(em, mask, start, trans, end)
-        if not bool(torch.isfinite(log_z).all()):
-            log_z = _log_partition_sequential(em, mask, start, trans, end)
-        # Score of the gold path; tags outside the mask may be anything, so they are replaced by 0 and masked out.
-        gold = tags.masked_fill(~mask, 0).long()
-        lengths = mask.sum(dim=1)
-        score = start[gold[:, 0]] + em.gather(2, gold[:, :, None]).squeeze(2).masked_fill(~mask, 0.0).sum(dim=1)
-        if length > 1:
-            moves = trans[gold[:, :-1], gold[:, 1:]].masked_fill(~mask[:, 1:], 0.0)
-            score = score + moves.sum(dim=1)
-        score = score + end[gold.gather(1, (lengths - 1)[:, None]).squeeze(1)]
-        return (score - log_z).to(emissions.dtype)
+        if longest < emissions.shape[1]:  # padding shared by every row costs nothing
+            emissions, tags, mask = emissions[:, :longest], tags[:, :longest], mask[:, :longest]
+        gold = tags.masked_fill(~mask, 0).long()  # tags outside the mask may hold anything (-100)
+        start, trans, end = self._effective()
+        ll = _LogLikelihood.apply(emissions, gold, mask, start, trans, end)
+        if not bool(torch.isfinite(ll).all()):
+            # The tree lost all of Z (e.g. no legal path at all): log space, plain autograd, slow but exact.
+            work = torch.float64
+            em, start, trans, end = emissions.to(work), start.to(work), trans.to(work), end.to(work)
+            score = _gold_score(em, gold, mask, start, trans, end)
+            ll = (score - _log_partition_sequential(em, mask, start, trans, end)).to(emissions.dtype)
+        return ll
 
-    def forward(self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "mean") -> Tensor:
+    def forward(
+        self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, reduction: str = "mean"
+    ) -> Tensor:
         """Negative log-likelihood: ``"mean"`` over sequences (scalar), ``"sum"`` (scalar) or ``"none"`` (B,)."""
         if reduction not in ("mean", "sum", "none"):
             raise ValueError(f"reduction must be 'mean', 'sum' or 'none', got {reduction!r}")
@@ -513,10 +615,13 @@ class LinearChainCRF(torch.nn.Module):
             (B, T) long on the device of ``emissions``: the best tag sequence, -1 outside the mask. With constraints
             on, the path is legal whenever a legal path exists.
         """
-        mask = self._validate(emissions, mask)
+        mask, longest = self._validate(emissions, mask)
         batch, length, _ = emissions.shape
         if batch == 0:
             return torch.zeros(0, length, dtype=torch.long, device=emissions.device)
         work = emissions.dtype if emissions.dtype in (torch.float32, torch.float64) else torch.float32
-        start, trans, end = self._effective(work)
-        return _viterbi(emissions.to(work), mask, start, trans, end)
+        start, trans, end = (p.to(work) for p in self._effective())
+        path = _viterbi(emissions[:, :longest].to(work), mask[:, :longest], start, trans, end)
+        if longest < length:  # padding shared by every row is not computed, only filled in
+            path = torch.cat([path, path.new_full((batch, length - longest), -1)], dim=1)
+        return path

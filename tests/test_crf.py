@@ -5,7 +5,13 @@ import itertools
 import pytest
 import torch
 
-from hf_bert_tasks.crf import LinearChainCRF, _LogPartition, _log_partition_sequential, allowed_transitions
+from hf_bert_tasks.crf import (
+    LinearChainCRF,
+    _gold_score,
+    _log_partition_sequential,
+    _LogLikelihood,
+    allowed_transitions,
+)
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
@@ -123,7 +129,8 @@ def test_log_likelihood_and_decode_match_brute_force(k, lengths, constrained):
         for b, length in enumerate(lengths):
             path = best[b]
             if b % 2:
-                legal = [p for p in itertools.product(range(k), repeat=length) if not constrained or path_allowed(crf, p)]
+                every = itertools.product(range(k), repeat=length)
+                legal = [p for p in every if not constrained or path_allowed(crf, p)]
                 path = list(legal[torch.randint(len(legal), ()).item()])
             tags[b, :length] = torch.tensor(path)
         gold = torch.stack([path_score(crf, emissions[b], tags[b, :n].tolist()) for b, n in enumerate(lengths)])
@@ -196,10 +203,11 @@ def test_agrees_with_pytorch_crf(b, t, k, dtype):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_gradcheck_partition_function():
+def test_gradcheck_log_likelihood_function():
     torch.manual_seed(0)
     k, lengths = 3, [5, 3, 1]
     mask = right_padded_mask(lengths, 5)
+    gold = torch.randint(k, (3, 5)).masked_fill(~mask, 0)
     inputs = [
         torch.randn(3, 5, k, dtype=torch.float64, requires_grad=True),
         torch.randn(k, dtype=torch.float64, requires_grad=True),
@@ -207,11 +215,13 @@ def test_gradcheck_partition_function():
         torch.randn(k, dtype=torch.float64, requires_grad=True),
     ]
 
-    def log_z(em, start, trans, end):
-        return _LogPartition.apply(em, mask, start, trans, end)
+    def log_likelihood(em, start, trans, end):
+        return _LogLikelihood.apply(em, gold, mask, start, trans, end)
 
-    assert torch.autograd.gradcheck(log_z, inputs)
-    torch.testing.assert_close(log_z(*inputs), _log_partition_sequential(inputs[0], mask, *inputs[1:]))
+    assert torch.autograd.gradcheck(log_likelihood, inputs)
+    em, params = inputs[0], inputs[1:]
+    reference = _gold_score(em, gold, mask, *params) - _log_partition_sequential(em, mask, *params)
+    torch.testing.assert_close(log_likelihood(*inputs), reference)
 
 
 def test_gradcheck_through_module_with_constraints():
@@ -259,9 +269,8 @@ def test_decoded_paths_are_valid(scheme):
     # without constraints some of these random paths are invalid: the test has teeth
     free = LinearChainCRF(len(labels))
     free_paths = free.decode(emissions, mask)
-    assert not all(
-        valid_sequence([labels[i] for i in free_paths[row, :n].tolist()], scheme) for row, n in enumerate(lengths.tolist())
-    )
+    free_labels = [[labels[i] for i in free_paths[row, :n].tolist()] for row, n in enumerate(lengths.tolist())]
+    assert not all(valid_sequence(sequence, scheme) for sequence in free_labels)
 
 
 @pytest.mark.parametrize("scheme", sorted(LABELS))
@@ -273,7 +282,8 @@ def test_allowed_transitions_match_state_machine(scheme):
         assert bool(start[i]) == any(valid_sequence([a] + rest, scheme) for rest in _completions(labels))
         assert bool(end[i]) == any(valid_sequence(head + [a], scheme) for head in _completions(labels))
         for j, b in enumerate(labels):
-            possible = any(valid_sequence(head + [a, b] + rest, scheme) for head in _completions(labels) for rest in _completions(labels))
+            contexts = itertools.product(_completions(labels), repeat=2)
+            possible = any(valid_sequence(head + [a, b] + rest, scheme) for head, rest in contexts)
             assert bool(trans[i, j]) == possible, (a, b)
 
 
@@ -391,7 +401,8 @@ def test_errors():
     with pytest.raises(ValueError, match=r"0\.\.2.*row 1.*\[-1\]"):
         crf.log_likelihood(em, torch.tensor([[0, 0, 0, 0], [0, 0, -1, 0]]), good)
     # out-of-range tags outside the mask are fine
-    crf.log_likelihood(em, torch.tensor([[0, 0, -100, 7], [0, 0, 0, 0]]), torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool())
+    short = torch.tensor([[1, 1, 0, 0], [1, 1, 1, 1]]).bool()
+    crf.log_likelihood(em, torch.tensor([[0, 0, -100, 7], [0, 0, 0, 0]]), short)
     with pytest.raises(ValueError, match=r"3 tags"):
         LinearChainCRF(4).decode(em, good)
     with pytest.raises(ValueError, match=r"mask must have shape"):
@@ -450,10 +461,13 @@ def test_long_sequences_with_large_emissions_are_finite_and_exact(constrained):
     ll.sum().backward()
     assert torch.isfinite(emissions.grad).all() and torch.isfinite(crf.transitions.grad).all()
     with torch.no_grad():  # exact reference: the log-space forward algorithm in float64
-        start, trans, end = crf._effective(torch.float64)
-        ref_z = _log_partition_sequential(emissions.double(), mask, start, trans, end)
-        tree_z = _LogPartition.apply(emissions.double(), mask, start, trans, end)
-    torch.testing.assert_close(tree_z, ref_z, rtol=1e-12, atol=0)
+        em64 = emissions.double()
+        start, trans, end = (p.double() for p in crf._effective())
+        gold = tags.masked_fill(~mask, 0)
+        score = _gold_score(em64, gold, mask, start, trans, end)
+        reference = score - _log_partition_sequential(em64, mask, start, trans, end)
+        torch.testing.assert_close(crf.log_likelihood(em64, tags, mask), reference, rtol=1e-12, atol=1e-9)
+        torch.testing.assert_close(ll.double(), reference, rtol=1e-6, atol=1e-3)
     saturated = torch.full((2, 512, len(labels)), -50.0)
     saturated[:, ::2, 1] = 50.0
     assert torch.isfinite(crf(saturated, torch.zeros(2, 512, dtype=torch.long), None, reduction="none")).all()
@@ -478,3 +492,23 @@ def test_dtype_device_and_reductions():
     assert half.dtype == torch.float16
     assert crf.decode(em.bfloat16(), mask).shape == (3, 5)
     assert crf.decode(em[:0], mask[:0]).shape == (0, 5)
+
+
+def test_padding_shared_by_all_rows_is_ignored():
+    crf = random_crf(4, 5, dtype=torch.float32)
+    em = torch.randn(3, 10, 4, requires_grad=True)
+    tags = torch.randint(4, (3, 10))
+    mask = right_padded_mask([4, 2, 3], 10)
+    with torch.no_grad():
+        em[:, 4:] = float("nan")  # never read
+        em[1, 2:4] = float("nan")  # masked: must not leak into row 1
+    ll = crf.log_likelihood(em, tags, mask)
+    torch.testing.assert_close(ll, crf.log_likelihood(em[:, :4], tags[:, :4], mask[:, :4]))
+    ll.sum().backward()
+    assert torch.isfinite(em.grad).all() and (em.grad[:, 4:] == 0).all()
+    paths = crf.decode(em.detach(), mask)
+    assert paths.shape == (3, 10) and (paths[:, 4:] == -1).all()
+    assert torch.equal(paths[:, :4], crf.decode(em.detach()[:, :4], mask[:, :4]))
+    clean = em.detach()[1:2, :2]
+    assert torch.equal(paths[1:2, :2], crf.decode(clean))
+    torch.testing.assert_close(ll[1:2], crf.log_likelihood(clean, tags[1:2, :2]))
