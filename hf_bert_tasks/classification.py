@@ -92,7 +92,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as SequenceFeature, Value
 
-from .data import NerDataError, _read_lines
+from .data import DataFileError, NerDataError, _read_lines
 
 __all__ = [
     "FORMATS",
@@ -133,18 +133,8 @@ _SUFFIX_FORMATS = {".csv": "csv", ".tsv": "tsv", ".json": "jsonl", ".jsonl": "js
 _INTEGER = re.compile(r"-?\d+\Z")
 
 
-class ClassificationDataError(ValueError):
-    """A problem in a classification data file; the message starts with ``"<path>:<line>: "`` (or ``"<path>: "``)."""
-
-    def __init__(self, path: PathLike, line: int | None, message: str):
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
-
-    def __reduce__(self):
-        return (type(self), (self.path, self.line, self.message))
+class ClassificationDataError(DataFileError):
+    """A problem in a classification data file."""
 
 
 @dataclass

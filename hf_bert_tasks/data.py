@@ -80,8 +80,8 @@ _JSON_SUFFIXES = {".json", ".jsonl"}
 _BIO_NAMES = {"BIO", "IOB2"}
 
 
-class NerDataError(ValueError):
-    """A problem in an NER data file; the message starts with ``"<path>:<line>: "`` (or ``"<path>: "``)."""
+class DataFileError(ValueError):
+    """A problem in a data file; the message starts with ``"<path>:<line>: "`` (or ``"<path>: "``)."""
 
     def __init__(self, path: PathLike, line: int | None, message: str):
         self.path = str(path)
@@ -93,6 +93,10 @@ class NerDataError(ValueError):
     def __reduce__(self):
         # Exceptions pickle through self.args; ours has a three-argument constructor.
         return (type(self), (self.path, self.line, self.message))
+
+
+class NerDataError(DataFileError):
+    """A problem in an NER data file."""
 
 
 class NerDataWarning(UserWarning):

@@ -1,7 +1,7 @@
 """Trainer pieces shared by the recipes: a separate learning rate for the new layers, and the staged fine-tune."""
 
 import torch
-from transformers import TrainerCallback
+from transformers import Trainer, TrainerCallback
 
 
 def head_and_encoder_parameter_groups(
@@ -26,6 +26,16 @@ def head_and_encoder_parameter_groups(
         for (part, decay), params in groups.items()
         if params
     ]
+
+
+def build_optimizer(model: torch.nn.Module, training_args, head_learning_rate: float | None) -> torch.optim.Optimizer:
+    """The optimizer `TrainingArguments` asks for (`--optim`, betas, eps, ...), over the groups above: the encoder at
+    `--learning_rate`, the new layers at `head_learning_rate` (default: the same)."""
+    groups = head_and_encoder_parameter_groups(model, training_args.learning_rate, head_learning_rate,
+                                               training_args.weight_decay)
+    optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
+    optimizer_kwargs.pop("lr", None)
+    return optimizer_class(groups, **optimizer_kwargs)
 
 
 class FreezeEncoderCallback(TrainerCallback):

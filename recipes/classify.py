@@ -49,7 +49,7 @@ from hf_bert_tasks.classification import (
     write_classification_report,
     write_predictions,
 )
-from hf_bert_tasks.training import FreezeEncoderCallback, head_and_encoder_parameter_groups
+from hf_bert_tasks.training import FreezeEncoderCallback, build_optimizer
 
 
 @dataclass
@@ -177,11 +177,7 @@ def main():
 
     optimizer = None
     if training_args.do_train:
-        groups = head_and_encoder_parameter_groups(model, training_args.learning_rate,
-                                                   model_args.head_learning_rate, training_args.weight_decay)
-        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
-        optimizer_kwargs.pop("lr", None)
-        optimizer = optimizer_class(groups, **optimizer_kwargs)
+        optimizer = build_optimizer(model, training_args, model_args.head_learning_rate)
     callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
     trainer = Trainer(
         model=model,

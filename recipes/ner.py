@@ -36,7 +36,7 @@ from hf_bert_tasks.hub import check_repo_id, push_model, resolve_token
 from hf_bert_tasks.lora import apply_lora, save_lora_outputs
 from hf_bert_tasks.metrics import entity_scores
 from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
-from hf_bert_tasks.training import FreezeEncoderCallback, head_and_encoder_parameter_groups
+from hf_bert_tasks.training import FreezeEncoderCallback, build_optimizer
 
 
 @dataclass
@@ -181,11 +181,7 @@ def main():
 
     optimizer = None
     if training_args.do_train:
-        groups = head_and_encoder_parameter_groups(model, training_args.learning_rate,
-                                                   model_args.crf_learning_rate, training_args.weight_decay)
-        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
-        optimizer_kwargs.pop("lr", None)
-        optimizer = optimizer_class(groups, **optimizer_kwargs)
+        optimizer = build_optimizer(model, training_args, model_args.crf_learning_rate)
     callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
     trainer = Trainer(
         model=model if lora_model is None else lora_model,

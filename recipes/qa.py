@@ -42,7 +42,7 @@ from hf_bert_tasks.qa import (
     prepare_train_features,
     qa_scores,
 )
-from hf_bert_tasks.training import head_and_encoder_parameter_groups
+from hf_bert_tasks.training import build_optimizer
 
 
 @dataclass
@@ -157,11 +157,7 @@ def main():
 
     optimizer = None
     if training_args.do_train:
-        groups = head_and_encoder_parameter_groups(model, training_args.learning_rate,
-                                                   model_args.head_learning_rate, training_args.weight_decay)
-        optimizer_class, optimizer_kwargs = Trainer.get_optimizer_cls_and_kwargs(training_args, model)
-        optimizer_kwargs.pop("lr", None)
-        optimizer = optimizer_class(groups, **optimizer_kwargs)
+        optimizer = build_optimizer(model, training_args, model_args.head_learning_rate)
     trainer = Trainer(
         model=model,
         args=training_args,
