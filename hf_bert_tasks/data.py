@@ -483,16 +483,19 @@ def _parse_cluener(path: PathLike, lines: list[str], nested: str = "outer") -> l
     if not sentences:
         raise _no_sentences(path)
     if dropped:
-        warnings.warn(f"{len(dropped)} nested entities dropped (flat tags keep the outer one): " + "; ".join(dropped[:5])
-                      + (" ..." if len(dropped) > 5 else ""), NerDataWarning, stacklevel=3)
+        shown = "; ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else "")
+        warnings.warn(f"{len(dropped)} nested entities dropped (flat tags keep the outer one): {shown}",
+                      NerDataWarning, stacklevel=3)
     return sentences
 
 
-def read_cluener(path: PathLike, labels: list[str] | None = None, scheme: str = "BIO", nested: str = "outer") -> Dataset:
+def read_cluener(
+    path: PathLike, labels: list[str] | None = None, scheme: str = "BIO", nested: str = "outer"
+) -> Dataset:
     """Read CLUENER JSON lines into character tokens tagged in ``scheme`` (BIO, or a scheme ``convert_tags`` knows).
 
-    An entity nested inside another (CLUENER's train file, line 1507, has two company names inside a book title) cannot be
-    written in flat tags: ``nested="outer"`` keeps the outer entity and warns with the file, line and mention of
+    An entity nested inside another (CLUENER's train file, line 1507, has two company names inside a book title)
+    cannot be written in flat tags: ``nested="outer"`` keeps the outer entity and warns with the file, line and mention of
     every dropped one; ``nested="error"`` refuses the file. Crossing spans are always an error."""
     sentences = _parse_cluener(path, _read_lines(path), nested)
     if scheme.upper() not in _BIO_NAMES:

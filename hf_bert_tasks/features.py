@@ -81,7 +81,8 @@ def encode_words(
         if len(words):
             for word_id in pieces.word_ids(next(nonempty)):
                 counts[-1][word_id] += 1
-    features: dict[str, list] = {"input_ids": [], "attention_mask": [], "tag_mask": [], "example_index": [], "word_ids": []}
+    features: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "tag_mask", "example_index",
+                                                     "word_ids")}
     if tags is not None:
         features["labels"] = []
     window_words, window_origin = [], []
@@ -210,7 +211,8 @@ class WindowCollator:
     """
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
-        self.pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0, "tag_mask": 0, "labels": -100}
+        self.pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0, "tag_mask": 0,
+                           "labels": -100}
         self.pad_to_multiple_of = pad_to_multiple_of
 
     def __call__(self, windows: Sequence[dict]):

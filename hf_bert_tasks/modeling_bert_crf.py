@@ -120,7 +120,7 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         self.post_init()
 
     @classmethod
-    def from_encoder(cls, encoder_name_or_path: str, labels: list[str], **config_kwargs) -> "BertCrfForTokenClassification":
+    def from_encoder(cls, encoder_name_or_path: str, labels: list[str], **config_kwargs):
         """A new model on a pretrained encoder: the encoder's weights are loaded, the BiLSTM, emission layer and
         CRF are freshly initialised. `labels` is the ordered tag list; `config_kwargs` go to `BertCrfConfig`."""
         encoder = build_encoder(encoder_name_or_path)

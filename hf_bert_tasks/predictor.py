@@ -74,7 +74,8 @@ class NerPredictor:
         (when the model was trained with `context_window`); offsets index each sentence's own string."""
         words = [split_words(sentence) for sentence in sentences]
         tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=[0] * len(words))
-        return [entities_from_words(text, ws, t, self.scheme, s) for text, ws, t, s in zip(sentences, words, tags, scores)]
+        return [entities_from_words(text, ws, t, self.scheme, s)
+                for text, ws, t, s in zip(sentences, words, tags, scores)]
 
     @torch.no_grad()
     def predict_words(self, sentences: Sequence[Sequence[str]], document_ids: Sequence | None = None
@@ -95,7 +96,8 @@ class NerPredictor:
         order = sorted(range(n), key=lambda i: len(features["input_ids"][i]))
         for begin in range(0, n, self.batch_size):
             chunk = order[begin : begin + self.batch_size]
-            batch = self.collate([{key: features[key][i] for key in self.collate.pad_values if key in features} for i in chunk])
+            keys = [key for key in self.collate.pad_values if key in features]
+            batch = self.collate([{key: features[key][i] for key in keys} for i in chunk])
             batch = {key: value.to(device) for key, value in batch.items()}
             tag_mask = batch.pop("tag_mask").bool()
             logits = self.model(**batch).logits

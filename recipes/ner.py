@@ -150,7 +150,8 @@ def main():
 
     with training_args.main_process_first(desc="tokenizing"):
         # With context, a document must not be cut between map batches: then the whole split is one batch.
-        features = raw.map(encode, batched=True, with_indices=True, batch_size=None if data_args.context_window else 1000,
+        features = raw.map(encode, batched=True, with_indices=True,
+                           batch_size=None if data_args.context_window else 1000,
                            remove_columns=raw[next(iter(raw))].column_names)
 
     def decode_logits(logits, labels):
@@ -221,7 +222,8 @@ def main():
         settings = {"head": model_args.head, "bilstm": model_args.bilstm, "scheme": data_args.scheme,
                     "label_strategy": data_args.label_strategy, "max_seq_length": data_args.max_seq_length,
                     "context_window": data_args.context_window, "learning_rate": training_args.learning_rate,
-                    "crf_learning_rate": model_args.crf_learning_rate, "num_train_epochs": training_args.num_train_epochs,
+                    "crf_learning_rate": model_args.crf_learning_rate,
+                    "num_train_epochs": training_args.num_train_epochs,
                     "per_device_train_batch_size": training_args.per_device_train_batch_size,
                     "freeze_encoder_epochs": model_args.freeze_encoder_epochs, "lora": lora_args.lora,
                     "seed": training_args.seed}
