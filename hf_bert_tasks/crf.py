@@ -51,10 +51,12 @@ factor has to be tracked.
 Viterbi (decoding)
 ------------------
 Meet in the middle: a forward max-plus pass from the first token and a backward one from each row's last token
-run in the same loop (stacked on the batch axis) until they meet at the middle token, so the loop has about T / 2
-steps of three tensor operations each; everything else is prepared outside the loop and no step needs masking.
-The backtrace is a loop of ``gather`` calls on the stacked back-pointers, again about T / 2 of them. Paths equal
-pytorch-crf's except where two paths' scores tie to within rounding.
+run in the same loop (side by side on the row axis) until they meet at the middle token, so the loop has about
+T / 2 steps of three tensor operations each (add, max, add); everything else is prepared outside the loop and no
+step needs masking. The loop keeps maxima only (a max over the outer axis of a (tag, tag, row) layout is a
+vectorised reduction, a max with indices is not); the back-pointers are recovered every few steps by comparing the
+kept sums with their maxima. The backtrace is a loop of about T / 2 ``gather`` calls. Paths equal pytorch-crf's
+except where two paths' scores tie to within rounding.
 """
 
 from typing import Dict, List, Optional, Tuple
@@ -229,9 +231,14 @@ def _tree_forward(emissions: Tensor, mask: Tensor, start: Tensor, transitions: T
     node = workspace[: half * batch * k * k].view(half, batch, k, k)
     torch.mm(em_a.reshape(-1, k), pairs, out=node.view(-1, k * k))
     node.mul_(em_b[:, :, None, :])
-    # A live left leaf with a padded right one is just the left leaf; two padded leaves give the identity.
-    node.addcmul_(trans_exp, (em_a * pad[half:])[:, :, None, :])
+    # Two padded leaves give the identity. A live leaf followed by padding (in a row with an odd number L - 1 of
+    # live leaves, leaf L - 2, at position perm[L - 2]) is the left leaf alone: add it where the product left zero.
     node.diagonal(dim1=2, dim2=3).add_(pad[:half].to(node.dtype))
+    odd = (lengths - 1) % 2 == 1
+    last_left = torch.where(odd, perm[(lengths - 2).clamp(min=0)], 0)  # (any valid position for the others)
+    rows = torch.arange(batch, device=emissions.device)
+    lone = em_exp[last_left, rows] * odd[:, None]  # (B, K)
+    node.index_put_((last_left, rows), trans_exp * lone[:, None, :], accumulate=True)
     levels = []
     offset = half * batch * k * k
     while True:
@@ -413,11 +420,12 @@ def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor
     first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
     values[0, :, :batch] = start[:, None]
     values[0, :, batch:] = end[:, None]
-    score = values[0] + added[0]
+    chunk_steps, value_steps, added_steps = chunk.unbind(0), values.unbind(0), added.unbind(0)
+    score = (values[0] + added[0]).unsqueeze(1)  # (K_in, 1, 2B)
     for s in range(1, steps + 1):
         c = (s - 1) % chunk_size
-        sums = torch.add(score.unsqueeze(1), table, out=chunk[c])  # (K_in, K_out, 2B)
-        score = torch.amax(sums, dim=0, out=values[s]) + added[s]
+        sums = torch.add(score, table, out=chunk_steps[c])  # (K_in, K_out, 2B)
+        score = (torch.amax(sums, dim=0, out=value_steps[s]) + added_steps[s]).unsqueeze(1)
         if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
             hits = chunk[: c + 1] >= values[s - c : s + 1, None]
             torch.amax(hits * weights.view(1, k, 1, 1), dim=1, out=first_hit[s - c - 1 : s])
