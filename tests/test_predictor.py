@@ -1,0 +1,97 @@
+"""NerPredictor on raw text: offsets into the original string, any length, unusual input."""
+
+import random
+
+import pytest
+import torch
+
+from conftest import WORDS, tiny_bert_config, tiny_tokenizer
+from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
+from hf_bert_tasks.predictor import NerPredictor
+from hf_bert_tasks.tagging import split_words
+
+LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
+
+
+@pytest.fixture(scope="module")
+def predictor():
+    torch.manual_seed(0)
+    config = BertCrfConfig(encoder=tiny_bert_config(), id2label=dict(enumerate(LABELS)),
+                           label2id={label: i for i, label in enumerate(LABELS)}, max_seq_length=16, stride=4)
+    model = BertCrfForTokenClassification(config).eval()
+    with torch.no_grad():  # a random model that still finds plenty of entities
+        model.classifier.weight.mul_(20)
+        model.classifier.bias.copy_(torch.tensor([0.0, 1.0, 0.5, 1.0, 0.5]))
+    return NerPredictor(model, tiny_tokenizer(), batch_size=4)
+
+
+def check_entities(text, entities):
+    previous_end = 0
+    for entity in entities:
+        assert 0 <= entity["start"] < entity["end"] <= len(text)
+        assert text[entity["start"]:entity["end"]] == entity["text"]
+        assert entity["start"] >= previous_end  # sorted, never overlapping
+        previous_end = entity["end"]
+        assert entity["type"] in {"LOC", "PER"}
+        assert 0.0 <= entity["score"] <= 1.0
+
+
+def long_document(n_chars: int, seed: int = 0) -> str:
+    rng = random.Random(seed)
+    parts = []
+    while sum(map(len, parts)) < n_chars:
+        parts.append(rng.choice([rng.choice(WORDS), "明朝建立于1368年，开国皇帝是朱元璋。", "\n", "Paris,", "😀"]))
+    return " ".join(parts)[:n_chars]
+
+
+@pytest.mark.parametrize("text", [
+    "",
+    "   \n\t\u3000",
+    "john visited paris",
+    "明朝建立于1368年，开国皇帝是朱元璋。",
+    "control\x00chars\x07 and \u200bzero width",
+    "ＡＢＣ full-width １２３ and ａｂｃ",
+    "emoji 😀👍🏽 and 🇫🇷 flags",
+    "cafe\u0301 nai\u0308ve e\u0301",
+])
+def test_entities_index_the_original_string(predictor, text):
+    entities = predictor(text)
+    check_entities(text, entities)
+    if not text.strip():
+        assert entities == []
+
+
+def test_a_5000_character_document_gets_one_prediction_per_word(predictor):
+    text = long_document(5000)
+    words = [w for w, _, _ in split_words(text)]
+    tags, scores = predictor.predict_words([words])
+    assert len(tags[0]) == len(words) and len(scores[0]) == len(words)
+    entities = predictor(text)
+    check_entities(text, entities)
+    assert len(entities) > 10
+    # Entities far from the window seams do not depend on what else is in the document.
+    head = text[:300]
+    near_start = [e for e in entities if e["end"] <= 200]
+    assert near_start == [e for e in predictor(head) if e["end"] <= 200]
+
+
+def test_batches_equal_single_calls(predictor):
+    texts = ["john visited paris", "", long_document(700, seed=1), "朱元璋"]
+    batched, single = predictor(texts), [predictor(text) for text in texts]
+    strip = lambda results: [[{k: v for k, v in e.items() if k != "score"} for e in r] for r in results]  # noqa: E731
+    assert strip(batched) == strip(single)
+    # scores only up to float noise: another batch pads the windows differently
+    assert [e["score"] for r in batched for e in r] == pytest.approx([e["score"] for r in single for e in r], abs=1e-5)
+
+
+def test_document_prediction_returns_each_sentence_with_its_own_offsets(predictor):
+    sentences = ["john visited paris .", "", "明朝建立于1368年，开国皇帝是朱元璋。"]
+    results = predictor.predict_document(sentences)
+    assert len(results) == 3 and results[1] == []
+    for sentence, entities in zip(sentences, results):
+        check_entities(sentence, entities)
+
+
+def test_non_text_input_is_refused(predictor):
+    with pytest.raises(TypeError, match="text 1 is a int"):
+        predictor(["fine", 3])
