@@ -132,10 +132,17 @@ def test_two_processes_train_once_and_score_the_whole_eval_set_once(tiny_encoder
     assert [[line.split("\t")[1] for line in block.split("\n")] for block in blocks] == predicted
 
 
+def has_trainer_state(checkpoint: Path) -> bool:
+    try:
+        return "global_step" in json.loads((checkpoint / "trainer_state.json").read_text())
+    except (OSError, ValueError):  # missing, or caught (or killed) halfway through writing it
+        return False
+
+
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The highest checkpoint-N holding trainer_state.json, which the Trainer writes last: a folder without it was
-    being written when the process died."""
-    complete = [p for p in output_dir.glob("checkpoint-*") if (p / "trainer_state.json").is_file()]
+    """The highest checkpoint-N with a readable trainer_state.json, which the Trainer writes last: a folder without
+    one was being written when the process died."""
+    complete = [p for p in output_dir.glob("checkpoint-*") if has_trainer_state(p)]
     return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
 
 
