@@ -1,6 +1,7 @@
 """Trainer pieces shared by the recipes: a separate learning rate for the new layers, and the staged fine-tune."""
 
 import torch
+from torch.utils.data import SequentialSampler
 from transformers import Trainer, TrainerCallback
 
 
@@ -55,3 +56,15 @@ class FreezeEncoderCallback(TrainerCallback):
         for group in optimizer.param_groups:
             if group.get("name") == "encoder":
                 group["lr"] = 0.0
+
+
+class OrderedEvalTrainer(Trainer):
+    """A `Trainer` whose evaluation keeps the data set's order even with `--train_sampling_strategy
+    group_by_length` (transformers 5 then sorts evaluation batches by length too): the recipes map predictions back
+    to sentences and documents by position. Training batches are still grouped by length, the large speed-up
+    measured in `benchmarks/throughput.py`."""
+
+    def _get_eval_sampler(self, eval_dataset):
+        if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
+            return None
+        return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None

@@ -36,7 +36,7 @@ from hf_bert_tasks.hub import check_repo_id, push_model, resolve_token
 from hf_bert_tasks.lora import apply_lora, save_lora_outputs
 from hf_bert_tasks.metrics import entity_scores
 from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
-from hf_bert_tasks.training import FreezeEncoderCallback, build_optimizer
+from hf_bert_tasks.training import FreezeEncoderCallback, OrderedEvalTrainer, build_optimizer
 
 
 @dataclass
@@ -184,7 +184,7 @@ def main():
     if training_args.do_train:
         optimizer = build_optimizer(model, training_args, model_args.crf_learning_rate)
     callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
-    trainer = Trainer(
+    trainer = OrderedEvalTrainer(
         model=model if lora_model is None else lora_model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,
