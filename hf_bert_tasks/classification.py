@@ -92,7 +92,7 @@ from pathlib import Path
 import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence as SequenceFeature, Value
 
-from .data import DataFileError, NerDataError, _read_lines
+from .data import DataFileError, NerDataError, _json_records, _read_lines
 
 __all__ = [
     "FORMATS",
@@ -304,15 +304,7 @@ def _parse_columns(path, lines, csv_quoting: bool, text_column, pair_column, lab
 def _parse_jsonl(path, lines, text_column, pair_column, label_column, require_labels, multi_label, delimiter
                  ) -> tuple[list[_Record], bool]:
     records, labelled = [], None
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ClassificationDataError(path, lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise ClassificationDataError(path, lineno, f"expected a JSON object, found {type(record).__name__}")
+    for lineno, record in _json_records(path, lines, ClassificationDataError):
         column = _pick_text_column(path, list(record), text_column, label_column, pair_column, lineno)
         if labelled is None:
             labelled = label_column in record or require_labels

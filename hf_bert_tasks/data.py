@@ -349,17 +349,17 @@ def read_char_bio(path: PathLike, labels: list[str] | None = None) -> Dataset:
 # JSON lines: CLUENER and token lists
 
 
-def _json_records(path: PathLike, lines: list[str]):
-    """Yield ``(line number, dict)`` for every non-blank line."""
+def _json_records(path: PathLike, lines: list[str], error: type[DataFileError] = NerDataError):
+    """Yield ``(line number, dict)`` for every non-blank line; malformed lines raise ``error``."""
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise NerDataError(path, lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
+            raise error(path, lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
         if not isinstance(record, dict):
-            raise NerDataError(path, lineno, f"expected a JSON object, found {type(record).__name__}")
+            raise error(path, lineno, f"expected a JSON object, found {type(record).__name__}")
         yield lineno, record
 
 
