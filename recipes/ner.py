@@ -24,7 +24,6 @@ from transformers import (
     AutoModelForTokenClassification,
     AutoTokenizer,
     HfArgumentParser,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
