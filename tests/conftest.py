@@ -14,6 +14,14 @@ ROOT = Path(__file__).resolve().parents[1]
 DATA_DIR = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
 PYTHON = sys.executable
 
+
+def shared_data_path(*parts: str) -> Path:
+    """A path inside the shared data folder; skips the calling test, with the reason, when it is missing."""
+    path = DATA_DIR.joinpath(*parts)
+    if not path.exists():
+        pytest.skip(f"{path} not found (set HF_BERT_TASKS_DATA to the shared data folder)")
+    return path
+
 WORDS = (
     "the a of in to and on at for with from by was is said visited met told new city bank group company "
     "president minister team cup final league club university river north south east west monday friday "

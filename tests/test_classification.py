@@ -16,7 +16,7 @@ import torch
 from datasets import ClassLabel, Dataset, Features, Value
 from sklearn import metrics as skm
 
-from conftest import DATA_DIR, PYTHON, ROOT, minilm_path, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, minilm_path, shared_data_path, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks.classification import (
     ClassificationDataError,
     TextClassifier,
@@ -645,16 +645,9 @@ def test_minilm_learns_the_news_fixture(tmp_path):
 # Real data sets
 
 
-def shared(*parts: str) -> Path:
-    path = DATA_DIR.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found (set HF_BERT_TASKS_DATA to the shared data folder)")
-    return path
-
-
 @pytest.mark.data
 def test_real_cnews():
-    dataset = read_classification_file(shared("cnews", "cnews.val.txt"))
+    dataset = read_classification_file(shared_data_path("cnews", "cnews.val.txt"))
     names = label_names_of(dataset)
     counts = dict(zip(names, np.bincount(dataset["label"]).tolist()))
     assert counts == {"体育": 116, "财经": 115, "房产": 104, "游戏": 104, "教育": 104, "时政": 94,
@@ -676,14 +669,14 @@ def test_real_cnews():
 
 @pytest.mark.data
 def test_real_thucnews_titles_and_sst2():
-    folder = shared("thucnews_titles")
+    folder = shared_data_path("thucnews_titles")
     data = load_classification_dataset(folder / "dev.txt", test_file=folder / "test.txt", format="text_label",
                                        label_names_file=folder / "class.txt")
     assert label_names_of(data["train"])[:3] == ["finance", "realty", "stocks"]
     assert [len(data[split]) for split in ("train", "test")] == [10_000, 10_000]
     for split in ("train", "test"):
         assert np.bincount(data[split]["label"]).tolist() == [1_000] * 10
-    sst2 = shared("sst2")
+    sst2 = shared_data_path("sst2")
     data = load_classification_dataset(sst2 / "train.tsv", sst2 / "dev.tsv", sst2 / "test.tsv")
     assert [len(data[split]) for split in ("train", "validation", "test")] == [67_349, 872, 1_821]
     assert np.bincount(data["train"]["label"]).tolist() == [29_780, 37_569]

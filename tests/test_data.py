@@ -4,7 +4,6 @@ The real data sets are read only by the test marked `data` (skipped when ../shar
 """
 
 import collections
-import os
 import subprocess
 import sys
 import types
@@ -14,6 +13,7 @@ from pathlib import Path
 import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
+from conftest import shared_data_path
 from hf_bert_tasks import data
 from hf_bert_tasks.data import (
     NerDataError,
@@ -31,7 +31,6 @@ from hf_bert_tasks.data import (
 ROOT = Path(__file__).resolve().parents[1]
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 SAMPLE = ROOT / "hf_bert_tasks" / "sample_data"
-DATA_DIR = Path(os.environ.get("HF_BERT_TASKS_DATA", Path(__file__).resolve().parents[2] / "shared" / "data"))
 
 CONLL_LABELS = ["O", "B-LOC", "B-ORG", "B-PER", "I-ORG", "I-PER"]
 CONLL_TOKENS = [
@@ -564,16 +563,9 @@ def test_hub_dataset_conversion(monkeypatch):
 # The real data sets (../shared/data), read in place
 
 
-def shared(*parts: str) -> Path:
-    path = DATA_DIR.joinpath(*parts)
-    if not path.exists():
-        pytest.skip(f"{path} not found (set HF_BERT_TASKS_DATA to the shared data folder)")
-    return path
-
-
 @pytest.mark.data
 def test_real_conll2003_counts():
-    folder = shared("conll2003")
+    folder = shared_data_path("conll2003")
     expected = {"eng.train": (14_041, 203_621, 946), "eng.testa": (3_250, 51_362, 216),
                 "eng.testb": (3_453, 46_435, 231)}
     for name, counts in expected.items():
@@ -584,7 +576,7 @@ def test_real_conll2003_counts():
 
 @pytest.mark.data
 def test_real_conll2003_entities_after_iob1_to_bio():
-    folder = shared("conll2003")
+    folder = shared_data_path("conll2003")
     pytest.importorskip("hf_bert_tasks.tagging")
     dataset = load_ner_dataset(folder / "eng.train", folder / "eng.testa", folder / "eng.testb",
                                source_scheme="IOB1", target_scheme="BIO")
@@ -598,13 +590,13 @@ def test_real_conll2003_entities_after_iob1_to_bio():
 
 @pytest.mark.data
 def test_real_chinese_sets_read():
-    msra = read_char_bio(shared("msra_ner", "msra_test_bio"))
+    msra = read_char_bio(shared_data_path("msra_ner", "msra_test_bio"))
     assert len(msra) == 3_442 and sum(map(len, msra["tokens"])) == 172_601
     assert label_names(msra) == ["O", "B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER"]
-    resume = load_ner_dataset(*(shared("resume_ner", f"{split}.char.bmes") for split in ("train", "dev", "test")))
+    resume = load_ner_dataset(*(shared_data_path("resume_ner", f"{split}.char.bmes") for split in ("train", "dev", "test")))
     assert [len(resume[split]) for split in ("train", "validation", "test")] == [3_821, 463, 477]
     assert {label[0] for label in label_names(resume["train"])} == {"O", "B", "M", "E", "S"}
-    cluener = load_ner_dataset(test_file=shared("cluener2020", "dev.json"))["test"]
+    cluener = load_ner_dataset(test_file=shared_data_path("cluener2020", "dev.json"))["test"]
     assert len(cluener) == 1_343 and sum(map(len, cluener["tokens"])) == 50_260
     assert len(label_names(cluener)) == 1 + 2 * 10
 
@@ -624,5 +616,5 @@ def test_cluener_nested_entity_keeps_the_outer_one_and_says_so(tmp_path):
 @pytest.mark.data
 def test_real_cluener_train_reads_with_its_nested_entity():
     with pytest.warns(NerDataWarning, match="2 nested entities dropped"):  # two companies in one book title (line 1507)
-        train = read_cluener(shared("cluener2020", "train.json"))
+        train = read_cluener(shared_data_path("cluener2020", "train.json"))
     assert len(train) == 10_748
