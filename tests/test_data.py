@@ -593,7 +593,8 @@ def test_real_chinese_sets_read():
     msra = read_char_bio(shared_data_path("msra_ner", "msra_test_bio"))
     assert len(msra) == 3_442 and sum(map(len, msra["tokens"])) == 172_601
     assert label_names(msra) == ["O", "B-LOC", "B-ORG", "B-PER", "I-LOC", "I-ORG", "I-PER"]
-    resume = load_ner_dataset(*(shared_data_path("resume_ner", f"{split}.char.bmes") for split in ("train", "dev", "test")))
+    resume = load_ner_dataset(*(shared_data_path("resume_ner", f"{split}.char.bmes")
+                                for split in ("train", "dev", "test")))
     assert [len(resume[split]) for split in ("train", "validation", "test")] == [3_821, 463, 477]
     assert {label[0] for label in label_names(resume["train"])} == {"O", "B", "M", "E", "S"}
     cluener = load_ner_dataset(test_file=shared_data_path("cluener2020", "dev.json"))["test"]

