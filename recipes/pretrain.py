@@ -20,10 +20,11 @@ import sys
 from dataclasses import dataclass, field
 
 from datasets import load_dataset
-from transformers import AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, Trainer, TrainingArguments, set_seed
+from transformers import AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
 from hf_bert_tasks.pretraining import (
+    MaskedPositionsTrainer,
     WholeWordMaskCollator,
     encode_for_mlm,
     expanded_token_ids,
@@ -112,7 +113,7 @@ def main():
                                      target_modules=model_args.lora_target_modules.split(","))
         model.print_trainable_parameters()
     training_args.remove_unused_columns = False  # the collator needs `word_ids`, which the model does not take
-    trainer = Trainer(
+    trainer = MaskedPositionsTrainer(
         model=model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,

@@ -11,10 +11,23 @@ import sys
 
 import pytest
 import torch
-from transformers import AutoTokenizer, BertForMaskedLM, BertModel, HfArgumentParser
+from transformers import (
+    AlbertConfig,
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    BertForMaskedLM,
+    BertModel,
+    DistilBertConfig,
+    ElectraConfig,
+    HfArgumentParser,
+    RobertaConfig,
+    Trainer,
+    TrainingArguments,
+)
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks.pretraining import (
+    MaskedPositionsTrainer,
     WholeWordMaskCollator,
     encode_for_mlm,
     expanded_token_ids,
@@ -237,6 +250,48 @@ def test_lora_trains_only_new_rows_adapters_and_the_head_transform():
     assert not any("key" in k or "intermediate" in k or k == "cls.predictions.bias" for k in changed), changed
     with pytest.raises(ValueError, match="outside the embedding matrix"):
         lora_with_new_tokens(BertForMaskedLM(tiny_bert_config()), [10_000])
+
+
+TINY_MASKED_LMS = {
+    "bert": lambda: tiny_bert_config(),
+    "roberta": lambda: RobertaConfig(vocab_size=60, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                                     intermediate_size=64, pad_token_id=1),
+    "albert": lambda: AlbertConfig(vocab_size=60, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                   num_attention_heads=2, intermediate_size=64),
+    "distilbert": lambda: DistilBertConfig(vocab_size=60, dim=32, n_layers=2, n_heads=2, hidden_dim=64),
+    "electra": lambda: ElectraConfig(vocab_size=60, embedding_size=16, hidden_size=32, num_hidden_layers=2,
+                                     num_attention_heads=2, intermediate_size=64),
+}
+
+
+@pytest.mark.parametrize("family", [*TINY_MASKED_LMS, "bert+lora"])
+def test_masked_positions_trainer_matches_the_full_loss_and_gradients(family, tmp_path):
+    torch.manual_seed(0)
+    model = AutoModelForMaskedLM.from_config(TINY_MASKED_LMS[family.split("+")[0]]())
+    if family == "bert+lora":
+        model = lora_with_new_tokens(model, [40, 41], target_modules=["query", "value"])
+    model.train(False)  # no dropout: the two computations must see the same network
+    input_ids = torch.randint(5, 40, (3, 12))
+    labels = torch.where(torch.rand(3, 12) < 0.2, torch.randint(5, 40, (3, 12)), -100)
+    labels[0, 3] = 7  # at least one scored position
+    inputs = {"input_ids": input_ids, "attention_mask": torch.ones_like(input_ids), "labels": labels}
+    args = TrainingArguments(output_dir=str(tmp_path), use_cpu=True, report_to="none")
+
+    def loss_and_grads(trainer_class):
+        model.zero_grad()
+        loss = trainer_class(model=model, args=args).compute_loss(model, dict(inputs))
+        loss.backward()
+        return loss.detach(), {n: p.grad.clone() for n, p in model.named_parameters() if p.grad is not None}
+
+    full_loss, full_grads = loss_and_grads(Trainer)
+    loss, grads = loss_and_grads(MaskedPositionsTrainer)
+    assert torch.isfinite(full_loss) and torch.allclose(loss, full_loss, atol=1e-6)
+    assert grads.keys() == full_grads.keys() and len(grads) > 0
+    for name, grad in grads.items():
+        assert torch.allclose(grad, full_grads[name], atol=1e-6), name
+    # The hook only acts inside compute_loss: a plain forward still scores every position.
+    with torch.no_grad():
+        assert model(input_ids=input_ids).logits.shape[:2] == (3, 12)
 
 
 def test_token_id_specs(tmp_path):
