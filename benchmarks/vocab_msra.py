@@ -95,6 +95,8 @@ def main():
     parser.add_argument("--min_freq", type=int, default=2, help="mined characters: seen at least this often")
     parser.add_argument("--max_corpus_texts", type=int, default=None,
                         help="random sample of the pretraining/mining corpus (all of it by default)")
+    parser.add_argument("--init_std", type=lambda v: None if v == "matched" else float(v), default=0.02,
+                        help="truncated-normal std of the appended rows, or 'matched': that of MiniLM's rows")
     parser.add_argument("--pretrain_init", choices=["truncated_normal", "piece_mean"], default="truncated_normal")
     parser.add_argument("--pretrain_steps", type=int, default=300)
     parser.add_argument("--pretrain_batch_size", type=int, default=32)
@@ -145,7 +147,8 @@ def main():
         inits = {"minilm_chars_normal": "truncated_normal", "minilm_chars_piece_mean": "piece_mean"}
         for init in {"truncated_normal", "piece_mean"} & ({inits.get(c) for c in need_chars} | {args.pretrain_init}):
             model, tokenizer, report = expand_vocabulary(BertModel.from_pretrained(base), base_tokenizer,
-                                                         mined.tokens, mode="append", init=init, seed=args.seed)
+                                                         mined.tokens, mode="append", init=init, std=args.init_std,
+                                                         seed=args.seed)
             save_expanded(model, tokenizer, report, work / f"expanded_{init}")
         for config, init in inits.items():
             encoders[config] = str(work / f"expanded_{init}")

@@ -30,7 +30,10 @@ Decisions:
   loaded back with its own class, so the expanded tokenizer in memory is exactly what `from_pretrained` will load.
   Only fast WordPiece tokenizers are supported; a saved folder holds `tokenizer.json` (no `vocab.txt`).
 - **Initialisation** of the new rows (input embeddings, an untied decoder, the decoder bias):
-  `truncated_normal`: the classic BERT initialiser, N(0, std) truncated at 2 std, bias 0.
+  `truncated_normal`: the classic BERT initialiser, N(0, std) truncated at 2 std, bias 0. `std=None` takes the
+  standard deviation of the matrix's existing rows: 0.02 is the scale of a model *before* pretraining, and trained
+  rows are larger (MiniLM's word embeddings: 0.056), so 0.02-rows are faint beside the position embeddings they are
+  added to (`benchmarks/README.md`, MSRA).
   `piece_mean`: the mean of the rows of the pieces the *old* tokenizer produced for the token (and the mean of
   their biases). A character the old tokenizer mapped to `[UNK]` starts as the `[UNK]` row, so the expanded model
   initially computes exactly what the old one did on such text; training separates the characters.
@@ -459,6 +462,7 @@ def _new_rows(weight: torch.Tensor, planned: Sequence[PlannedToken], piece_ids: 
     """`(len(planned), hidden)` float32 rows for the new tokens, from the old matrix `weight` `(rows, hidden)`."""
     old = weight.detach().float()
     if init == "truncated_normal":
+        std = old.std().item() if std is None else std
         rows = torch.empty(len(planned), old.shape[1])
         return torch.nn.init.trunc_normal_(rows, mean=0.0, std=std, a=-2 * std, b=2 * std, generator=generator)
     if init == "piece_mean":
@@ -505,7 +509,7 @@ def expand_vocabulary(
     tokens: Sequence[str],
     mode: str = "unused",
     init: str = "truncated_normal",
-    std: float = 0.02,
+    std: float | None = 0.02,
     seed: int | None = None,
 ):
     """Add `tokens` to `tokenizer` and `model`: `(model, new_tokenizer, ExpansionReport)`.
@@ -514,14 +518,14 @@ def expand_vocabulary(
     encoder (`AutoModel`), an `AutoModelForMaskedLM` (a tied decoder and its bias grow with the embeddings; an
     untied decoder is resized and initialised on its own), a `BertCrfForTokenClassification`. It is modified in
     place and returned. `mode`: `"unused"` (fill `[unusedN]` slots) or `"append"`. `init`: `"truncated_normal"`
-    (std `std`), `"piece_mean"` or `"mean_resizing"` (see the module docstring); `seed` makes the truncated normal
+    (std `std`, or that of the existing rows when None), `"piece_mean"` or `"mean_resizing"` (see the module docstring); `seed` makes the truncated normal
     reproducible. Tokens already in the vocabulary and repeats are skipped and reported; empty strings, tokens with
     whitespace, tokens the normalizer would change, too few `[unusedN]` slots are errors.
     """
     if init not in INITIALISERS:
         raise ValueError(f"init must be one of {INITIALISERS}, got {init!r}")
-    if std <= 0:
-        raise ValueError(f"std must be positive, got {std}")
+    if std is not None and std <= 0:
+        raise ValueError(f"std must be positive (or None: the existing rows' std), got {std}")
     embeddings = model.get_input_embeddings()
     if embeddings is None or not hasattr(embeddings, "weight"):
         raise TypeError(f"{type(model).__name__} has no input embedding matrix")
@@ -536,6 +540,7 @@ def expand_vocabulary(
     piece_ids = [tokenizer(p.token, add_special_tokens=False)["input_ids"] for p in planned]
 
     # Rows are computed from the old matrices, before anything grows.
+    effective_std = embeddings.weight.detach().float().std().item() if std is None else std
     input_rows = _new_rows(embeddings.weight, planned, piece_ids, init, std, generator) if planned else None
     output_rows = bias_rows = None
     if planned and output is not None:
@@ -569,7 +574,7 @@ def expand_vocabulary(
         mode=mode, init=init, added=[asdict(p) for p in planned], skipped_in_vocabulary=present,
         skipped_duplicates=duplicates, tokenizer_size_before=len(tokenizer), tokenizer_size_after=len(expanded),
         embedding_rows_before=rows_before, embedding_rows_after=embeddings.weight.shape[0],
-        output_embeddings=output_kind, std=std if init == "truncated_normal" else None,
+        output_embeddings=output_kind, std=effective_std if init == "truncated_normal" else None,
         seed=seed if init == "truncated_normal" else None,
         unk_initialised=[p.token for p, ids in zip(planned, piece_ids) if init == "piece_mean"
                          and all(i == unk_id for i in ids)],
@@ -643,7 +648,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="unused: fill [unusedN] slots; append: new ids, the embeddings grow")
     expand.add_argument("--init", choices=INITIALISERS, default="truncated_normal",
                         help="new rows: truncated normal, mean of the old pieces' rows, or transformers' mean")
-    expand.add_argument("--std", type=float, default=0.02, help="truncated normal standard deviation")
+    expand.add_argument("--std", type=lambda v: None if v == "matched" else float(v), default=0.02,
+                        help="truncated normal standard deviation, or 'matched': that of the existing rows")
     expand.add_argument("--seed", type=int, default=None, help="seed of the truncated normal draws")
     expand.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)

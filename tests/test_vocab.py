@@ -179,6 +179,26 @@ def test_truncated_normal_rows_statistics_and_untouched_old_rows():
     assert report.new_token_ids == list(range(len(tokenizer), len(tokenizer) + 2000))
 
 
+def test_matched_std_follows_the_existing_rows(tiny_encoder_dir, tmp_path):
+    tokenizer = tiny_tokenizer()
+    tokens = [chr(0x4E00 + i) for i in range(3000) if chr(0x4E00 + i) not in tokenizer.get_vocab()][:2000]
+    model = model_for(tokenizer)
+    with torch.no_grad():
+        model.get_input_embeddings().weight.mul_(3.0)  # trained rows are larger than the 0.02 of a fresh model
+    old_std = model.get_input_embeddings().weight.std().item()
+    model, _, report = expand_vocabulary(model, tokenizer, tokens, mode="append", std=None, seed=3)
+    new = model.get_input_embeddings().weight.detach()[len(tokenizer):]
+    phi2 = math.exp(-2) / math.sqrt(2 * math.pi)
+    truncation = math.sqrt(1 - 4 * phi2 / math.erf(2 / math.sqrt(2)))
+    assert report.std == pytest.approx(old_std) and old_std > 0.05
+    assert new.std().item() == pytest.approx(old_std * truncation, rel=0.02)
+    main(["expand", "--model", str(tiny_encoder_dir), "--token", "在", "--mode", "append", "--std", "matched",
+          "--output_dir", str(tmp_path / "out")])
+    saved = json.loads((tmp_path / "out" / "vocab_expansion.json").read_text())
+    encoder_std = AutoModel.from_pretrained(tiny_encoder_dir).get_input_embeddings().weight.std().item()
+    assert saved["std"] == pytest.approx(encoder_std)
+
+
 def test_piece_mean_rows_and_unknown_characters_keep_the_model_function():
     tokenizer = tiny_tokenizer()
     model = model_for(tokenizer, BertForMaskedLM)
