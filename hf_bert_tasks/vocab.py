@@ -31,9 +31,9 @@ Decisions:
   Only fast WordPiece tokenizers are supported; a saved folder holds `tokenizer.json` (no `vocab.txt`).
 - **Initialisation** of the new rows (input embeddings, an untied decoder, the decoder bias):
   `truncated_normal`: the classic BERT initialiser, N(0, std) truncated at 2 std, bias 0. `std=None` takes the
-  standard deviation of the matrix's existing rows: 0.02 is the scale of a model *before* pretraining, and trained
-  rows are larger (MiniLM's word embeddings: 0.056), so 0.02-rows are faint beside the position embeddings they are
-  added to (`benchmarks/README.md`, MSRA).
+  standard deviation of the matrix's existing rows (0.02 is the scale of a model *before* pretraining; MiniLM's
+  trained word rows have 0.056). 0.02 stays the default: on MSRA the matched scale did not do better
+  (`benchmarks/README.md`).
   `piece_mean`: the mean of the rows of the pieces the *old* tokenizer produced for the token (and the mean of
   their biases). A character the old tokenizer mapped to `[UNK]` starts as the `[UNK]` row, so the expanded model
   initially computes exactly what the old one did on such text; training separates the characters.
