@@ -518,9 +518,10 @@ def expand_vocabulary(
     encoder (`AutoModel`), an `AutoModelForMaskedLM` (a tied decoder and its bias grow with the embeddings; an
     untied decoder is resized and initialised on its own), a `BertCrfForTokenClassification`. It is modified in
     place and returned. `mode`: `"unused"` (fill `[unusedN]` slots) or `"append"`. `init`: `"truncated_normal"`
-    (std `std`, or that of the existing rows when None), `"piece_mean"` or `"mean_resizing"` (see the module docstring); `seed` makes the truncated normal
-    reproducible. Tokens already in the vocabulary and repeats are skipped and reported; empty strings, tokens with
-    whitespace, tokens the normalizer would change, too few `[unusedN]` slots are errors.
+    (std `std`, or that of the existing rows when None), `"piece_mean"` or `"mean_resizing"` (see the module
+    docstring); `seed` makes the truncated normal reproducible. Tokens already in the vocabulary and repeats are
+    skipped and reported; empty strings, tokens with whitespace, tokens the normalizer would change, too few
+    `[unusedN]` slots are errors.
     """
     if init not in INITIALISERS:
         raise ValueError(f"init must be one of {INITIALISERS}, got {init!r}")
