@@ -82,6 +82,9 @@ def run(command: list[str]) -> float:
 
 
 def main():
+    from hf_bert_tasks.vocab import (expand_vocabulary, jieba_segmenter, mine_tokens, save_expanded, std_argument,
+                                     tokenization_stats)
+
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=CONFIGS)
@@ -100,7 +103,7 @@ def main():
     parser.add_argument("--min_freq", type=int, default=2, help="mined characters: seen at least this often")
     parser.add_argument("--max_corpus_texts", type=int, default=None,
                         help="random sample of the pretraining/mining corpus (all of it by default)")
-    parser.add_argument("--init_std", type=lambda v: None if v == "matched" else float(v), default=0.02,
+    parser.add_argument("--init_std", type=std_argument, default=0.02,
                         help="truncated-normal std of the appended rows, or 'matched': that of MiniLM's rows")
     parser.add_argument("--pretrain_init", choices=["truncated_normal", "piece_mean"], default="truncated_normal")
     parser.add_argument("--pretrain_steps", type=int, default=500)
@@ -120,8 +123,6 @@ def main():
     from transformers import AutoTokenizer, BertModel
 
     from hf_bert_tasks.data import read_char_bio
-    from hf_bert_tasks.vocab import expand_vocabulary, jieba_segmenter, mine_tokens, save_expanded, \
-        tokenization_stats
 
     work = args.work_dir
     files, char_bert = prepare_msra(args.data_dir, work, args.hidden, args.layers)

@@ -457,12 +457,21 @@ def _output_embeddings(model):
     return output, "tied" if tied else "untied"
 
 
+def _resolved_std(weight: torch.Tensor, std: float | None) -> float:
+    """`std`, or when None the standard deviation of `weight`'s existing rows."""
+    return weight.detach().float().std().item() if std is None else std
+
+
+def std_argument(value: str) -> float | None:
+    """Command-line `--std`: a number, or `matched` (None: the existing rows' scale)."""
+    return None if value == "matched" else float(value)
+
+
 def _new_rows(weight: torch.Tensor, planned: Sequence[PlannedToken], piece_ids: list[list[int]], init: str,
               std: float, generator: torch.Generator | None) -> torch.Tensor:
     """`(len(planned), hidden)` float32 rows for the new tokens, from the old matrix `weight` `(rows, hidden)`."""
     old = weight.detach().float()
     if init == "truncated_normal":
-        std = old.std().item() if std is None else std
         rows = torch.empty(len(planned), old.shape[1])
         return torch.nn.init.trunc_normal_(rows, mean=0.0, std=std, a=-2 * std, b=2 * std, generator=generator)
     if init == "piece_mean":
@@ -541,12 +550,13 @@ def expand_vocabulary(
     piece_ids = [tokenizer(p.token, add_special_tokens=False)["input_ids"] for p in planned]
 
     # Rows are computed from the old matrices, before anything grows.
-    effective_std = embeddings.weight.detach().float().std().item() if std is None else std
-    input_rows = _new_rows(embeddings.weight, planned, piece_ids, init, std, generator) if planned else None
+    input_std = _resolved_std(embeddings.weight, std)
+    input_rows = _new_rows(embeddings.weight, planned, piece_ids, init, input_std, generator) if planned else None
     output_rows = bias_rows = None
     if planned and output is not None:
         if output_kind == "untied":
-            output_rows = _new_rows(output.weight, planned, piece_ids, init, std, generator)
+            output_rows = _new_rows(output.weight, planned, piece_ids, init, _resolved_std(output.weight, std),
+                                    generator)
         if getattr(output, "bias", None) is not None:
             bias_rows = _new_bias(output.bias, planned, piece_ids, init)
 
@@ -575,7 +585,7 @@ def expand_vocabulary(
         mode=mode, init=init, added=[asdict(p) for p in planned], skipped_in_vocabulary=present,
         skipped_duplicates=duplicates, tokenizer_size_before=len(tokenizer), tokenizer_size_after=len(expanded),
         embedding_rows_before=rows_before, embedding_rows_after=embeddings.weight.shape[0],
-        output_embeddings=output_kind, std=effective_std if init == "truncated_normal" else None,
+        output_embeddings=output_kind, std=input_std if init == "truncated_normal" else None,
         seed=seed if init == "truncated_normal" else None,
         unk_initialised=[p.token for p, ids in zip(planned, piece_ids) if init == "piece_mean"
                          and all(i == unk_id for i in ids)],
@@ -649,7 +659,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="unused: fill [unusedN] slots; append: new ids, the embeddings grow")
     expand.add_argument("--init", choices=INITIALISERS, default="truncated_normal",
                         help="new rows: truncated normal, mean of the old pieces' rows, or transformers' mean")
-    expand.add_argument("--std", type=lambda v: None if v == "matched" else float(v), default=0.02,
+    expand.add_argument("--std", type=std_argument, default=0.02,
                         help="truncated normal standard deviation, or 'matched': that of the existing rows")
     expand.add_argument("--seed", type=int, default=None, help="seed of the truncated normal draws")
     expand.add_argument("--output_dir", required=True)

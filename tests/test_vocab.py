@@ -157,6 +157,10 @@ def test_bad_tokens_are_errors_naming_the_problem():
 # ----------------------------------------------------------------------------------------------- models and initialiser
 
 
+# N(0, s) truncated at +-2 s has std s * sqrt(1 - 4 phi(2) / (2 Phi(2) - 1)) = s * 0.8796.
+TRUNCATION_STD_FACTOR = math.sqrt(1 - 4 * (math.exp(-2) / math.sqrt(2 * math.pi)) / math.erf(2 / math.sqrt(2)))
+
+
 def test_truncated_normal_rows_statistics_and_untouched_old_rows():
     tokenizer = tiny_tokenizer()
     tokens = [chr(0x4E00 + i) for i in range(3000) if chr(0x4E00 + i) not in tokenizer.get_vocab()][:2000]
@@ -168,9 +172,7 @@ def test_truncated_normal_rows_statistics_and_untouched_old_rows():
     assert weight.shape == (len(tokenizer) + 2000, 32) and model.config.vocab_size == len(expanded)
     assert torch.equal(weight[: len(tokenizer)], old)
     new = weight[len(tokenizer):]
-    # N(0, 0.02) truncated at +-2 std: std = 0.02 * sqrt(1 - 4 phi(2) / (2 Phi(2) - 1)) = 0.02 * 0.8796.
-    phi2 = math.exp(-2) / math.sqrt(2 * math.pi)
-    expected_std = 0.02 * math.sqrt(1 - 4 * phi2 / math.erf(2 / math.sqrt(2)))
+    expected_std = 0.02 * TRUNCATION_STD_FACTOR
     assert new.abs().max() <= 0.04
     assert new.std().item() == pytest.approx(expected_std, rel=0.02)
     assert abs(new.mean().item()) < 3 * expected_std / math.sqrt(new.numel())
@@ -188,10 +190,8 @@ def test_matched_std_follows_the_existing_rows(tiny_encoder_dir, tmp_path):
     old_std = model.get_input_embeddings().weight.std().item()
     model, _, report = expand_vocabulary(model, tokenizer, tokens, mode="append", std=None, seed=3)
     new = model.get_input_embeddings().weight.detach()[len(tokenizer):]
-    phi2 = math.exp(-2) / math.sqrt(2 * math.pi)
-    truncation = math.sqrt(1 - 4 * phi2 / math.erf(2 / math.sqrt(2)))
     assert report.std == pytest.approx(old_std) and old_std > 0.05
-    assert new.std().item() == pytest.approx(old_std * truncation, rel=0.02)
+    assert new.std().item() == pytest.approx(old_std * TRUNCATION_STD_FACTOR, rel=0.02)
     main(["expand", "--model", str(tiny_encoder_dir), "--token", "在", "--mode", "append", "--std", "matched",
           "--output_dir", str(tmp_path / "out")])
     saved = json.loads((tmp_path / "out" / "vocab_expansion.json").read_text())
