@@ -24,6 +24,7 @@ import logging
 import os
 import re
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -52,12 +53,52 @@ ENCODER_TARGET_MODULES: dict[str, list[str]] = {
 }
 
 # Head class name suffix -> (peft task type, the Auto class that rebuilds the base model of an adapter).
+# Question answering gets no task type, so the plain PeftModel, which passes every input on: peft's
+# PeftModelForQuestionAnswering (0.21) drops `token_type_ids`, and BERT would train and answer without its segments.
 _TASKS = {
     "ForTokenClassification": (TaskType.TOKEN_CLS, AutoModelForTokenClassification),
     "ForSequenceClassification": (TaskType.SEQ_CLS, AutoModelForSequenceClassification),
-    "ForQuestionAnswering": (TaskType.QUESTION_ANS, AutoModelForQuestionAnswering),
+    "ForQuestionAnswering": (None, AutoModelForQuestionAnswering),
 }
 _ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "adapter_model.bin")
+
+
+@dataclass
+class LoraArguments:
+    """The recipes' `--lora*` flags (an `HfArgumentParser` dataclass shared by ner, classify and qa)."""
+    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters in the encoder (peft) instead of all its "
+                                                        "weights; the task layers (classifier, CRF, BiLSTM, QA "
+                                                        "outputs) train in full."})
+    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
+    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha: the update is scaled by alpha / r."})
+    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the input of the LoRA matrices."})
+    lora_target_modules: list[str] | None = field(default=None, metadata={
+        "help": "Encoder layers to adapt, by name (space or comma separated); default: attention and feed-forward "
+                "layers of the encoder family (BERT-like: query key value dense)."})
+    lora_save: str = field(default="merged", metadata={
+        "help": "merged: the output folder is an ordinary model (adapters merged in); adapter: the adapter alone "
+                "(load with hf_bert_tasks.lora.load_adapter); both: merged, plus the adapter in output_dir/adapter."})
+
+    def __post_init__(self):
+        if self.lora_save not in ("merged", "adapter", "both"):
+            raise ValueError(f"--lora_save must be merged, adapter or both, got {self.lora_save!r}")
+        if self.lora_target_modules:
+            self.lora_target_modules = [n for item in self.lora_target_modules for n in item.split(",") if n]
+
+    def apply(self, model: PreTrainedModel) -> "PeftModel | None":
+        """`apply_lora` with these settings when `--lora` is on (the model is adapted in place), else None."""
+        if not self.lora:
+            return None
+        return apply_lora(model, r=self.lora_r, alpha=self.lora_alpha, dropout=self.lora_dropout,
+                          target_modules=self.lora_target_modules)
+
+    def save(self, trainer, peft_model: "PeftModel | None") -> None:
+        """Save the trained model in the trainer's output folder: as the Trainer does without LoRA, else as
+        `--lora_save` says (`save_lora_outputs`, on the main process only)."""
+        if peft_model is None:
+            trainer.save_model()
+        elif trainer.is_world_process_zero():
+            save_lora_outputs(peft_model, trainer.args.output_dir, trainer.processing_class, self.lora_save)
 
 
 def encoder_model_type(model: PreTrainedModel) -> str:
@@ -251,6 +292,7 @@ def load_adapter(base: str | os.PathLike | PreTrainedModel, adapter_dir: str | o
 
 __all__ = [
     "ENCODER_TARGET_MODULES",
+    "LoraArguments",
     "apply_lora",
     "default_target_modules",
     "encoder_model_type",

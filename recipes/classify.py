@@ -49,6 +49,7 @@ from hf_bert_tasks.classification import (
     write_classification_report,
     write_predictions,
 )
+from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.training import FreezeEncoderCallback, build_optimizer
 
 
@@ -106,11 +107,11 @@ class DataArguments:
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
     if data_args.predictions_format not in (None, "tsv", "jsonl"):
         raise ValueError(f"--predictions_format must be tsv or jsonl, got {data_args.predictions_format!r}")
@@ -175,12 +176,13 @@ def main():
 
         return compute_metrics
 
+    lora_model = lora_args.apply(model)  # peft adapts `model` in place; the Trainer gets the PeftModel
     optimizer = None
     if training_args.do_train:
         optimizer = build_optimizer(model, training_args, model_args.head_learning_rate)
     callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
     trainer = Trainer(
-        model=model,
+        model=model if lora_model is None else lora_model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,
         eval_dataset=features["validation"] if training_args.do_eval else None,
@@ -193,7 +195,7 @@ def main():
 
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
+        lora_args.save(trainer, lora_model)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()

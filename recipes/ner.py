@@ -32,7 +32,7 @@ from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.data import load_ner_dataset
 from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.hub import check_repo_id, push_model, resolve_token
-from hf_bert_tasks.lora import apply_lora, save_lora_outputs
+from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.metrics import entity_scores
 from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
 from hf_bert_tasks.training import FreezeEncoderCallback, OrderedEvalTrainer, build_optimizer
@@ -78,27 +78,6 @@ class DataArguments:
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval sentences."})
 
 
-@dataclass
-class LoraArguments:
-    lora: bool = field(default=False, metadata={"help": "Train LoRA adapters in the encoder (peft) instead of all its "
-                                                        "weights; the new layers (CRF, BiLSTM, emission) train in full."})
-    lora_r: int = field(default=8, metadata={"help": "LoRA rank."})
-    lora_alpha: float = field(default=16.0, metadata={"help": "LoRA alpha: the update is scaled by alpha / r."})
-    lora_dropout: float = field(default=0.1, metadata={"help": "Dropout on the input of the LoRA matrices."})
-    lora_target_modules: list[str] | None = field(default=None, metadata={
-        "help": "Encoder layers to adapt, by name (space or comma separated); default: attention and feed-forward "
-                "layers of the encoder family (BERT-like: query key value dense)."})
-    lora_save: str = field(default="merged", metadata={
-        "help": "merged: the output folder is an ordinary model (adapters merged in); adapter: the adapter alone "
-                "(load with hf_bert_tasks.lora.load_adapter); both: merged, plus the adapter in output_dir/adapter."})
-
-    def __post_init__(self):
-        if self.lora_save not in ("merged", "adapter", "both"):
-            raise ValueError(f"--lora_save must be merged, adapter or both, got {self.lora_save!r}")
-        if self.lora_target_modules:
-            self.lora_target_modules = [n for item in self.lora_target_modules for n in item.split(",") if n]
-
-
 def main():
     parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
@@ -129,8 +108,7 @@ def main():
 
     model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)
     # peft adapts `model` in place; the Trainer gets the PeftModel (adapter-only checkpoints), the rest uses `model`.
-    lora_model = apply_lora(model, r=lora_args.lora_r, alpha=lora_args.lora_alpha, dropout=lora_args.lora_dropout,
-                            target_modules=lora_args.lora_target_modules) if lora_args.lora else None
+    lora_model = lora_args.apply(model)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
     label2id = {label: i for i, label in enumerate(labels)}
     unknown = sorted(set(tag_names) - set(labels))
@@ -198,10 +176,7 @@ def main():
 
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        if lora_model is None:
-            trainer.save_model()
-        elif trainer.is_world_process_zero():
-            save_lora_outputs(lora_model, training_args.output_dir, tokenizer, lora_args.lora_save)
+        lora_args.save(trainer, lora_model)
         trainer.log_metrics("train", result.metrics)
         trainer.save_metrics("train", result.metrics)
         trainer.save_state()

@@ -34,6 +34,7 @@ from transformers import (
     set_seed,
 )
 
+from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.qa import (
     detect_language,
     load_qa_dataset,
@@ -82,11 +83,11 @@ class DataArguments:
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments))
+    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
+        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
     else:
-        model_args, data_args, training_args = parser.parse_args_into_dataclasses()
+        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
 
     raw = load_qa_dataset(
@@ -155,11 +156,12 @@ def main():
 
         return compute_metrics
 
+    lora_model = lora_args.apply(model)  # peft adapts `model` in place; the Trainer gets the PeftModel
     optimizer = None
     if training_args.do_train:
         optimizer = build_optimizer(model, training_args, model_args.head_learning_rate)
     trainer = Trainer(
-        model=model,
+        model=model if lora_model is None else lora_model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,
         eval_dataset=model_inputs("validation") if training_args.do_eval else None,
@@ -171,7 +173,7 @@ def main():
 
     if training_args.do_train:
         result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        trainer.save_model()
+        lora_args.save(trainer, lora_model)
         metrics = {**result.metrics, "train_questions": len(raw["train"]), "train_windows": len(features["train"])}
         trainer.log_metrics("train", metrics)
         trainer.save_metrics("train", metrics)

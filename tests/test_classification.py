@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 import torch
 from datasets import ClassLabel, Dataset, Features, Value
+from safetensors.torch import load_file
 from sklearn import metrics as skm
 
 from conftest import PYTHON, ROOT, minilm_path, shared_data_path, tiny_bert_config, tiny_tokenizer
@@ -682,3 +683,19 @@ def test_real_thucnews_titles_and_sst2():
     assert np.bincount(data["train"]["label"]).tolist() == [29_780, 37_569]
     assert np.bincount(data["test"]["label"]).tolist() == [912, 909]
     assert data["validation"][1]["text"].startswith("if you 've ever entertained")  # dev's column is "content"
+
+
+def test_recipe_lora_saves_a_merged_model_that_scores_as_the_adapted_one(tiny_encoder_dir, tmp_path):
+    out, again = tmp_path / "lora", tmp_path / "again"
+    run_recipe(*common_args(tiny_encoder_dir, out, epochs=2), "--train_file", NEWS_TRAIN, "--validation_file",
+               NEWS_DEV, "--lora", "--lora_r", 4, "--learning_rate", 1e-2, "--do_train", "--do_eval")
+    assert not (out / "adapter_config.json").exists()  # --lora_save merged: an ordinary model folder
+    trained, base = load_file(out / "model.safetensors"), load_file(tiny_encoder_dir / "model.safetensors")
+    query = "encoder.layer.0.attention.self.query.weight"
+    assert not torch.equal(trained[f"bert.{query}"], base[query])  # the adapters, merged in
+    assert torch.equal(trained["bert.embeddings.word_embeddings.weight"], base["embeddings.word_embeddings.weight"])
+    # The merged folder, evaluated on its own, scores as the adapted model did at the end of training.
+    run_recipe(*common_args(out, again), "--validation_file", NEWS_DEV, "--do_eval")
+    adapted, merged = (json.loads((d / "eval_results.json").read_text()) for d in (out, again))
+    assert merged["eval_accuracy"] == adapted["eval_accuracy"]
+    assert merged["eval_loss"] == pytest.approx(adapted["eval_loss"], rel=1e-5)

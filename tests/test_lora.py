@@ -11,6 +11,8 @@ from safetensors.torch import load_file
 from transformers import (
     AlbertConfig,
     AutoModelForTokenClassification,
+    BertForQuestionAnswering,
+    BertForSequenceClassification,
     BertForTokenClassification,
     BertModel,
     CamembertConfig,
@@ -26,6 +28,7 @@ from transformers import (
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.lora import (
+    LoraArguments,
     apply_lora,
     default_target_modules,
     load_adapter,
@@ -228,6 +231,29 @@ def test_transformers_heads_keep_their_head_out_of_lora():
     assert trainable and all(".classifier.modules_to_save.default." in n for n in trainable)
 
 
+@pytest.mark.parametrize("head", [BertForSequenceClassification, BertForQuestionAnswering])
+def test_adapted_heads_see_the_segment_ids_and_merge_exactly(head, tmp_path):
+    # peft's own question-answering wrapper drops token_type_ids; apply_lora must not lose them for any head.
+    torch.manual_seed(0)
+    peft_model = apply_lora(head(tiny_bert_config(num_labels=3 if head is BertForSequenceClassification else 2)))
+    with torch.no_grad():
+        for parameter in peft_model.parameters():
+            if parameter.requires_grad:
+                parameter.add_(torch.randn_like(parameter) * 0.1)
+    peft_model.eval()
+    input_ids = torch.randint(5, 50, (2, 12))
+    segments = torch.zeros_like(input_ids)
+    segments[:, 6:] = 1
+    merged = head.from_pretrained(save_merged(peft_model, tmp_path / "merged")).eval()
+    with torch.no_grad():
+        adapted = peft_model(input_ids=input_ids, token_type_ids=segments)
+        reloaded = merged(input_ids=input_ids, token_type_ids=segments)
+        without_segments = merged(input_ids=input_ids)
+    first = "logits" if head is BertForSequenceClassification else "start_logits"
+    torch.testing.assert_close(adapted[first], reloaded[first], rtol=0, atol=1e-5)
+    assert not torch.allclose(adapted[first], without_segments[first], atol=1e-3)
+
+
 def test_unknown_encoder_and_wrong_names_are_clear_errors():
     model = crf_model(encoder=MPNetConfig(**SMALL))
     with pytest.raises(ValueError, match=r"'mpnet'.*--lora_target_modules"):
@@ -305,17 +331,12 @@ def test_recipe_with_lora_saves_a_merged_model_and_an_adapter(tiny_encoder_dir, 
     assert torch.equal(merged_tags, adapted_tags)
 
 
-def test_recipe_documents_and_checks_the_lora_flags():
+def test_lora_arguments_document_and_check_the_flags():
     import dataclasses
-    import importlib.util
 
-    spec = importlib.util.spec_from_file_location("ner_recipe", ROOT / "recipes" / "ner.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    help_text = HfArgumentParser(module.LoraArguments).format_help()
-    for field in dataclasses.fields(module.LoraArguments):
+    help_text = HfArgumentParser(LoraArguments).format_help()  # the --lora* flags of every recipe
+    for field in dataclasses.fields(LoraArguments):
         assert f"--{field.name}" in help_text and field.metadata.get("help"), field.name
-    assert module.LoraArguments(lora_target_modules=["query,key", "value"]).lora_target_modules == [
-        "query", "key", "value"]
+    assert LoraArguments(lora_target_modules=["query,key", "value"]).lora_target_modules == ["query", "key", "value"]
     with pytest.raises(ValueError, match="--lora_save must be merged, adapter or both"):
-        module.LoraArguments(lora_save="full")
+        LoraArguments(lora_save="full")

@@ -602,3 +602,17 @@ def test_recipe_under_accelerate_with_two_processes(tiny_encoder_dir, tmp_path):
         warnings.simplefilter("ignore", QaDataWarning)
         answers = answer_questions(out, dataset["question"], dataset["context"])
     assert [a["answer"] for a in answers] == [predicted[i] for i in dataset["id"]]
+
+
+def test_recipe_lora_saves_a_merged_model_that_answers_as_the_adapted_one(tiny_encoder_dir, tmp_path):
+    out, again = tmp_path / "lora", tmp_path / "again"
+    data = FIXTURES / "qa_squad_v1.json"
+    run_recipe(*common_args(tiny_encoder_dir, out, data, "--lora", "--lora_r", 4, "--use_cpu"))
+    assert (out / "model.safetensors").is_file() and not (out / "adapter_config.json").exists()
+    windows = ["--max_seq_length", 48, "--doc_stride", 8, "--max_question_length", 16]
+    run_recipe("--model_name_or_path", out, "--output_dir", again, "--validation_file", data, "--do_eval",
+               *windows, "--per_device_eval_batch_size", 5, "--report_to", "none", "--use_cpu")
+    adapted, merged = (json.loads((d / "eval_results.json").read_text()) for d in (out, again))
+    assert merged["eval_f1"] == adapted["eval_f1"] and merged["eval_exact_match"] == adapted["eval_exact_match"]
+    assert (json.loads((again / "predictions.json").read_text())
+            == json.loads((out / "predictions.json").read_text()))
