@@ -1,4 +1,5 @@
-"""Publishing to the Hugging Face Hub: a trained NER model with its model card, and the demo Space.
+"""Publishing to the Hugging Face Hub: a trained model (NER, classification, QA) with its model card, and the
+demo Space.
 
     python -m hf_bert_tasks.hub push-model out/conll ORG/bert-crf-conll --dataset conll2003 --language en
     python -m hf_bert_tasks.hub push-space spaces ORG/ner-demo --model-id ORG/bert-crf-conll
@@ -72,6 +73,15 @@ SPACE_SKIPPED = re.compile(r"(^|/)(__pycache__|\.[^/]*|flagged)(/|$)|\.pyc$")
 
 SPLIT_NAMES = {"eval": "validation", "test": "test"}
 METRICS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
+# The transformers heads of the classify and qa recipes (by architecture suffix): pipeline tag, Hub task name, the
+# metrics of all_results.json (without the split prefix) and the card template. Anything else is an NER model.
+TASK_CARDS = {
+    "ForSequenceClassification": ("text-classification", "Text Classification",
+                                  (("accuracy", "Accuracy"), ("macro_f1", "Macro F1")),
+                                  REPO_ROOT / "model_cards" / "classification.md"),
+    "ForQuestionAnswering": ("question-answering", "Question Answering",
+                             (("exact_match", "Exact match"), ("f1", "F1")), REPO_ROOT / "model_cards" / "qa.md"),
+}
 EXAMPLE_TEXTS = {"zh": "明朝建立于1368年，开国皇帝是朱元璋。",
                  "en": "Angela Weber flew from Dublin to Toronto on Monday."}
 LOGIN_HELP = ("pass token=..., set the HF_TOKEN environment variable, or run `hf auth login` "
@@ -191,19 +201,28 @@ def model_files(model_dir: Path) -> list[str]:
 
 
 # --- model card ------------------------------------------------------------------------------------------------------
-def eval_results(results: dict, dataset: str) -> list[EvalResult]:
-    """One EvalResult per split (eval -> validation, test) and metric (precision, recall, f1) found in `results`."""
+def eval_results(results: dict, dataset: str, task: tuple | None = None) -> list[EvalResult]:
+    """One EvalResult per split (eval -> validation, test) and metric found in `results`: the strict entity-level
+    precision, recall and F1 of an NER model, or the metrics of a `TASK_CARDS` entry (`task`)."""
+    task_type, task_name, metrics, _ = task or ("token-classification", "Named Entity Recognition", METRICS, None)
+    qualifier = "" if task else " (strict, entity level)"
     return [
         EvalResult(
-            task_type="token-classification", task_name="Named Entity Recognition",
+            task_type=task_type, task_name=task_name,
             dataset_type=dataset, dataset_name=dataset, dataset_split=split,
-            metric_type=metric, metric_name=f"{split.capitalize()} {pretty} (strict, entity level)",
+            metric_type=metric, metric_name=f"{split.capitalize()} {pretty}{qualifier}",
             metric_value=float(results[f"{prefix}_{metric}"]),
         )
         for prefix, split in SPLIT_NAMES.items()
-        for metric, pretty in METRICS
+        for metric, pretty in metrics
         if f"{prefix}_{metric}" in results
     ]
+
+
+def task_card(config: dict) -> tuple | None:
+    """The `TASK_CARDS` entry of a classification or QA model's config, None for an NER model."""
+    return next((card for suffix, card in TASK_CARDS.items()
+                 if any(name.endswith(suffix) for name in config.get("architectures") or [])), None)
 
 
 def per_type_f1(results: dict) -> tuple[list[str], list[dict]]:
@@ -249,14 +268,17 @@ def render_model_card(
     license: str = "apache-2.0",
     training_args: dict | None = None,
     example_text: str | None = None,
-    template: str | os.PathLike = NER_CARD_TEMPLATE,
+    template: str | os.PathLike | None = None,
 ) -> str:
-    """The README.md of a trained NER model folder: YAML metadata, usage, labels, scores, training, limitations.
+    """The README.md of a trained model folder: YAML metadata, usage, labels, scores, training, limitations. NER
+    models (the CRF model or a token-classification head) get `model_cards/ner.md`; the sequence-classification
+    and question-answering heads of the classify and qa recipes get their own template and metrics (`TASK_CARDS`).
 
     Args:
         model_dir: the saved model (its config.json gives labels, scheme and architecture).
-        results: the recipe's `all_results.json` (`eval_precision`, `eval_recall`, `eval_f1`, `test_*`, and per type
-            `eval_PER_f1`, ...); None or {} for a card without scores.
+        results: the recipe's `all_results.json` (NER: `eval_precision`, `eval_recall`, `eval_f1`, `test_*`, and per
+            type `eval_PER_f1`, ...; classification: `eval_accuracy`, `eval_macro_f1`; QA: `eval_exact_match`,
+            `eval_f1`); None or {} for a card without scores.
         repo_id: the Hub id used in the usage snippets (default: `ORG/` + the folder name).
         base_model: the encoder's Hub id; default: the encoder config's `_name_or_path` if it is a Hub id. A local
             path is an error (the Hub links base models by id).
@@ -265,12 +287,14 @@ def render_model_card(
         license: a Hub license id.
         training_args: settings listed under "Training" (e.g. learning rates, epochs, batch size, seed).
         example_text: the text of the usage snippets (default: an English or Chinese sentence after `language`).
-        template: the Jinja template of the card body.
+        template: the Jinja template of the card body (default: the task's, in `model_cards/`).
 
     Returns the card text; raises ValueError when the rendered card does not parse back to the same metadata.
     """
     model_dir = Path(model_dir)
     config = read_config(model_dir)
+    task = task_card(config)
+    template = template or (task[3] if task else NER_CARD_TEMPLATE)
     if not Path(template).is_file():
         raise ValueError(f"model card template {template} not found (the project's templates are in model_cards/)")
     results = dict(results or {})
@@ -281,6 +305,12 @@ def render_model_card(
     elif Path(base_model).exists() or not _is_hub_id(base_model):
         raise ValueError(f"base_model {base_model!r} must be the encoder's Hub id (e.g. bert-base-cased), not a local "
                          "path: pass the id the encoder was downloaded from, or leave base_model out")
+
+    example_text = example_text or EXAMPLE_TEXTS["zh" if language and language[0].startswith("zh") else "en"]
+    if task:
+        return _render_task_card(config, results, task, template, repo_id=repo_id, base_model=base_model,
+                                 datasets=datasets, language=language, license=license, training_args=training_args,
+                                 example_text=example_text)
 
     is_crf = config.get("model_type") == "bert_crf"
     encoder = config.get("encoder") or config
@@ -296,9 +326,7 @@ def render_model_card(
         eval_results=eval_results(results, dataset_id) or None,
     )
 
-    layers = encoder.get("num_hidden_layers", encoder.get("n_layers"))  # DistilBERT names them differently
-    hidden = encoder.get("hidden_size", encoder.get("dim"))
-    architecture = f"a {layers}-layer {encoder.get('model_type', 'BERT')} encoder (hidden size {hidden})"
+    architecture = _encoder_description(encoder)
     if is_crf:
         architecture += (f", a BiLSTM ({config.get('lstm_hidden_size')} units)" if config.get("use_bilstm") else "")
         architecture += " and a linear-chain CRF"
@@ -319,7 +347,6 @@ def render_model_card(
         settings.append(("constrained transitions", config.get("constrain_transitions", True)))
     settings += [(name, value) for name, value in (training_args or {}).items() if value is not None]
 
-    example_text = example_text or EXAMPLE_TEXTS["zh" if language and language[0].startswith("zh") else "en"]
     card = ModelCard.from_template(
         card_data, template_path=str(template),
         model_name=repo_id.split("/")[-1], repo_id=repo_id, architecture=architecture, is_crf=is_crf,
@@ -328,6 +355,43 @@ def render_model_card(
         labels=labels, entity_types=entity_types,
         datasets=datasets or [], overall=overall, per_type=per_type, per_type_splits=per_type_splits,
         settings=settings, example_text=example_text, example_words=[w for w, _, _ in split_words(example_text)],
+    )
+    text = str(card)
+    check_model_card(text, card_data)
+    return text
+
+
+def _encoder_description(encoder: dict) -> str:
+    layers = encoder.get("num_hidden_layers", encoder.get("n_layers"))  # DistilBERT names them differently
+    hidden = encoder.get("hidden_size", encoder.get("dim"))
+    return f"a {layers}-layer {encoder.get('model_type', 'BERT')} encoder (hidden size {hidden})"
+
+
+# Settings the classify and qa recipes store in config.json, listed under "Training" in their cards.
+TASK_SETTINGS = ("long_text", "max_seq_length", "stride", "head_tokens", "classification_threshold", "doc_stride",
+                 "max_question_length", "max_answer_length", "version_2_with_negative", "null_score_diff_threshold")
+
+
+def _render_task_card(config: dict, results: dict, task: tuple, template, *, repo_id, base_model, datasets, language,
+                      license, training_args, example_text) -> str:
+    """`render_model_card` for a text-classification or question-answering model."""
+    pipeline_tag, _, metrics, _ = task
+    card_data = ModelCardData(
+        library_name="transformers", pipeline_tag=pipeline_tag, license=license, language=language,
+        datasets=datasets, base_model=base_model, tags=[pipeline_tag], model_name=repo_id.split("/")[-1],
+        eval_results=eval_results(results, datasets[0] if datasets else "custom", task) or None,
+    )
+    scores = [{"split": split, "metric": pretty, "value": float(results[f"{prefix}_{metric}"])}
+              for prefix, split in SPLIT_NAMES.items() for metric, pretty in metrics if f"{prefix}_{metric}" in results]
+    settings = [(key, config[key]) for key in TASK_SETTINGS if config.get(key) is not None]
+    settings += [(name, value) for name, value in (training_args or {}).items() if value is not None]
+    question = "开国皇帝是谁？" if language and language[0].startswith("zh") else "Where did Angela Weber fly to?"
+    card = ModelCard.from_template(
+        card_data, template_path=str(template), model_name=repo_id.split("/")[-1], repo_id=repo_id,
+        architecture=_encoder_description(config), base_model=base_model, datasets=datasets or [],
+        labels=[config["id2label"][key] for key in sorted(config.get("id2label", {}), key=int)],
+        multi_label=config.get("problem_type") == "multi_label_classification", scores=scores, settings=settings,
+        example_text=example_text, example_question=question, abstains=bool(config.get("version_2_with_negative")),
     )
     text = str(card)
     check_model_card(text, card_data)
@@ -388,7 +452,7 @@ def push_model(
         repo_id: `namespace/name`; the repo is created (public unless `private`) if it does not exist.
         token: a Hub token with write access (default: `HF_TOKEN` or the `hf auth login` token).
         revision: the branch to commit to (created from main if needed); default main.
-        commit_message: default "Upload NER model" with the validation F1 when known.
+        commit_message: default "Upload NER model" (or the task's name) with the first validation score.
         **card_kwargs: passed to `render_model_card` (`base_model`, `datasets`, `language`, `license`,
             `training_args`, `example_text`, `template`).
 
@@ -403,8 +467,11 @@ def push_model(
     card = render_model_card(model_dir, results, repo_id=repo_id, **card_kwargs)
     token = resolve_token(token)
     if commit_message is None:
-        commit_message = "Upload NER model" + (f" (validation F1 {results['eval_f1']:.4f})" if "eval_f1" in results
-                                               else "")
+        task = task_card(read_config(model_dir))
+        first_metric, pretty = task[2][0] if task else ("f1", "F1")
+        commit_message = f"Upload {task[1] if task else 'NER'} model" + (
+            f" (validation {pretty} {results[f'eval_{first_metric}']:.4f})" if f"eval_{first_metric}" in results
+            else "")
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
@@ -415,6 +482,29 @@ def push_model(
         commit = api.upload_folder(repo_id=repo_id, folder_path=staging, revision=revision,
                                    commit_message=commit_message, delete_patterns=MANAGED_PATTERNS)
     return commit.oid
+
+
+def take_push_request(training_args) -> bool:
+    """For the recipes: whether `--push_to_hub` was given, after checking the repo id and the token (before any
+    training). The Trainer's own pushing is switched off: the recipe pushes the finished model with `push_model`
+    (weights, code, tokenizer, card), not the Trainer's checkpoints."""
+    push, training_args.push_to_hub = training_args.push_to_hub, False
+    if push:
+        if not training_args.hub_model_id:
+            raise ValueError("--push_to_hub needs --hub_model_id ORG/NAME")
+        check_repo_id(training_args.hub_model_id)
+        resolve_token(training_args.hub_token)
+    return push
+
+
+def push_recipe_output(training_args, dataset_name: str | None, settings: dict) -> str:
+    """`push_model` of the recipe's `--output_dir` to `--hub_model_id` (with `--hub_token`, `--hub_revision`,
+    `--hub_private_repo`); `settings` are listed in the card. Prints and returns the commit sha."""
+    sha = push_model(training_args.output_dir, training_args.hub_model_id, token=training_args.hub_token,
+                     revision=training_args.hub_revision, private=bool(training_args.hub_private_repo),
+                     datasets=[dataset_name] if dataset_name else None, training_args=settings)
+    print(f"pushed {training_args.hub_model_id} at revision {sha}")
+    return sha
 
 
 def render_space_card(template: str | os.PathLike, *, repo_id: str, model_id: str, title: str | None = None,
@@ -491,7 +581,7 @@ def push_space(
 
 # --- command line ----------------------------------------------------------------------------------------------------
 def main(argv: Sequence[str] | None = None) -> None:
-    """Push a trained NER model (with its model card) or the demo Space to the Hugging Face Hub.
+    """Push a trained model (NER, classification or QA, with its model card) or the demo Space to the Hub.
 
     Authentication: HF_TOKEN or `hf auth login`. HF_ENDPOINT selects another Hub endpoint.
     """

@@ -17,6 +17,9 @@ metrics are explained in `hf_bert_tasks/classification.py`. `all_results.json` h
 matrix go to `{eval,test}_classification_report.json` and `{eval,test}_confusion_matrix.png`; `--do_predict` writes
 `test_predictions.tsv` (or `.jsonl`) with every label's probability. Scores are per text (window logits averaged per
 text with `--long_text windows`); the Trainer's `*_samples_per_second` and `eval_loss` count windows.
+`--lora` trains LoRA adapters in the encoder and the task layer in full, and saves an ordinary model with them
+merged in (`--lora_save`, `hf_bert_tasks/lora.py`). `--push_to_hub --hub_model_id ORG/NAME` pushes the finished
+model with a model card of its scores (`hf_bert_tasks/hub.py`); the repo id and the token are checked before training.
 """
 
 import os
@@ -49,6 +52,7 @@ from hf_bert_tasks.classification import (
     write_classification_report,
     write_predictions,
 )
+from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.training import FreezeEncoderCallback, build_optimizer
 
@@ -113,6 +117,7 @@ def main():
     else:
         model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
+    push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
     if data_args.predictions_format not in (None, "tsv", "jsonl"):
         raise ValueError(f"--predictions_format must be tsv or jsonl, got {data_args.predictions_format!r}")
 
@@ -218,6 +223,13 @@ def main():
                 "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "tsv")
             write_predictions(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"), raw["test"],
                               records, labels, data_args.label_delimiter)
+    if push_to_hub and trainer.is_world_process_zero():
+        settings = {"learning_rate": training_args.learning_rate, "head_learning_rate": model_args.head_learning_rate,
+                    "num_train_epochs": training_args.num_train_epochs,
+                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
+                    "freeze_encoder_epochs": model_args.freeze_encoder_epochs, "lora": lora_args.lora,
+                    "seed": training_args.seed}
+        push_recipe_output(training_args, data_args.dataset_name, settings)
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ from transformers import (
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.data import load_ner_dataset
 from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows
-from hf_bert_tasks.hub import check_repo_id, push_model, resolve_token
+from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.metrics import entity_scores
 from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
@@ -85,14 +85,7 @@ def main():
     else:
         model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
-    # We push the finished model ourselves (weights, custom code, tokenizer, model card), not the Trainer's
-    # checkpoints; the repo id and the token are checked now, before any training.
-    push_to_hub, training_args.push_to_hub = training_args.push_to_hub, False
-    if push_to_hub:
-        if not training_args.hub_model_id:
-            parser.error("--push_to_hub needs --hub_model_id ORG/NAME")
-        check_repo_id(training_args.hub_model_id)
-        resolve_token(training_args.hub_token)
+    push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
     source_scheme = data_args.source_scheme or data_args.scheme
     raw = load_ner_dataset(
@@ -201,10 +194,7 @@ def main():
                     "per_device_train_batch_size": training_args.per_device_train_batch_size,
                     "freeze_encoder_epochs": model_args.freeze_encoder_epochs, "lora": lora_args.lora,
                     "seed": training_args.seed}
-        sha = push_model(training_args.output_dir, training_args.hub_model_id, token=training_args.hub_token,
-                         revision=training_args.hub_revision, private=bool(training_args.hub_private_repo),
-                         datasets=[data_args.dataset_name] if data_args.dataset_name else None, training_args=settings)
-        print(f"pushed {training_args.hub_model_id} at revision {sha}")
+        push_recipe_output(training_args, data_args.dataset_name, settings)
 
 
 def load_model_and_tokenizer(model_args, data_args, tag_names):

@@ -15,6 +15,9 @@ CMRC2018 character scores for Chinese) and, with `--do_predict` on a labelled fi
 ({id: answer}, the official evaluation scripts' input) and `nbest_predictions.json` for the validation set,
 `test_predictions.json` and `test_nbest_predictions.json` for the test set, and for 2.0-style data
 `null_odds.json` / `test_null_odds.json` ({id: null score - best span score}) for threshold tuning.
+`--lora` trains LoRA adapters in the encoder and the task layer in full, and saves an ordinary model with them
+merged in (`--lora_save`, `hf_bert_tasks/lora.py`). `--push_to_hub --hub_model_id ORG/NAME` pushes the finished
+model with a model card of its scores (`hf_bert_tasks/hub.py`); the repo id and the token are checked before training.
 """
 
 import json
@@ -34,6 +37,7 @@ from transformers import (
     set_seed,
 )
 
+from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.qa import (
     detect_language,
@@ -89,6 +93,7 @@ def main():
     else:
         model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     set_seed(training_args.seed)
+    push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
     raw = load_qa_dataset(
         train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
@@ -196,6 +201,12 @@ def main():
         trainer.save_metrics("test", output.metrics)
         if trainer.is_world_process_zero():
             write_predictions(predictions["test"], training_args.output_dir, "test_", data_args)
+    if push_to_hub and trainer.is_world_process_zero():
+        settings = {"learning_rate": training_args.learning_rate, "head_learning_rate": model_args.head_learning_rate,
+                    "num_train_epochs": training_args.num_train_epochs,
+                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
+                    "lora": lora_args.lora, "seed": training_args.seed}
+        push_recipe_output(training_args, data_args.dataset_name, settings)
 
 
 def write_predictions(predicted: dict, output_dir: str, prefix: str, data_args) -> None:

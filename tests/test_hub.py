@@ -23,6 +23,7 @@ from huggingface_hub.errors import (
     RevisionNotFoundError,
 )
 from huggingface_hub.repocard_data import model_index_to_eval_results
+from safetensors.torch import load_file
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
@@ -517,3 +518,34 @@ def test_recipe_without_a_token_stops_before_training(hub, tiny_encoder_dir, tmp
                             "alice/recipe-ner")
     assert result.returncode != 0 and "hf auth login" in result.stderr
     assert not (tmp_path / "out" / "model.safetensors").exists() and hub.requests == []
+
+
+@pytest.mark.parametrize("recipe, data, metric", [
+    ("classify.py", ["--train_file", ROOT / "tests" / "fixtures" / "classify_news_train.txt",
+                     "--validation_file", ROOT / "tests" / "fixtures" / "classify_news_dev.txt"], "accuracy"),
+    ("qa.py", ["--train_file", ROOT / "tests" / "fixtures" / "qa_squad_v1.json", "--validation_file",
+               ROOT / "tests" / "fixtures" / "qa_squad_v1.json", "--max_seq_length", "48", "--doc_stride", "8",
+               "--max_question_length", "16"],
+     "exact_match"),
+])
+def test_classify_and_qa_recipes_push_the_model_with_its_card(hub, tiny_encoder_dir, tmp_path, recipe, data, metric):
+    env, out, repo = hub_env(hub, tmp_path / "home"), tmp_path / "out", f"alice/{recipe[:-3]}"
+    args = [PYTHON, str(ROOT / "recipes" / recipe), "--model_name_or_path", str(tiny_encoder_dir), *map(str, data),
+            "--num_train_epochs", "1", "--do_train", "--do_eval", "--output_dir", str(out), "--save_strategy", "no",
+            "--report_to", "none", "--use_cpu", "--push_to_hub", "--hub_model_id", repo, "--hub_token", TOKEN]
+    result = subprocess.run(args, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    files = set(HfApi(token=TOKEN).list_repo_files(repo))
+    assert {"config.json", "model.safetensors", "tokenizer_config.json", "README.md", "all_results.json"} <= files
+    assert not any(name.startswith("checkpoint-") or name.endswith((".bin", ".tsv")) for name in files)
+    card = ModelCard.load(repo)
+    results = json.loads((out / "all_results.json").read_text())
+    scores = {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_split == "validation"}
+    assert scores[metric] == pytest.approx(results[f"eval_{metric}"])
+    assert card.data.pipeline_tag == ("text-classification" if recipe == "classify.py" else "question-answering")
+    # What was pushed loads back from the Hub and predicts as the local folder does.
+    assert (json.loads(Path(hf_hub_download(repo, "config.json")).read_text())
+            == json.loads((out / "config.json").read_text()))
+    pushed = load_file(hf_hub_download(repo, "model.safetensors"))
+    local = load_file(out / "model.safetensors")
+    assert pushed.keys() == local.keys() and all(torch.equal(pushed[k], local[k]) for k in local)
