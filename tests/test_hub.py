@@ -543,7 +543,7 @@ def test_classify_and_qa_recipes_push_the_model_with_its_card(hub, tiny_encoder_
     scores = {r.metric_type: r.metric_value for r in card.data.eval_results if r.dataset_split == "validation"}
     assert scores[metric] == pytest.approx(results[f"eval_{metric}"])
     assert card.data.pipeline_tag == ("text-classification" if recipe == "classify.py" else "question-answering")
-    # What was pushed loads back from the Hub and predicts as the local folder does.
+    # What was pushed reads back from the Hub bit-exact.
     assert (json.loads(Path(hf_hub_download(repo, "config.json")).read_text())
             == json.loads((out / "config.json").read_text()))
     pushed = load_file(hf_hub_download(repo, "model.safetensors"))
