@@ -38,6 +38,7 @@ import tempfile
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import NamedTuple
 
 from huggingface_hub import (
     EvalResult,
@@ -73,14 +74,32 @@ SPACE_SKIPPED = re.compile(r"(^|/)(__pycache__|\.[^/]*|flagged)(/|$)|\.pyc$")
 
 SPLIT_NAMES = {"eval": "validation", "test": "test"}
 METRICS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
-# The transformers heads of the classify and qa recipes (by architecture suffix): pipeline tag, Hub task name, the
-# metrics of all_results.json (without the split prefix) and the card template. Anything else is an NER model.
+
+
+class TaskCard(NamedTuple):
+    """What a model card says about a task: the Hub's pipeline tag and task name, the name in commit messages, the
+    metrics of all_results.json (key without the split prefix, label) and the one the commit message quotes, how the
+    metric names are qualified, the template."""
+
+    pipeline_tag: str
+    task_name: str
+    short_name: str
+    metrics: tuple[tuple[str, str], ...]
+    headline_metric: str
+    metric_qualifier: str
+    template: Path
+
+
+NER_CARD = TaskCard("token-classification", "Named Entity Recognition", "NER", METRICS, "f1",
+                    " (strict, entity level)", NER_CARD_TEMPLATE)
+# The transformers heads of the classify and qa recipes, by architecture suffix; anything else is an NER model.
 TASK_CARDS = {
-    "ForSequenceClassification": ("text-classification", "Text Classification",
-                                  (("accuracy", "Accuracy"), ("macro_f1", "Macro F1")),
-                                  REPO_ROOT / "model_cards" / "classification.md"),
-    "ForQuestionAnswering": ("question-answering", "Question Answering",
-                             (("exact_match", "Exact match"), ("f1", "F1")), REPO_ROOT / "model_cards" / "qa.md"),
+    "ForSequenceClassification": TaskCard("text-classification", "Text Classification", "Text Classification",
+                                          (("accuracy", "Accuracy"), ("macro_f1", "Macro F1")), "accuracy", "",
+                                          REPO_ROOT / "model_cards" / "classification.md"),
+    "ForQuestionAnswering": TaskCard("question-answering", "Question Answering", "Question Answering",
+                                     (("exact_match", "Exact match"), ("f1", "F1")), "exact_match", "",
+                                     REPO_ROOT / "model_cards" / "qa.md"),
 }
 EXAMPLE_TEXTS = {"zh": "明朝建立于1368年，开国皇帝是朱元璋。",
                  "en": "Angela Weber flew from Dublin to Toronto on Monday."}
@@ -201,28 +220,26 @@ def model_files(model_dir: Path) -> list[str]:
 
 
 # --- model card ------------------------------------------------------------------------------------------------------
-def eval_results(results: dict, dataset: str, task: tuple | None = None) -> list[EvalResult]:
-    """One EvalResult per split (eval -> validation, test) and metric found in `results`: the strict entity-level
-    precision, recall and F1 of an NER model, or the metrics of a `TASK_CARDS` entry (`task`)."""
-    task_type, task_name, metrics, _ = task or ("token-classification", "Named Entity Recognition", METRICS, None)
-    qualifier = "" if task else " (strict, entity level)"
+def eval_results(results: dict, dataset: str, task: TaskCard = NER_CARD) -> list[EvalResult]:
+    """One EvalResult per split (eval -> validation, test) and metric of `task` found in `results` (for NER the
+    strict entity-level precision, recall and F1)."""
     return [
         EvalResult(
-            task_type=task_type, task_name=task_name,
+            task_type=task.pipeline_tag, task_name=task.task_name,
             dataset_type=dataset, dataset_name=dataset, dataset_split=split,
-            metric_type=metric, metric_name=f"{split.capitalize()} {pretty}{qualifier}",
+            metric_type=metric, metric_name=f"{split.capitalize()} {pretty}{task.metric_qualifier}",
             metric_value=float(results[f"{prefix}_{metric}"]),
         )
         for prefix, split in SPLIT_NAMES.items()
-        for metric, pretty in metrics
+        for metric, pretty in task.metrics
         if f"{prefix}_{metric}" in results
     ]
 
 
-def task_card(config: dict) -> tuple | None:
-    """The `TASK_CARDS` entry of a classification or QA model's config, None for an NER model."""
+def task_card(config: dict) -> TaskCard:
+    """The `TASK_CARDS` entry of a classification or QA model's config, `NER_CARD` for any other model."""
     return next((card for suffix, card in TASK_CARDS.items()
-                 if any(name.endswith(suffix) for name in config.get("architectures") or [])), None)
+                 if any(name.endswith(suffix) for name in config.get("architectures") or [])), NER_CARD)
 
 
 def per_type_f1(results: dict) -> tuple[list[str], list[dict]]:
@@ -294,7 +311,7 @@ def render_model_card(
     model_dir = Path(model_dir)
     config = read_config(model_dir)
     task = task_card(config)
-    template = template or (task[3] if task else NER_CARD_TEMPLATE)
+    template = template or task.template
     if not Path(template).is_file():
         raise ValueError(f"model card template {template} not found (the project's templates are in model_cards/)")
     results = dict(results or {})
@@ -307,7 +324,7 @@ def render_model_card(
                          "path: pass the id the encoder was downloaded from, or leave base_model out")
 
     example_text = example_text or EXAMPLE_TEXTS["zh" if language and language[0].startswith("zh") else "en"]
-    if task:
+    if task is not NER_CARD:
         return _render_task_card(config, results, task, template, repo_id=repo_id, base_model=base_model,
                                  datasets=datasets, language=language, license=license, training_args=training_args,
                                  example_text=example_text)
@@ -372,17 +389,17 @@ TASK_SETTINGS = ("long_text", "max_seq_length", "stride", "head_tokens", "classi
                  "max_question_length", "max_answer_length", "version_2_with_negative", "null_score_diff_threshold")
 
 
-def _render_task_card(config: dict, results: dict, task: tuple, template, *, repo_id, base_model, datasets, language,
+def _render_task_card(config: dict, results: dict, task: TaskCard, template, *, repo_id, base_model, datasets, language,
                       license, training_args, example_text) -> str:
     """`render_model_card` for a text-classification or question-answering model."""
-    pipeline_tag, _, metrics, _ = task
     card_data = ModelCardData(
-        library_name="transformers", pipeline_tag=pipeline_tag, license=license, language=language,
-        datasets=datasets, base_model=base_model, tags=[pipeline_tag], model_name=repo_id.split("/")[-1],
+        library_name="transformers", pipeline_tag=task.pipeline_tag, license=license, language=language,
+        datasets=datasets, base_model=base_model, tags=[task.pipeline_tag], model_name=repo_id.split("/")[-1],
         eval_results=eval_results(results, datasets[0] if datasets else "custom", task) or None,
     )
     scores = [{"split": split, "metric": pretty, "value": float(results[f"{prefix}_{metric}"])}
-              for prefix, split in SPLIT_NAMES.items() for metric, pretty in metrics if f"{prefix}_{metric}" in results]
+              for prefix, split in SPLIT_NAMES.items() for metric, pretty in task.metrics
+              if f"{prefix}_{metric}" in results]
     settings = [(key, config[key]) for key in TASK_SETTINGS if config.get(key) is not None]
     settings += [(name, value) for name, value in (training_args or {}).items() if value is not None]
     question = "开国皇帝是谁？" if language and language[0].startswith("zh") else "Where did Angela Weber fly to?"
@@ -452,7 +469,7 @@ def push_model(
         repo_id: `namespace/name`; the repo is created (public unless `private`) if it does not exist.
         token: a Hub token with write access (default: `HF_TOKEN` or the `hf auth login` token).
         revision: the branch to commit to (created from main if needed); default main.
-        commit_message: default "Upload NER model" (or the task's name) with the first validation score.
+        commit_message: default "Upload NER model" (or the task's name) with its headline validation score.
         **card_kwargs: passed to `render_model_card` (`base_model`, `datasets`, `language`, `license`,
             `training_args`, `example_text`, `template`).
 
@@ -468,10 +485,9 @@ def push_model(
     token = resolve_token(token)
     if commit_message is None:
         task = task_card(read_config(model_dir))
-        first_metric, pretty = task[2][0] if task else ("f1", "F1")
-        commit_message = f"Upload {task[1] if task else 'NER'} model" + (
-            f" (validation {pretty} {results[f'eval_{first_metric}']:.4f})" if f"eval_{first_metric}" in results
-            else "")
+        headline, pretty = task.headline_metric, dict(task.metrics)[task.headline_metric]
+        commit_message = f"Upload {task.short_name} model" + (
+            f" (validation {pretty} {results[f'eval_{headline}']:.4f})" if f"eval_{headline}" in results else "")
 
     api = HfApi(token=token)
     api.create_repo(repo_id, private=private, exist_ok=True)
