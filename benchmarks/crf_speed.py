@@ -1,4 +1,4 @@
-"""Speed of hf_bert_tasks.crf.LinearChainCRF against pytorch-crf 0.7.2 on the CPU.
+"""Speed of hf_bert_tasks.modeling.crf.LinearChainCRF against pytorch-crf 0.7.2 on the CPU.
 
     python benchmarks/crf_speed.py [--batch 32 --length 128 --tags 9 --repeats 200 --block 10 --threads N
                                     --output benchmarks/results/crf_speed.json]
@@ -37,7 +37,7 @@ PARAMS = ("start_transitions", "end_transitions", "transitions")
 
 def load_crf_module():
     # crf.py is self-contained (torch only): load it by path, without importing the package (and transformers).
-    spec = importlib.util.spec_from_file_location("hf_bert_tasks_crf", ROOT / "hf_bert_tasks" / "crf.py")
+    spec = importlib.util.spec_from_file_location("hf_bert_tasks_crf", ROOT / "hf_bert_tasks" / "modeling" / "crf.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module

@@ -91,7 +91,7 @@ def _check_crf_inputs(emissions, mask, start, transitions, end):
 
 
 def viterbi_decode(emissions, mask, start, transitions, end) -> np.ndarray:
-    """Best tag path of each row under a linear-chain CRF (the model of ``hf_bert_tasks.crf``).
+    """Best tag path of each row under a linear-chain CRF (the model of ``hf_bert_tasks.modeling.crf``).
 
     Args:
         emissions: ``(batch, length, K)`` scores.

@@ -582,7 +582,8 @@ def push_space(
         and path.name != "README.md"
     }
     package_dir = Path(__file__).resolve().parent
-    files.update({f"hf_bert_tasks/{path.name}": path for path in sorted(package_dir.glob("*.py"))})
+    files.update({f"hf_bert_tasks/{path.relative_to(package_dir).as_posix()}": path
+                  for path in sorted(package_dir.rglob("*.py")) if "__pycache__" not in path.parts})
     token = resolve_token(token)
 
     api = HfApi(token=token)

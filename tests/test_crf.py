@@ -1,11 +1,11 @@
-"""Tests for hf_bert_tasks.crf: brute-force oracles, agreement with pytorch-crf, constraints, errors, numerics."""
+"""Tests for hf_bert_tasks.modeling.crf: brute-force oracles, agreement with pytorch-crf, constraints, errors, numerics."""
 
 import itertools
 
 import pytest
 import torch
 
-from hf_bert_tasks.crf import (
+from hf_bert_tasks.modeling.crf import (
     LinearChainCRF,
     _gold_score,
     _log_partition_sequential,

@@ -359,7 +359,9 @@ def test_push_space_creates_a_gradio_space_linked_to_the_model(hub, tmp_path):
     api = HfApi(token=TOKEN)
     info = api.space_info("alice/ner-demo")
     assert info.sdk == "gradio" and info.sha == sha
-    package = {f"hf_bert_tasks/{path.name}" for path in (ROOT / "hf_bert_tasks").glob("*.py")}
+    package_dir = ROOT / "hf_bert_tasks"
+    package = {f"hf_bert_tasks/{path.relative_to(package_dir).as_posix()}" for path in package_dir.rglob("*.py")
+               if "__pycache__" not in path.parts}
     assert set(api.list_repo_files("alice/ner-demo", repo_type="space")) == {
         ".gitattributes", "README.md", "app.py", "requirements.txt", *package}
     # The Space runs the package's modules that came with it (it is not on PyPI).

@@ -16,7 +16,7 @@ from transformers import (
 
 from conftest import PYTHON, tiny_bert_config
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
-from hf_bert_tasks.modeling_bert_crf import compact_positions
+from hf_bert_tasks.modeling.modeling_bert_crf import compact_positions
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 
