@@ -4,7 +4,7 @@ What goes into the ONNX file
 ----------------------------
 The encoder and the emission layer: inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the
 tokenizer makes them), all ``(batch, length)`` int64, output ``logits`` ``(batch, length, num_labels)`` float32;
-batch and length are dynamic axes. The CRF's *effective* scores (``LinearChainCRF._effective``: forbidden moves at
+batch and length are dynamic axes. The CRF's *effective* scores (``LinearChainCRF.effective_scores``: forbidden moves at
 ``FORBIDDEN_SCORE``) and the label list are written into the file's metadata (``metadata_props``), so the numbers of
 the model all live in one file; the folder the model came from still gives the tokenizer and the window settings.
 
@@ -231,7 +231,7 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     crf = getattr(model, "crf", None)
     if crf is not None:
         with torch.no_grad():
-            start, transitions, end = (p.detach().float().tolist() for p in crf._effective())
+            start, transitions, end = (p.detach().float().tolist() for p in crf.effective_scores())
         metadata[METADATA_CRF] = json.dumps({"start": start, "transitions": transitions, "end": end})
     for key, value in metadata.items():
         entry = proto.metadata_props.add()

@@ -49,6 +49,8 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
+from .modeling.crf import SCHEME_PREFIXES, normalize_scheme
+
 __all__ = [
     "SCHEMES",
     "STRATEGIES",
@@ -68,12 +70,9 @@ __all__ = [
     "word_tags_from_pieces",
 ]
 
-SCHEMES = ("IOB1", "BIO", "BIOES", "BMES")
+SCHEMES = tuple(SCHEME_PREFIXES)
 STRATEGIES = ("first", "all", "x")
 
-_ALIASES = {"IOB2": "BIO", "IOBES": "BIOES"}
-# Prefixes in canonical label order, per scheme.
-_PREFIXES = {"IOB1": ("B", "I"), "BIO": ("B", "I"), "BIOES": ("B", "I", "E", "S"), "BMES": ("B", "M", "E", "S")}
 _ALL_PREFIXES = frozenset("BIEMS")
 
 
@@ -103,17 +102,6 @@ class Span:
 def _check_type(entity_type) -> None:
     if not isinstance(entity_type, str) or not entity_type or any(c.isspace() for c in entity_type):
         raise ValueError(f"bad entity type {entity_type!r}: need a non-empty string without whitespace")
-
-
-def normalize_scheme(scheme: str) -> str:
-    """Canonical scheme name: case-insensitive, ``"IOB2"`` -> ``"BIO"``, ``"IOBES"`` -> ``"BIOES"``."""
-    name = str(scheme).strip().upper()
-    name = _ALIASES.get(name, name)
-    if name not in SCHEMES:
-        raise ValueError(
-            f"unknown tagging scheme {scheme!r}; valid: {', '.join(SCHEMES)} (aliases: IOB2 = BIO, IOBES = BIOES)"
-        )
-    return name
 
 
 def _normalize_strategy(strategy: str) -> str:
@@ -153,7 +141,7 @@ def _read(
     valid sequence it is the exact reading. ``problems`` are ``(position, tag, message)`` for order errors;
     ``vocabulary_problems`` the same for tags that do not belong to the scheme at all (read as ``O``).
     """
-    allowed = _PREFIXES[scheme]
+    allowed = SCHEME_PREFIXES[scheme]
     inside = "M" if scheme == "BMES" else "I"
     closed_by_end = scheme in ("BIOES", "BMES")  # entities need an explicit end (E/S)
     spans: list[Span] = []
@@ -335,7 +323,7 @@ def label_list(scheme: str, entity_types: Sequence[str], with_x: bool = False) -
         raise ValueError(f"entity_types must be a sequence of type names, not the string {entity_types!r}")
     for t in entity_types:
         _check_type(t)
-    labels = ["O"] + [f"{p}-{t}" for t in sorted(set(entity_types)) for p in _PREFIXES[scheme]]
+    labels = ["O"] + [f"{p}-{t}" for t in sorted(set(entity_types)) for p in SCHEME_PREFIXES[scheme]]
     return labels + ["X"] if with_x else labels
 
 

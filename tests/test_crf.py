@@ -12,6 +12,7 @@ from hf_bert_tasks.modeling.crf import (
     _LogLikelihood,
     allowed_transitions,
 )
+from hf_bert_tasks.modeling.crf import normalize_scheme as normalize_scheme_of_crf
 
 # ---------------------------------------------------------------------------------------------------------------
 # helpers
@@ -436,7 +437,7 @@ def test_bad_label_for_scheme(labels, scheme, bad):
 
 
 def test_unknown_scheme():
-    with pytest.raises(ValueError, match="unknown tag scheme"):
+    with pytest.raises(ValueError, match="unknown tagging scheme"):
         allowed_transitions(["O"], "BILOU")
 
 
@@ -462,7 +463,7 @@ def test_long_sequences_with_large_emissions_are_finite_and_exact(constrained):
     assert torch.isfinite(emissions.grad).all() and torch.isfinite(crf.transitions.grad).all()
     with torch.no_grad():  # exact reference: the log-space forward algorithm in float64
         em64 = emissions.double()
-        start, trans, end = (p.double() for p in crf._effective())
+        start, trans, end = (p.double() for p in crf.effective_scores())
         gold = tags.masked_fill(~mask, 0)
         score = _gold_score(em64, gold, mask, start, trans, end)
         reference = score - _log_partition_sequential(em64, mask, start, trans, end)
@@ -512,3 +513,22 @@ def test_padding_shared_by_all_rows_is_ignored():
     clean = em.detach()[1:2, :2]
     assert torch.equal(paths[1:2, :2], crf.decode(clean))
     torch.testing.assert_close(ll[1:2], crf.log_likelihood(clean, tags[1:2, :2]))
+
+
+def test_one_scheme_table_for_crf_and_tagging():
+    """The CRF's constraints and the data's tag validation read the same table: same schemes, same aliases."""
+    from hf_bert_tasks.tagging import SCHEMES, label_list, normalize_scheme as tagging_normalize
+
+    assert tagging_normalize is normalize_scheme_of_crf
+    for scheme in SCHEMES:
+        labels = label_list(scheme, ["LOC", "PER"])
+        allowed_transitions(labels, scheme)  # every label of every scheme fits the CRF's table
+    for alias, target in (("IOBES", "BIOES"), ("iob2", "BIO")):
+        labels = label_list(target, ["PER"])
+        for mine, theirs in zip(allowed_transitions(labels, alias), allowed_transitions(labels, target)):
+            assert torch.equal(mine, theirs)
+    with pytest.raises(ValueError) as crf_error:
+        allowed_transitions(["O"], "BILOU")
+    with pytest.raises(ValueError) as tagging_error:
+        tagging_normalize("BILOU")
+    assert str(crf_error.value) == str(tagging_error.value)

@@ -39,7 +39,7 @@ def random_crf(labels, seed, constrained=True) -> LinearChainCRF:
 
 
 def effective(crf):
-    return tuple(score.detach().double().numpy() for score in crf._effective())
+    return tuple(score.detach().double().numpy() for score in crf.effective_scores())
 
 
 def path_score(emissions, path, start, transitions, end):
@@ -162,7 +162,7 @@ def test_exported_graph_has_dynamic_batch_and_length_and_matches_pytorch(exporte
     metadata = {p.key: p.value for p in proto.metadata_props}
     crf_scores = json.loads(metadata[METADATA_CRF])
     np.testing.assert_array_equal(np.array(crf_scores["transitions"], dtype=np.float32),
-                                  model.crf._effective()[1].detach().numpy())
+                                  model.crf.effective_scores()[1].detach().numpy())
 
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
     generator = torch.Generator().manual_seed(0)

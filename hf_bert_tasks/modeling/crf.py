@@ -64,20 +64,22 @@ from typing import Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-__all__ = ["LinearChainCRF", "allowed_transitions"]
+__all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "normalize_scheme"]
 
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.
 FORBIDDEN_SCORE = -10000.0
 # Viterbi steps whose back-pointers are recovered together (keeps the kept sums small).
 _POINTER_CHUNK = 8
 
-_SCHEME_PREFIXES = {
-    "BIO": ("B", "I"),
+# The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
+# module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
+SCHEME_PREFIXES = {
     "IOB1": ("B", "I"),
+    "BIO": ("B", "I"),
     "BIOES": ("B", "I", "E", "S"),
     "BMES": ("B", "M", "E", "S"),
 }
-_SCHEME_ALIASES = {"IOB2": "BIO"}
+SCHEME_ALIASES = {"IOB2": "BIO", "IOBES": "BIOES"}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -85,13 +87,23 @@ _SCHEME_ALIASES = {"IOB2": "BIO"}
 # ---------------------------------------------------------------------------------------------------------------
 
 
+def normalize_scheme(scheme: str) -> str:
+    """Canonical scheme name: case-insensitive, aliases resolved (``"IOB2"`` -> ``"BIO"``, ``"IOBES"`` -> ``"BIOES"``)."""
+    name = str(scheme).strip().upper()
+    name = SCHEME_ALIASES.get(name, name)
+    if name not in SCHEME_PREFIXES:
+        aliases = ", ".join(f"{alias} = {target}" for alias, target in SCHEME_ALIASES.items())
+        raise ValueError(f"unknown tagging scheme {scheme!r}; valid: {', '.join(SCHEME_PREFIXES)} (aliases: {aliases})")
+    return name
+
+
 def _parse_label(label: str, scheme: str) -> Tuple[str, Optional[str]]:
     """Split a label into (prefix, entity type); "O" and "X" have no type."""
     if label in ("O", "X"):
         return label, None
     prefix, sep, entity = label.partition("-")
-    if not sep or not entity or prefix not in _SCHEME_PREFIXES[scheme]:
-        allowed = ", ".join(p + "-TYPE" for p in _SCHEME_PREFIXES[scheme])
+    if not sep or not entity or prefix not in SCHEME_PREFIXES[scheme]:
+        allowed = ", ".join(p + "-TYPE" for p in SCHEME_PREFIXES[scheme])
         raise ValueError(f"label {label!r} does not fit tag scheme {scheme} (expected O, X or one of {allowed})")
     return prefix, entity
 
@@ -119,7 +131,7 @@ def allowed_transitions(labels: List[str], scheme: str) -> Tuple[Tensor, Tensor,
 
     Args:
         labels: tag names in id order, e.g. ``["O", "B-PER", "I-PER"]``; ``"X"`` marks a later word piece.
-        scheme: ``"BIO"`` (alias ``"IOB2"``), ``"IOB1"``, ``"BIOES"`` or ``"BMES"``; case-insensitive.
+        scheme: ``"BIO"`` (alias ``"IOB2"``), ``"IOB1"``, ``"BIOES"`` (alias ``"IOBES"``) or ``"BMES"``; case-insensitive.
 
     Returns:
         ``(start_allowed (K,), transition_allowed (K, K), end_allowed (K,))``, bool;
@@ -134,11 +146,7 @@ def allowed_transitions(labels: List[str], scheme: str) -> Tuple[Tensor, Tensor,
     Raises:
         ValueError: unknown scheme, or a label whose form or prefix does not belong to the scheme (named).
     """
-    name = scheme.upper()
-    name = _SCHEME_ALIASES.get(name, name)
-    if name not in _SCHEME_PREFIXES:
-        known = ", ".join(sorted(list(_SCHEME_PREFIXES) + list(_SCHEME_ALIASES)))
-        raise ValueError(f"unknown tag scheme {scheme!r}; expected one of {known}")
+    name = normalize_scheme(scheme)
     parsed = [_parse_label(label, name) for label in labels]
     k = len(labels)
     start = torch.zeros(k, dtype=torch.bool)
@@ -509,7 +517,7 @@ class LinearChainCRF(torch.nn.Module):
 
     # -- helpers -----------------------------------------------------------------------------------------------
 
-    def _effective(self) -> Tuple[Tensor, Tensor, Tensor]:
+    def effective_scores(self) -> Tuple[Tensor, Tensor, Tensor]:
         """(start (K,), transitions (K, K), end (K,)) with forbidden moves at FORBIDDEN_SCORE (differentiable)."""
         return (
             self.start_transitions.masked_fill(~self.start_allowed, FORBIDDEN_SCORE),
@@ -588,7 +596,7 @@ class LinearChainCRF(torch.nn.Module):
         if longest < emissions.shape[1]:  # padding shared by every row costs nothing
             emissions, tags, mask = emissions[:, :longest], tags[:, :longest], mask[:, :longest]
         gold = tags.masked_fill(~mask, 0).long()  # tags outside the mask may hold anything (-100)
-        start, trans, end = self._effective()
+        start, trans, end = self.effective_scores()
         ll = _LogLikelihood.apply(emissions, gold, mask, start, trans, end)
         if not bool(torch.isfinite(ll).all()):
             # The tree lost all of Z (e.g. no legal path at all): log space, plain autograd, slow but exact.
@@ -628,7 +636,7 @@ class LinearChainCRF(torch.nn.Module):
         if batch == 0:
             return torch.zeros(0, length, dtype=torch.long, device=emissions.device)
         work = emissions.dtype if emissions.dtype in (torch.float32, torch.float64) else torch.float32
-        start, trans, end = (p.to(work) for p in self._effective())
+        start, trans, end = (p.to(work) for p in self.effective_scores())
         path = _viterbi(emissions[:, :longest].to(work), mask[:, :longest], start, trans, end)
         if longest < length:  # padding shared by every row is not computed, only filled in
             path = torch.cat([path, path.new_full((batch, length - longest), -1)], dim=1)
