@@ -86,7 +86,7 @@ def main():
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     from hf_bert_tasks import BertCrfForTokenClassification
-    from hf_bert_tasks.features import WindowCollator
+    from hf_bert_tasks.ner.inputs import WindowCollator
 
     encoder = args.encoder or minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)

@@ -60,8 +60,8 @@ def main():
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     quiet_transformers()
     from hf_bert_tasks.export import OnnxNerPredictor, export_onnx
-    from hf_bert_tasks.metrics import entity_scores
-    from hf_bert_tasks.predictor import NerPredictor
+    from hf_bert_tasks.ner.metrics import entity_scores
+    from hf_bert_tasks.ner.predictor import NerPredictor
 
     threads = args.threads or torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -82,7 +82,7 @@ def main():
     sentences = [list(s) for s in sentences]
     context = getattr(predictors["pytorch"].model.config, "context_window", 0)
     if context:  # the model was trained with document context: give it the dev documents
-        from hf_bert_tasks.data import load_ner_dataset
+        from hf_bert_tasks.ner.data import load_ner_dataset
 
         split = load_ner_dataset(train_file=args.dev_file, source_scheme=args.source_scheme, target_scheme=scheme)
         document_ids = split["train"]["document_id"][: len(sentences)]

@@ -102,8 +102,8 @@ def minilm_path() -> str:
 
 def load_sentences(path: str, source_scheme: str, max_sentences: int | None = None, scheme: str = "BIO"):
     """(words per sentence, tags per sentence in `scheme`, the labels of `scheme` for the file's entity types)."""
-    from hf_bert_tasks.data import load_ner_dataset
-    from hf_bert_tasks.tagging import label_list, split_tag
+    from hf_bert_tasks.ner.data import load_ner_dataset
+    from hf_bert_tasks.ner.tagging import label_list, split_tag
 
     if not Path(path).is_file():
         sys.exit(f"data file {path} not found (set HF_BERT_TASKS_DATA or pass the path)")
@@ -119,7 +119,7 @@ def load_sentences(path: str, source_scheme: str, max_sentences: int | None = No
 def encode_training_windows(tokenizer, words, tags, labels, max_length: int) -> list[dict]:
     """One dict per window (`input_ids`, `attention_mask`, `token_type_ids`, `tag_mask`, `labels`), as the recipe
     encodes training data (first-piece labels, stride 32)."""
-    from hf_bert_tasks.features import encode_words
+    from hf_bert_tasks.ner.inputs import encode_words
 
     features = encode_words(tokenizer, words, tags=tags, label2id={label: i for i, label in enumerate(labels)},
                             max_length=max_length, stride=32, scheme="BIO", strategy="first")
@@ -185,7 +185,7 @@ def train_step(model, optimizer, batch: dict) -> float:
 
 def benchmark_training(name: str, args: ThroughputArguments, encoder: str, tokenizer) -> dict:
     from hf_bert_tasks import BertCrfForTokenClassification
-    from hf_bert_tasks.features import WindowCollator
+    from hf_bert_tasks.ner.inputs import WindowCollator
 
     path, source_scheme = (args.conll_train, "IOB1") if name == "conll" else (args.msra_train, "BIO")
     words, tags, labels = load_sentences(path, source_scheme, args.max_sentences)
@@ -293,7 +293,7 @@ def benchmark_inference(args: ThroughputArguments, encoder: str, tokenizer) -> d
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
     from hf_bert_tasks import BertCrfForTokenClassification
-    from hf_bert_tasks.predictor import NerPredictor
+    from hf_bert_tasks.ner.predictor import NerPredictor
 
     labels = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     torch.manual_seed(args.seed)

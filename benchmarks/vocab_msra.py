@@ -122,7 +122,7 @@ def main():
     from ner_conll import prepare_msra
     from transformers import AutoTokenizer, BertModel
 
-    from hf_bert_tasks.data import read_char_bio
+    from hf_bert_tasks.ner.data import read_char_bio
 
     work = args.work_dir
     files, char_bert = prepare_msra(args.data_dir, work, args.hidden, args.layers)

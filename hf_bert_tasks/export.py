@@ -21,7 +21,7 @@ ONNX Runtime must reproduce PyTorch's logits on a batch of another shape than th
 
 Predicting
 ----------
-:class:`OnnxNerPredictor` is a :class:`~hf_bert_tasks.predictor.NerPredictor` whose model is an ONNX Runtime
+:class:`OnnxNerPredictor` is a :class:`~hf_bert_tasks.ner.predictor.NerPredictor` whose model is an ONNX Runtime
 session: words, windows (``features.encode_words``), merging (``features.merge_windows``) and entities
 (``tagging.entities_from_words``) are the predictor's own code; only the forward pass and the CRF decoding differ.
 :class:`OnnxTokenClassifier` gives the session the small model interface that the predictor uses (``config``,
@@ -41,7 +41,7 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from .predictor import NerPredictor
+from .ner.predictor import NerPredictor
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -257,7 +257,7 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
 
 
 class OnnxTokenClassifier:
-    """An ONNX Runtime session that looks, to :class:`~hf_bert_tasks.predictor.NerPredictor`, like a token
+    """An ONNX Runtime session that looks, to :class:`~hf_bert_tasks.ner.predictor.NerPredictor`, like a token
     classifier with a softmax head: ``model(**inputs).logits`` (torch tensors in and out, CPU).
 
     Args:
@@ -365,7 +365,7 @@ def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | No
 
 
 class OnnxNerPredictor(NerPredictor):
-    """:class:`~hf_bert_tasks.predictor.NerPredictor` with the forward pass in ONNX Runtime (CPU).
+    """:class:`~hf_bert_tasks.ner.predictor.NerPredictor` with the forward pass in ONNX Runtime (CPU).
 
     Args:
         onnx_path: a file written by :func:`export_onnx`.

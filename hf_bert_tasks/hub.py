@@ -53,7 +53,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
 
-from .tagging import split_tag, split_words
+from .ner.tagging import split_tag, split_words
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 NER_CARD_TEMPLATE = REPO_ROOT / "model_cards" / "ner.md"

@@ -36,20 +36,15 @@ from transformers import (
     set_seed,
 )
 
-from hf_bert_tasks.classification import (
-    LONG_TEXT_MODES,
-    classification_scores,
-    encode_dataset,
-    gold_label_ids,
+from hf_bert_tasks.classification.data import gold_label_ids, label_names_of, load_classification_dataset
+from hf_bert_tasks.classification.inputs import LONG_TEXT_MODES, encode_dataset, long_text_settings
+from hf_bert_tasks.classification.metrics import classification_scores, write_classification_report
+from hf_bert_tasks.classification.predictor import (
     is_trained_classifier,
-    label_names_of,
-    load_classification_dataset,
     load_classifier,
-    long_text_settings,
     pool_window_logits,
     predicted_label_ids,
     prediction_records,
-    write_classification_report,
     write_predictions,
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request

@@ -29,12 +29,12 @@ from transformers import (
 )
 
 from hf_bert_tasks import BertCrfForTokenClassification
-from hf_bert_tasks.data import load_ner_dataset
-from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows
+from hf_bert_tasks.ner.data import load_ner_dataset
+from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.metrics import entity_scores
-from hf_bert_tasks.tagging import convert_tags, label_list, split_tag
+from hf_bert_tasks.ner.metrics import entity_scores
+from hf_bert_tasks.ner.tagging import convert_tags, label_list, split_tag
 from hf_bert_tasks.training import FreezeEncoderCallback, OrderedEvalTrainer, build_optimizer
 
 

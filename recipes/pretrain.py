@@ -7,7 +7,7 @@
     python recipes/pretrain.py ... --adaptation lora        # only the new embedding rows + LoRA + the MLM transform
 
 Text files hold one document or sentence per line (long lines are cut into chunks between words). Masking is 15% of
-the words of each chunk, 80/10/10 ([MASK]/random/kept) per word (`hf_bert_tasks.pretraining` documents the rules).
+the words of each chunk, 80/10/10 ([MASK]/random/kept) per word (`hf_bert_tasks.pretraining.inputs` documents the rules).
 The output folder holds the full model (LoRA merged in) and the tokenizer, ready for `recipes/ner.py
 --model_name_or_path`. Checkpoints (`--save_steps`) resume with `--resume_from_checkpoint last` (or a path).
 `all_results.json` holds the training loss and, with `--do_eval`, `eval_loss` and `perplexity`.
@@ -23,10 +23,9 @@ from datasets import load_dataset
 from transformers import AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 
-from hf_bert_tasks.pretraining import (
+from hf_bert_tasks.pretraining.inputs import WholeWordMaskCollator, encode_for_mlm
+from hf_bert_tasks.pretraining.training import (
     MaskedPositionsTrainer,
-    WholeWordMaskCollator,
-    encode_for_mlm,
     expanded_token_ids,
     lora_with_new_tokens,
     parse_token_ids,

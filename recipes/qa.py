@@ -39,14 +39,10 @@ from transformers import (
 
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.qa import (
-    detect_language,
-    load_qa_dataset,
-    postprocess_predictions,
-    prepare_eval_features,
-    prepare_train_features,
-    qa_scores,
-)
+from hf_bert_tasks.qa.data import load_qa_dataset
+from hf_bert_tasks.qa.inputs import prepare_eval_features, prepare_train_features
+from hf_bert_tasks.qa.metrics import detect_language, qa_scores
+from hf_bert_tasks.qa.predictor import postprocess_predictions
 from hf_bert_tasks.training import build_optimizer
 
 

@@ -2,7 +2,7 @@
 
 Decisions:
 
-- **One prediction path.** The demo calls `hf_bert_tasks.predictor.NerPredictor`, the code behind the recipe's
+- **One prediction path.** The demo calls `hf_bert_tasks.ner.predictor.NerPredictor`, the code behind the recipe's
   predictions and `python -m hf_bert_tasks.predictor`, so what the Space shows is what users of the package get
   (words split the same way, windows over long text, CRF decoding, scores). The Space's `requirements.txt`
   therefore installs the `hf_bert_tasks` package (which brings torch and transformers) instead of a second copy of
@@ -41,8 +41,8 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
-from hf_bert_tasks.predictor import NerPredictor  # noqa: E402
-from hf_bert_tasks.tagging import split_tag  # noqa: E402
+from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
+from hf_bert_tasks.ner.tagging import split_tag  # noqa: E402
 
 logger = logging.getLogger("hf_bert_tasks.demo")
 
@@ -121,7 +121,7 @@ def input_problem(text: str | None, limit: int) -> str | None:
     if len(text) > limit:
         return (
             f"The text is {len(text):,} characters long; this demo tags at most {limit:,}. "
-            "Shorten it, or run `hf_bert_tasks.predictor.NerPredictor` yourself: it takes text of any length."
+            "Shorten it, or run `hf_bert_tasks.ner.predictor.NerPredictor` yourself: it takes text of any length."
         )
     return None
 

@@ -18,22 +18,22 @@ from safetensors.torch import load_file
 from sklearn import metrics as skm
 
 from conftest import PYTHON, ROOT, minilm_path, shared_data_path, tiny_bert_config, tiny_tokenizer
-from hf_bert_tasks.classification import (
+from hf_bert_tasks.classification.data import (
     ClassificationDataError,
-    TextClassifier,
-    classification_scores,
-    classify_texts,
-    encode_texts,
     gold_label_ids,
     label_names_of,
     load_classification_dataset,
-    long_text_settings,
-    plot_confusion_matrix,
+    read_classification_file,
+    read_label_names,
+)
+from hf_bert_tasks.classification.inputs import encode_texts, long_text_settings
+from hf_bert_tasks.classification.metrics import classification_scores, plot_confusion_matrix
+from hf_bert_tasks.classification.predictor import (
+    TextClassifier,
+    classify_texts,
     pool_window_logits,
     predicted_label_ids,
     prediction_records,
-    read_classification_file,
-    read_label_names,
 )
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -329,7 +329,7 @@ def test_long_text_errors():
 
 def test_encode_dataset_gives_every_window_its_texts_label():
     """Training windows carry their text's label; example indices stay dataset-wide past map's batches of 1,000."""
-    from hf_bert_tasks.classification import encode_dataset
+    from hf_bert_tasks.classification.inputs import encode_dataset
 
     labels = ClassLabel(names=["a", "b", "c"])
     texts = ["北京"] * 1000 + [CHINESE * 4]

@@ -517,7 +517,7 @@ def test_padding_shared_by_all_rows_is_ignored():
 
 def test_one_scheme_table_for_crf_and_tagging():
     """The CRF's constraints and the data's tag validation read the same table: same schemes, same aliases."""
-    from hf_bert_tasks.tagging import SCHEMES, label_list, normalize_scheme as tagging_normalize
+    from hf_bert_tasks.ner.tagging import SCHEMES, label_list, normalize_scheme as tagging_normalize
 
     assert tagging_normalize is normalize_scheme_of_crf
     for scheme in SCHEMES:

@@ -1,4 +1,4 @@
-"""hf_bert_tasks.data: readers on small fixtures, every bad input with its line, labels, detection, sample data.
+"""hf_bert_tasks.ner.data: readers on small fixtures, every bad input with its line, labels, detection, sample data.
 
 The real data sets are read only by the test marked `data` (skipped when ../shared/data is absent).
 """
@@ -14,8 +14,8 @@ import pytest
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
 from conftest import shared_data_path
-from hf_bert_tasks import data
-from hf_bert_tasks.data import (
+from hf_bert_tasks.ner import data
+from hf_bert_tasks.ner.data import (
     NerDataError,
     NerDataWarning,
     canonical_labels,
@@ -497,7 +497,7 @@ def test_sample_data_path_lists_files_when_missing():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tag-scheme conversion (hf_bert_tasks.tagging.convert_tags), kept last
+# Tag-scheme conversion (hf_bert_tasks.ner.tagging.convert_tags), kept last
 
 
 def test_conversion_errors_name_file_and_line(monkeypatch, tmp_path):
@@ -507,7 +507,7 @@ def test_conversion_errors_name_file_and_line(monkeypatch, tmp_path):
             raise ValueError("I-LOC cannot start")
         return ["X" if tag == "O" else tag for tag in tags]
 
-    monkeypatch.setitem(sys.modules, "hf_bert_tasks.tagging", types.SimpleNamespace(convert_tags=convert_tags))
+    monkeypatch.setitem(sys.modules, "hf_bert_tasks.ner.tagging", types.SimpleNamespace(convert_tags=convert_tags))
     path = write(tmp_path, "conv.conll", "-DOCSTART- O\n\nA B-PER\nB O\n\nC O\nD I-LOC\n")
     with pytest.raises(NerDataError) as info:
         load_ner_dataset(train_file=path, source_scheme="S", target_scheme="T")
@@ -515,7 +515,7 @@ def test_conversion_errors_name_file_and_line(monkeypatch, tmp_path):
 
 
 def test_iob1_to_bio_recomputes_labels():
-    pytest.importorskip("hf_bert_tasks.tagging")
+    pytest.importorskip("hf_bert_tasks.ner.tagging")
     raw = load_ner_dataset(train_file=FIXTURES / "conll_iob1.conll")
     assert label_names(raw["train"]) == ["O", "B-PER", "I-LOC", "I-PER"]
     dataset = load_ner_dataset(
@@ -530,21 +530,21 @@ def test_iob1_to_bio_recomputes_labels():
 
 
 def test_invalid_sequence_for_the_source_scheme(tmp_path):
-    pytest.importorskip("hf_bert_tasks.tagging")
+    pytest.importorskip("hf_bert_tasks.ner.tagging")
     path = write(tmp_path, "bioes.conll", "-DOCSTART- O\n\nA O\n\nB S-PER\nC O\n")
     with pytest.raises(NerDataError, match=r"bioes\.conll:5: cannot convert tags from IOB1 to BIO"):
         load_ner_dataset(train_file=path, source_scheme="IOB1", target_scheme="BIO")
 
 
 def test_unknown_scheme_is_not_blamed_on_the_file():
-    pytest.importorskip("hf_bert_tasks.tagging")
+    pytest.importorskip("hf_bert_tasks.ner.tagging")
     with pytest.raises(ValueError, match="BILOU") as info:
         load_ner_dataset(train_file=FIXTURES / "conll_iob1.conll", source_scheme="IOB1", target_scheme="BILOU")
     assert not isinstance(info.value, NerDataError)
 
 
 def test_cluener_other_schemes():
-    pytest.importorskip("hf_bert_tasks.tagging")
+    pytest.importorskip("hf_bert_tasks.ner.tagging")
     dataset = read_cluener(FIXTURES / "cluener.json", scheme="BIOES")
     assert tags_of(dataset)[1] == ["B-address", "E-address", "O", "B-address", "E-address"]
     dataset = read_cluener(FIXTURES / "cluener.json", scheme="BMES")
@@ -552,7 +552,7 @@ def test_cluener_other_schemes():
 
 
 def test_hub_dataset_conversion(monkeypatch):
-    pytest.importorskip("hf_bert_tasks.tagging")
+    pytest.importorskip("hf_bert_tasks.ner.tagging")
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args: hub_dataset())
     dataset = load_ner_dataset(dataset_name="someone/ner", source_scheme="IOB1", target_scheme="BIO")
     assert label_names(dataset["test"]) == ["O", "B-LOC", "B-PER", "I-PER"]
@@ -577,7 +577,7 @@ def test_real_conll2003_counts():
 @pytest.mark.data
 def test_real_conll2003_entities_after_iob1_to_bio():
     folder = shared_data_path("conll2003")
-    pytest.importorskip("hf_bert_tasks.tagging")
+    pytest.importorskip("hf_bert_tasks.ner.tagging")
     dataset = load_ner_dataset(folder / "eng.train", folder / "eng.testa", folder / "eng.testb",
                                source_scheme="IOB1", target_scheme="BIO")
     expected = {"train": {"PER": 6_600, "LOC": 7_140, "ORG": 6_321, "MISC": 3_438},

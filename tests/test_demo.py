@@ -27,8 +27,8 @@ pytest.importorskip("gradio", reason="the demo extra is not installed: pip insta
 from gradio_client import Client  # noqa: E402
 
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification  # noqa: E402
-from hf_bert_tasks.features import WindowCollator, encode_words  # noqa: E402
-from hf_bert_tasks.predictor import NerPredictor  # noqa: E402
+from hf_bert_tasks.ner.inputs import WindowCollator, encode_words  # noqa: E402
+from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 
 # gradio's queue calls pandas 3 with options it deprecates; nothing this project can change.
 pytestmark = pytest.mark.filterwarnings(r"ignore::DeprecationWarning:gradio\.queueing")

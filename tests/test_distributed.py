@@ -23,10 +23,10 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from conftest import PYTHON, ROOT
-from hf_bert_tasks.data import read_conll
-from hf_bert_tasks.features import encode_words
-from hf_bert_tasks.metrics import entity_scores
-from hf_bert_tasks.predictor import NerPredictor
+from hf_bert_tasks.ner.data import read_conll
+from hf_bert_tasks.ner.inputs import encode_words
+from hf_bert_tasks.ner.metrics import entity_scores
+from hf_bert_tasks.ner.predictor import NerPredictor
 
 SAMPLE = ROOT / "hf_bert_tasks" / "sample_data"
 RECIPE = ROOT / "recipes" / "ner.py"

@@ -20,7 +20,7 @@ from hf_bert_tasks.export import (
     load_onnx_token_classifier,
     viterbi_decode,
 )
-from hf_bert_tasks.predictor import NerPredictor
+from hf_bert_tasks.ner.predictor import NerPredictor
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")

@@ -3,8 +3,8 @@ import random
 import pytest
 
 from conftest import WORDS, tiny_tokenizer
-from hf_bert_tasks.features import WindowCollator, encode_words, merge_windows, plan_windows
-from hf_bert_tasks.tagging import Span, spans_to_tags, validate_tags
+from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows, plan_windows
+from hf_bert_tasks.ner.tagging import Span, spans_to_tags, validate_tags
 
 LABELS = ["O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER", "S-PER", "X"]
 
@@ -49,7 +49,7 @@ def random_sentence(rng, scheme):
 @pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
 def test_windows_round_trip_gold_tags(scheme, strategy, context_window):
     """Feeding the aligned gold labels back as predictions must give back every word's tag, across windows
-    (exact for entities shorter than half the stride, as documented in hf_bert_tasks.features)."""
+    (exact for entities shorter than half the stride, as documented in hf_bert_tasks.ner.inputs)."""
     rng = random.Random(0)
     tokenizer = tiny_tokenizer()
     labels = [label for label in LABELS if label[0] in scheme + "OX"]

@@ -37,7 +37,7 @@ from hf_bert_tasks.lora import (
     save_merged,
     trainable_parameters,
 )
-from hf_bert_tasks.predictor import NerPredictor
+from hf_bert_tasks.ner.predictor import NerPredictor
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 SMALL = dict(vocab_size=100, hidden_size=32, num_hidden_layers=2, num_attention_heads=2, intermediate_size=64)

@@ -26,10 +26,9 @@ from transformers import (
 )
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
-from hf_bert_tasks.pretraining import (
+from hf_bert_tasks.pretraining.inputs import WholeWordMaskCollator, encode_for_mlm
+from hf_bert_tasks.pretraining.training import (
     MaskedPositionsTrainer,
-    WholeWordMaskCollator,
-    encode_for_mlm,
     expanded_token_ids,
     lora_with_new_tokens,
     mlm_head_modules,

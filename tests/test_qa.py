@@ -15,27 +15,20 @@ import numpy as np
 import pytest
 
 from conftest import PYTHON, ROOT, minilm_path, shared_data_path, tiny_tokenizer
-from hf_bert_tasks.qa import (
-    QaDataError,
-    QaDataWarning,
+from hf_bert_tasks.qa.data import QaDataError, QaDataWarning, load_qa_dataset, read_squad_json
+from hf_bert_tasks.qa.inputs import check_window_settings, prepare_eval_features, prepare_train_features
+from hf_bert_tasks.qa.metrics import (
     _longest_common_substring,
-    answer_questions,
-    best_spans,
-    check_window_settings,
     cmrc_exact_match,
     cmrc_f1,
     detect_language,
-    load_qa_dataset,
     normalize_answer,
-    postprocess_predictions,
-    prepare_eval_features,
-    prepare_train_features,
     qa_scores,
-    read_squad_json,
     segment_mixed,
     squad_exact_match,
     squad_f1,
 )
+from hf_bert_tasks.qa.predictor import answer_questions, best_spans, postprocess_predictions
 
 FIXTURES = ROOT / "tests" / "fixtures"
 RECIPE = ROOT / "recipes" / "qa.py"
@@ -276,7 +269,7 @@ def test_windows_cover_the_context_with_the_stated_overlap():
         assert previous[-10:] == current[:10]
 
 
-@pytest.mark.filterwarnings("ignore::hf_bert_tasks.qa.QaDataWarning")  # two fixture questions are cut
+@pytest.mark.filterwarnings("ignore::hf_bert_tasks.qa.data.QaDataWarning")  # two fixture questions are cut
 def test_training_labels_point_at_the_answer_tokens():
     tokenizer = tiny_tokenizer()
     dataset = read_squad_json(FIXTURES / "qa_squad_v1.json")
@@ -340,7 +333,7 @@ def test_a_context_far_longer_than_the_window_is_answered_from_its_last_window()
 def load_rows(rows):
     from datasets import Dataset
 
-    from hf_bert_tasks.qa import squad_features
+    from hf_bert_tasks.qa.data import squad_features
 
     return Dataset.from_list([{"title": "", **row} for row in rows], features=squad_features())
 

@@ -49,7 +49,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import Sequence
 
-from .modeling.crf import SCHEME_PREFIXES, normalize_scheme
+from ..modeling.crf import SCHEME_PREFIXES, normalize_scheme
 
 __all__ = [
     "SCHEMES",

@@ -16,7 +16,7 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
 ``cluener``
     CLUENER 2020 JSON lines, ``{"text": ..., "label": {type: {mention: [[start, end], ...]}}}`` with ``end``
     inclusive. Tokens are the characters of ``text`` (whitespace characters included, so offsets stay valid); tags
-    are BIO (other schemes through :func:`hf_bert_tasks.tagging.convert_tags`). A span that does not read as its
+    are BIO (other schemes through :func:`hf_bert_tasks.ner.tagging.convert_tags`). A span that does not read as its
     mention, or two overlapping spans (nested entities cannot be written as one tag sequence), is an error. A
     record without ``"label"`` (the unlabelled test set) is all ``O``. Records are independent snippets, so each is
     its own document, ``"<file stem>-<n>"``.
@@ -39,9 +39,7 @@ keep distinct ids.
 
 from __future__ import annotations
 
-import codecs
 import json
-import os
 import re
 import warnings
 from collections.abc import Iterable
@@ -50,6 +48,8 @@ from pathlib import Path
 
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
+
+from ..files import DataFileError, PathLike, json_records, read_lines
 
 __all__ = [
     "DOCSTART",
@@ -68,31 +68,15 @@ __all__ = [
     "sample_data_path",
 ]
 
-PathLike = str | os.PathLike
 
 DOCSTART = "-DOCSTART-"
 FORMATS = ("conll", "char", "cluener", "jsonl")
-SAMPLE_DATA_DIR = Path(__file__).resolve().parent / "sample_data"
+SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 _TAG_PATTERN = re.compile(r"(?:O|X|[BIESM]-\S+)\Z")
 _DATA_SUFFIXES = {".txt", ".conll", ".conllu", ".json", ".jsonl", ".bio", ".bmes", ".bioes", ".iob", ".iob2", ".tsv"}
 _JSON_SUFFIXES = {".json", ".jsonl"}
 _BIO_NAMES = {"BIO", "IOB2"}
-
-
-class DataFileError(ValueError):
-    """A problem in a data file; the message starts with ``"<path>:<line>: "`` (or ``"<path>: "``)."""
-
-    def __init__(self, path: PathLike, line: int | None, message: str):
-        self.path = str(path)
-        self.line = line
-        self.message = message
-        where = f"{self.path}:{line}" if line is not None else self.path
-        super().__init__(f"{where}: {message}")
-
-    def __reduce__(self):
-        # Exceptions pickle through self.args; ours has a three-argument constructor.
-        return (type(self), (self.path, self.line, self.message))
 
 
 class NerDataError(DataFileError):
@@ -145,23 +129,6 @@ def sample_data_path(name: str) -> Path:
 def _file_stem(path: PathLike) -> str:
     p = Path(path)
     return p.stem if p.suffix.lower() in _DATA_SUFFIXES else p.name
-
-
-def _read_lines(path: PathLike) -> list[str]:
-    """The file's lines without line endings; UTF-8, BOM dropped, CRLF accepted."""
-    data = Path(path).read_bytes()
-    if data.startswith(codecs.BOM_UTF8):
-        data = data[len(codecs.BOM_UTF8) :]
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise NerDataError(path, line, f"not valid UTF-8 ({err.reason})") from None
-    # Split on "\n" only: str.splitlines would also break lines at characters such as U+2028 or U+0085.
-    lines = text.split("\n")
-    if lines[-1] == "":
-        lines.pop()
-    return [line[:-1] if line.endswith("\r") else line for line in lines]
 
 
 def _check_tag(path: PathLike, lineno: int, tag: str) -> None:
@@ -297,7 +264,7 @@ def read_conll(
     path: PathLike, tag_column: int = -1, labels: list[str] | None = None, separator: str | None = None
 ) -> Dataset:
     """Read a CoNLL column file (token first, tag in ``tag_column``); see the module docstring for the rules."""
-    return _finish(path, _parse_conll(path, _read_lines(path), tag_column, separator), labels)
+    return _finish(path, _parse_conll(path, read_lines(path, NerDataError), tag_column, separator), labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -342,25 +309,11 @@ def _parse_char(path: PathLike, lines: list[str]) -> list[_Sentence]:
 
 def read_char_bio(path: PathLike, labels: list[str] | None = None) -> Dataset:
     """Read a ``char<TAB or space>tag`` file (MSRA BIO, Resume BMES); all its sentences are one document."""
-    return _finish(path, _parse_char(path, _read_lines(path)), labels)
+    return _finish(path, _parse_char(path, read_lines(path, NerDataError)), labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # JSON lines: CLUENER and token lists
-
-
-def _json_records(path: PathLike, lines: list[str], error: type[DataFileError] = NerDataError):
-    """Yield ``(line number, dict)`` for every non-blank line; malformed lines raise ``error``."""
-    for lineno, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise error(path, lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
-        if not isinstance(record, dict):
-            raise error(path, lineno, f"expected a JSON object, found {type(record).__name__}")
-        yield lineno, record
 
 
 def _require(path: PathLike, lineno: int, record: dict, key: str):
@@ -383,7 +336,7 @@ def _optional_id(path: PathLike, lineno: int, record: dict, key: str, default: s
 def _parse_jsonl(path: PathLike, lines: list[str]) -> list[_Sentence]:
     stem = _file_stem(path)
     sentences = []
-    for lineno, record in _json_records(path, lines):
+    for lineno, record in json_records(path, lines, NerDataError):
         tokens = _require(path, lineno, record, "tokens")
         tags = _require(path, lineno, record, "ner_tags")
         if not _is_string_list(tokens) or not tokens:
@@ -404,7 +357,7 @@ def _parse_jsonl(path: PathLike, lines: list[str]) -> list[_Sentence]:
 
 def read_jsonl(path: PathLike, labels: list[str] | None = None) -> Dataset:
     """Read ``{"tokens": [...], "ner_tags": [...]}`` JSON lines (optional ``"id"``, ``"document_id"``)."""
-    return _finish(path, _parse_jsonl(path, _read_lines(path)), labels)
+    return _finish(path, _parse_jsonl(path, read_lines(path, NerDataError)), labels)
 
 
 def _cluener_spans(
@@ -468,7 +421,7 @@ def _parse_cluener(path: PathLike, lines: list[str], nested: str = "outer") -> l
         raise ValueError(f"nested must be 'outer' or 'error', got {nested!r}")
     stem = _file_stem(path)
     sentences, dropped = [], []
-    for lineno, record in _json_records(path, lines):
+    for lineno, record in json_records(path, lines, NerDataError):
         text = _require(path, lineno, record, "text")
         if not isinstance(text, str) or not text:
             raise NerDataError(path, lineno, "'text' must be a non-empty string")
@@ -497,7 +450,7 @@ def read_cluener(
     An entity nested inside another (CLUENER's train file, line 1507, has two company names inside a book title)
     cannot be written in flat tags: ``nested="outer"`` keeps the outer entity and warns with the file, line and mention of
     every dropped one; ``nested="error"`` refuses the file. Crossing spans are always an error."""
-    sentences = _parse_cluener(path, _read_lines(path), nested)
+    sentences = _parse_cluener(path, read_lines(path, NerDataError), nested)
     if scheme.upper() not in _BIO_NAMES:
         _convert_sentences(path, sentences, "BIO", scheme)
     return _finish(path, sentences, labels)
@@ -538,11 +491,11 @@ def detect_format(path: PathLike) -> str:
     has ``"text"`` and no ``"tokens"``, else ``jsonl``; otherwise ``char`` when every non-blank line has exactly two
     columns and the first is one character; otherwise ``conll``.
     """
-    return _detect_format_lines(path, _read_lines(path))
+    return _detect_format_lines(path, read_lines(path, NerDataError))
 
 
 def _parse_file(path: PathLike, format: str, tag_column: int) -> list[_Sentence]:
-    lines = _read_lines(path)
+    lines = read_lines(path, NerDataError)
     if format == "auto":
         format = _detect_format_lines(path, lines)
     if format == "conll":
@@ -558,7 +511,7 @@ def _parse_file(path: PathLike, format: str, tag_column: int) -> list[_Sentence]
 
 def _convert_sentences(path: PathLike, sentences: list[_Sentence], source: str, target: str) -> None:
     # Imported here: tagging is a sibling module that readers without conversion do not need.
-    from hf_bert_tasks.tagging import convert_tags
+    from .tagging import convert_tags
 
     convert_tags([], source, target)  # an unknown scheme name is the caller's error, not the file's
     for sentence in sentences:
@@ -635,7 +588,7 @@ def load_ner_dataset(
     ``tokens`` and a ClassLabel ``ner_tags`` column (e.g. ``conll2003``); cannot be mixed with files.
 
     With ``source_scheme`` and ``target_scheme`` (e.g. ``"IOB1"``, ``"BIO"``) every split's tags go through
-    :func:`hf_bert_tasks.tagging.convert_tags` first. The label list is then ``labels`` if given, else the
+    :func:`hf_bert_tasks.ner.tagging.convert_tags` first. The label list is then ``labels`` if given, else the
     (converted) training tags in canonical order (without a training file: the tags of all files given; from the
     Hub without conversion: the Hub's own order). A validation or test tag outside it raises :class:`NerDataError`
     (a ValueError) naming the file, line and tag.
