@@ -59,17 +59,29 @@ kept sums with their maxima. The backtrace is a loop of about T / 2 ``gather`` c
 except where two paths' scores tie to within rounding.
 """
 
-from typing import Dict, List, Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
+
+from .crf_kernels import (
+    choose_log_likelihood,
+    choose_viterbi,
+    sequential_backward,
+    sequential_forward,
+    tree_backward,
+    tree_forward,
+    viterbi_middle,
+    viterbi_python,
+)
 
 __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "normalize_scheme"]
 
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.
 FORBIDDEN_SCORE = -10000.0
-# Viterbi steps whose back-pointers are recovered together (keeps the kept sums small).
-_POINTER_CHUNK = 8
+# Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
+LOG_LIKELIHOOD_ALGORITHMS = ("tree", "sequential")
+VITERBI_ALGORITHMS = ("python", "middle_chunks", "middle_recompute", "sequential")
 
 # The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
 # module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
@@ -176,149 +188,8 @@ def allowed_transitions(labels: List[str], scheme: str) -> Tuple[Tensor, Tensor,
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Partition function: tree of matrix products in exp space, hand-written backward
+# Log-likelihood: gold score, log Z (fast kernels in crf_kernels.py, the plain recursion here), hand-written backward
 # ---------------------------------------------------------------------------------------------------------------
-
-_BIT_REVERSAL: Dict[Tuple[int, str], Tensor] = {}
-
-
-def _bit_reversal(n: int, device: torch.device) -> Tensor:
-    """Permutation (n,) that reverses the bits of 0..n-1 (n a power of two); it is its own inverse."""
-    key = (n, str(device))
-    perm = _BIT_REVERSAL.get(key)
-    if perm is None:
-        bits = n.bit_length() - 1
-        index = torch.arange(n)
-        perm = torch.zeros(n, dtype=torch.long)
-        for bit in range(bits):
-            perm |= ((index >> bit) & 1) << (bits - 1 - bit)
-        perm = perm.to(device)
-        _BIT_REVERSAL[key] = perm
-    return perm
-
-
-def _tree_forward(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
-    """log Z (B,) by the product tree, and what the backward pass needs.
-
-    All floating inputs share one dtype (float64 in practice). emissions (B, T, K), mask (B, T) right-padded bool,
-    start (K,), transitions (K, K), end (K,).
-    """
-    batch, length, k = emissions.shape
-    # Leaves are the steps t = 1..T-1, padded with identities to a power of two (at least 2).
-    n = 1 << (max(length - 1, 2) - 1).bit_length()
-    steps = emissions[:, 1:]
-    step_mask = mask[:, 1:]
-    if n > length - 1:
-        steps = torch.cat([steps, steps.new_zeros(batch, n - length + 1, k)], dim=1)
-        step_mask = torch.cat([step_mask, step_mask.new_zeros(batch, n - length + 1)], dim=1)
-    perm = _bit_reversal(n, emissions.device)
-    em = steps.transpose(0, 1).index_select(0, perm)  # (N, B, K) contiguous, leaves in bit-reversed order
-    live = step_mask.t().index_select(0, perm)  # (N, B)
-    pad = ~live[..., None]
-    # Leaf t is trans_exp @ diag(em_exp_t); every factor is shifted by its maximum (added back in log_scale).
-    em_max = em.amax(dim=2, keepdim=True).masked_fill_(pad, 0.0)  # (N, B, 1)
-    em_exp = em.sub_(em_max).exp_().masked_fill_(pad, 0.0)  # (N, B, K); 0 at padding, whatever the input holds there
-    trans_max = transitions.max()
-    trans_exp = (transitions - trans_max).exp()  # (K, K)
-    first = start + emissions[:, 0]  # (B, K): start and first emission, the row vector left of the chain
-    first_max = first.amax(dim=1, keepdim=True)
-    first_exp = (first - first_max).exp()
-    lengths = mask.sum(dim=1)
-    log_scale = first_max[:, 0] + em_max.sum(dim=(0, 2)) + (lengths - 1) * trans_max  # (B,)
-
-    # One buffer holds the tree levels and the backward pass's vectors: on Linux, every fresh large allocation
-    # is page-faulted in again at each call, which cost more than the arithmetic when each level had its own.
-    level_size = (n - 1) * batch * k * k
-    workspace = em_exp.new_empty(level_size + 4 * n * batch * k)
-    vectors = workspace[level_size:].view(4, n, batch, k)  # used by _tree_backward
-    # Level 1 straight from the factors: trans_exp diag(a) trans_exp diag(b) = (a @ W) * b with
-    # W[j, (i, l)] = trans_exp[i, j] * trans_exp[j, l], one (N/2 * B, K) x (K, K * K) product for all pairs.
-    half = n // 2
-    em_a, em_b = em_exp[:half], em_exp[half:]  # left and right leaf of each pair (bit-reversed order)
-    pairs = (trans_exp.t()[:, :, None] * trans_exp[:, None, :]).reshape(k, k * k)
-    node = workspace[: half * batch * k * k].view(half, batch, k, k)
-    torch.mm(em_a.reshape(-1, k), pairs, out=node.view(-1, k * k))
-    node.mul_(em_b[:, :, None, :])
-    # Two padded leaves give the identity. A live leaf followed by padding (in a row with an odd number L - 1 of
-    # live leaves, leaf L - 2, at position perm[L - 2]) is the left leaf alone: add it where the product left zero.
-    node.diagonal(dim1=2, dim2=3).add_(pad[:half].to(node.dtype))
-    odd = (lengths - 1) % 2 == 1
-    last_left = torch.where(odd, perm[(lengths - 2).clamp(min=0)], 0)  # (any valid position for the others)
-    rows = torch.arange(batch, device=emissions.device)
-    lone = em_exp[last_left, rows] * odd[:, None]  # (B, K)
-    node.index_put_((last_left, rows), trans_exp * lone[:, None, :], accumulate=True)
-    levels = []
-    offset = half * batch * k * k
-    while True:
-        peak = node.amax(dim=(2, 3), keepdim=True)
-        node.div_(peak)
-        log_scale = log_scale + peak.log().sum(dim=(0, 2, 3))
-        levels.append(node)
-        if node.shape[0] == 1:
-            break
-        half = node.shape[0] // 2
-        parent = workspace[offset : offset + half * batch * k * k].view(half, batch, k, k)
-        offset += half * batch * k * k
-        # the children of a node are at the same position in the two halves of the level below
-        torch.bmm(node[:half].view(-1, k, k), node[half:].view(-1, k, k), out=parent.view(-1, k, k))
-        node = parent
-    end_max = end.max()
-    end_exp = (end - end_max).exp()  # (K,)
-    root = node[0]  # (B, K, K)
-    log_z = log_scale + (first_exp[:, None, :] @ root @ end_exp).view(batch).log() + end_max
-    return log_z, (levels, vectors, live, perm, em_exp, trans_exp, first_exp, end_exp, length)
-
-
-def _tree_backward(saved, grad: Tensor):
-    """Gradients of sum_b grad[b] * log Z_b with respect to (emissions, start, transitions, end)."""
-    levels, vectors, live, perm, em_exp, trans_exp, first_exp, end_exp, length = saved
-    root = levels[-1][0]  # (B, K, K)
-    n, batch, k = em_exp.shape
-    tiny = torch.finfo(root.dtype).tiny
-
-    def normalise_(v):
-        return v.div_(v.amax(dim=-1, keepdim=True).clamp_min_(tiny))
-
-    # Top-down pass: prefix[p] is the row vector entering node p of the current level, suffix[p] the column vector
-    # leaving it, each up to a positive factor. At the root: first_exp and end_exp. Going down one level, the left
-    # children keep the parent's prefix and the right children its suffix; the parents sit at positions [0, c)
-    # and their right children at [c, 2c), so prefix only grows, and suffix moves its old entries up.
-    prefix, suffix, through, after = vectors  # (N, B, K) each
-    prefix[0] = first_exp
-    suffix[0] = end_exp
-    for node in reversed(levels[:-1]):
-        c = node.shape[0] // 2
-        torch.bmm(prefix[:c].view(-1, 1, k), node[:c].view(-1, k, k), out=prefix[c : 2 * c].view(-1, 1, k))
-        normalise_(prefix[c : 2 * c])
-        suffix[c : 2 * c] = suffix[:c]
-        torch.bmm(node[c : 2 * c].view(-1, k, k), suffix[c : 2 * c].view(-1, k, 1), out=suffix[:c].view(-1, k, 1))
-        normalise_(suffix[:c])
-    # Level 1 -> leaves, through the factors: prefix @ trans_exp diag(a) and trans_exp diag(b) @ suffix (the
-    # identity when leaf b is padding).
-    c = n // 2
-    torch.matmul(prefix[:c], trans_exp, out=through[:c])
-    normalise_(torch.mul(through[:c], em_exp[:c], out=prefix[c:]))
-    torch.matmul(prefix[c:], trans_exp, out=through[c:])
-    suffix[c:] = suffix[:c]
-    torch.matmul(torch.mul(em_exp[c:], suffix[c:], out=after[c:]), trans_exp.t(), out=suffix[:c])
-    live_b = live[c:, :, None].to(suffix.dtype)
-    normalise_(suffix[:c].mul_(live_b).addcmul_(suffix[c:], 1.0 - live_b))
-    # Marginal of (y_{t-1} = i, y_t = j) ~ prefix_t[i] trans_exp[i, j] em_exp_t[j] suffix_t[j]; each leaf's
-    # marginals are normalised to sum to one, which removes every scale factor.
-    torch.mul(em_exp, suffix, out=after)
-    unary = through.mul_(after)  # (N, B, K), unnormalised marginals of y_t
-    weight = ((grad * live) / unary.sum(dim=2).clamp_min(tiny))[..., None]  # (N, B, 1); 0 at padding
-    unary.mul_(weight)
-    grad_transitions = trans_exp * (prefix.mul_(weight).view(-1, k).t() @ after.view(-1, k))
-    # time 0 and the end: marginals of y_0 and of the last tag
-    first = first_exp * (root @ end_exp)  # (B, K)
-    first.mul_((grad / first.sum(1).clamp_min(tiny))[:, None])
-    last = (first_exp[:, None, :] @ root)[:, 0] * end_exp
-    grad_end = (last * (grad / last.sum(1).clamp_min(tiny))[:, None]).sum(0)
-    grad_emissions = unary.new_empty(batch, length, k)
-    grad_emissions[:, 0] = first
-    grad_emissions[:, 1:] = unary.index_select(0, perm[: length - 1]).transpose(0, 1)
-    return grad_emissions, first.sum(0), grad_transitions, grad_end
 
 
 def _gold_score(emissions: Tensor, gold: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
@@ -335,14 +206,22 @@ class _LogLikelihood(torch.autograd.Function):
 
     The gradient of the score is a count of the gold path's emissions and moves; that of log Z the marginals (see
     the module docstring). Inputs: emissions (B, T, K), gold (B, T) long (0 outside the mask), mask (B, T) bool,
-    effective start (K,), transitions (K, K), end (K,). Output in the emissions' dtype.
+    effective start (K,), transitions (K, K), end (K,), and the algorithm for log Z (``"tree"`` or
+    ``"sequential"``, see :mod:`crf_kernels`). Output in the emissions' dtype.
     """
 
     @staticmethod
-    def forward(ctx, emissions, gold, mask, start, transitions, end):
+    def forward(ctx, emissions, gold, mask, start, transitions, end, algorithm="tree"):
         work = torch.float64
         em, start64, trans64, end64 = emissions.to(work), start.to(work), transitions.to(work), end.to(work)
-        log_z, saved = _tree_forward(em, mask, start64, trans64, end64)
+        if algorithm == "tree":
+            log_z, saved = tree_forward(em, mask, start64, trans64, end64)
+        elif algorithm == "sequential":
+            needs_grad = any(ctx.needs_input_grad[i] for i in (0, 3, 4, 5))
+            log_z, saved = sequential_forward(em, mask, start64, trans64, end64, with_backward=needs_grad)
+        else:
+            raise ValueError(f"algorithm must be one of {LOG_LIKELIHOOD_ALGORITHMS}, got {algorithm!r}")
+        ctx.backward_of = tree_backward if algorithm == "tree" else sequential_backward
         score = _gold_score(em, gold, mask, start64, trans64, end64)
         ctx.saved = saved
         ctx.save_for_backward(gold, mask)
@@ -354,7 +233,7 @@ class _LogLikelihood(torch.autograd.Function):
     def backward(ctx, grad):
         gold, mask = ctx.saved_tensors
         g = grad.to(torch.float64)
-        g_em, g_start, g_trans, g_end = _tree_backward(ctx.saved, g)  # of sum(g * log Z): subtract them
+        g_em, g_start, g_trans, g_end = ctx.backward_of(ctx.saved, g)  # of sum(g * log Z): subtract them
         k = g_trans.shape[0]
         weights = g[:, None] * mask  # (B, T): the gold path's emissions and moves count where the mask is on
         g_em = g_em.neg_().scatter_add_(2, gold[:, :, None], weights[:, :, None])
@@ -364,7 +243,8 @@ class _LogLikelihood(torch.autograd.Function):
         last = gold.gather(1, (mask.sum(dim=1) - 1)[:, None])[:, 0]
         g_end = g_end.neg_().index_add_(0, last, g)
         em_dtype, start_dtype, trans_dtype, end_dtype = ctx.dtypes
-        return g_em.to(em_dtype), None, None, g_start.to(start_dtype), g_trans.to(trans_dtype), g_end.to(end_dtype)
+        grads = (g_em.to(em_dtype), None, None, g_start.to(start_dtype), g_trans.to(trans_dtype), g_end.to(end_dtype))
+        return grads + (None,) * (len(ctx.needs_input_grad) - 6)
 
 
 def _log_partition_sequential(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
@@ -381,83 +261,40 @@ def _log_partition_sequential(emissions: Tensor, mask: Tensor, start: Tensor, tr
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
-    """Best path (B, T) long, -1 outside the mask. emissions (B, T, K); parameters in the emissions' dtype.
+def _viterbi_sequential(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask, by the plain Viterbi recursion (the reference; slow).
 
-    Meet in the middle: row b's best path through its middle time m = (L - 1) // 2 comes from a forward pass over
-    times 0..m (alpha_t[j]: best score of a path over 0..t ending in tag j) and a backward pass from time L - 1
-    down to m (beta_t[i]: best score of the rest of the path given tag i at t, end transition included); the tag
-    at m maximises alpha_m + beta_m. Both passes run in one loop, side by side on the row axis (B forward rows,
-    then B backward rows), so the loop has about T / 2 steps s = 1..S of the same form:
-
-        forward   v_s[out] = max_in (alpha_{s-1}[in] + trans[in, out]),  alpha_s = v_s + em_s
-        backward  v_s[out] = max_in ((beta + em)_{t+1}[in] + trans[out, in]),  beta_t = v_s,  t = L - 1 - s
-
-    (the backward rows add the emission of their next step in advance). The backward pass reads each row from its
-    own end, so no step needs masking. The layout (tag, tag, row) makes the max a reduction over the outer axis,
-    which torch vectorises, and the loop computes maxima only: the back-pointers (the first ``in`` that reaches
-    the max, as ``torch.max`` picks it) are recovered every few steps from the kept sums, for those steps at once.
+    ``score_t[j] = max_i (score_{t-1}[i] + trans[i, j]) + em_t[j]``, remembering the maximising ``i`` (the first
+    one on ties, as ``torch.max`` picks it); rows that have ended keep their score and point to themselves.
     """
     batch, length, k = emissions.shape
-    device = emissions.device
-    lengths = mask.sum(dim=1)
-    if length == 1:
-        return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
-    middle = (lengths - 1) // 2  # (B,)
-    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
-    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
-    s_index = torch.arange(steps + 1, device=device)  # s = 0..S
-    # One buffer for the large work tensors (fresh large allocations are page-faulted in at every call).
-    rows2, chunk_size = 2 * batch, _POINTER_CHUNK
-    plane = k * rows2
-    workspace = emissions.new_empty((2 * (steps + 1) + chunk_size * k) * plane)
-    added = workspace[: (steps + 1) * plane].view(steps + 1, k, rows2)  # emission added after step s
-    values = workspace[(steps + 1) * plane : 2 * (steps + 1) * plane].view(steps + 1, k, rows2)  # v_s
-    chunk = workspace[2 * (steps + 1) * plane :].view(chunk_size, k, k, rows2)  # sums of recent steps
-    # Forward rows add the emission at time s, backward rows the one at time L - 1 - s (used by step s + 1).
-    # Out-of-range times only occur in steps a row does not use.
-    em = emissions.permute(1, 2, 0)  # (T, K, B)
-    back_time = (lengths - 1 - s_index[:, None]).clamp_(0, length - 1)  # (S + 1, B)
-    added[:, :, :batch] = em[: steps + 1]
-    torch.gather(em, 0, back_time[:, None, :].expand(steps + 1, k, batch), out=added[:, :, batch:])
-    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
-    table = torch.cat([transitions[:, :, None].expand(k, k, batch), transitions.t()[:, :, None].expand(k, k, batch)], 2)
-    # weights K-1..0 along "in": the first "in" whose sum equals the max gets the largest weight
-    weight_type = torch.uint8 if k <= 256 else torch.int32
-    weights = torch.arange(k - 1, -1, -1, dtype=weight_type, device=device)
-    first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
-    values[0, :, :batch] = start[:, None]
-    values[0, :, batch:] = end[:, None]
-    chunk_steps, value_steps, added_steps = chunk.unbind(0), values.unbind(0), added.unbind(0)
-    score = (values[0] + added[0]).unsqueeze(1)  # (K_in, 1, 2B)
-    for s in range(1, steps + 1):
-        c = (s - 1) % chunk_size
-        sums = torch.add(score, table, out=chunk_steps[c])  # (K_in, K_out, 2B)
-        score = (torch.amax(sums, dim=0, out=value_steps[s]) + added_steps[s]).unsqueeze(1)
-        if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
-            hits = chunk[: c + 1] >= values[s - c : s + 1, None]
-            torch.amax(hits * weights.view(1, k, 1, 1), dim=1, out=first_hit[s - c - 1 : s])
-    rows = torch.arange(batch, device=device)
-    alpha = values[middle, :, rows] + added[middle, :, rows]  # (B, K)
-    beta = values[to_end, :, rows + batch]
-    middle_tag = (alpha + beta).argmax(dim=1)  # (B,)
-    # Backtrace both halves from the middle tag, steps S..1. Past a row's own number of steps the pointers are the
-    # identity, so that every row starts from its middle tag. (NaN scores, which match nothing, give K - 1.)
-    limit = torch.cat([middle, to_end])  # (2B,)
-    beyond = (s_index[1:, None] > limit)[:, None, :]  # (S, 1, 2B)
-    pointers = (k - 1) - torch.where(beyond, weights[:, None], first_hit).long()  # (S, K_out, 2B)
-    tag = torch.cat([middle_tag, middle_tag])[None, :]  # (1, 2B)
-    traced = []
-    for step_back in reversed(pointers.unbind(0)):
-        tag = step_back.gather(0, tag)
-        traced.append(tag)
-    traced = torch.cat(traced[::-1]).t()  # (2B, S): column s - 1 holds (forward) time s - 1, (backward) L - s
-    time = torch.arange(length, device=device)[None, :]  # (1, T)
-    forward_tags = torch.cat([traced[:batch], middle_tag[:, None]], dim=1)  # (B, S + 1), by time
-    forward_part = forward_tags.gather(1, time.clamp(max=steps).expand(batch, length))
-    backward_part = traced[batch:].gather(1, (lengths[:, None] - 1 - time).clamp(0, steps - 1))
-    path = torch.where(time <= middle[:, None], forward_part, backward_part)
-    return path.masked_fill(~mask, -1)
+    score = start + emissions[:, 0]  # (B, K)
+    identity = torch.arange(k, device=emissions.device).expand(batch, k)
+    history = []
+    for t in range(1, length):
+        best, pointer = (score[:, :, None] + transitions).max(dim=1)  # over the previous tag
+        live = mask[:, t, None]
+        score = torch.where(live, best + emissions[:, t], score)
+        history.append(torch.where(live, pointer, identity))
+    tag = (score + end).argmax(dim=1)  # (B,): the last tag of every row
+    path = [tag]
+    for pointer in reversed(history):
+        tag = pointer.gather(1, tag[:, None])[:, 0]
+        path.append(tag)
+    return torch.stack(path[::-1], dim=1).masked_fill(~mask, -1)
+
+
+def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, algorithm: str):
+    """Best path (B, T) by one of VITERBI_ALGORITHMS (all give the same path up to ties within rounding)."""
+    if algorithm == "python":
+        return viterbi_python(emissions, mask, start, transitions, end)
+    if algorithm == "middle_chunks":
+        return viterbi_middle(emissions, mask, start, transitions, end, pointers="chunks")
+    if algorithm == "middle_recompute":
+        return viterbi_middle(emissions, mask, start, transitions, end, pointers="recompute")
+    if algorithm == "sequential":
+        return _viterbi_sequential(emissions, mask, start, transitions, end)
+    raise ValueError(f"algorithm must be one of {VITERBI_ALGORITHMS}, got {algorithm!r}")
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -579,13 +416,16 @@ class LinearChainCRF(torch.nn.Module):
 
     # -- public API ----------------------------------------------------------------------------------------------
 
-    def log_likelihood(self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def log_likelihood(
+        self, emissions: Tensor, tags: Tensor, mask: Optional[Tensor] = None, algorithm: Optional[str] = None
+    ) -> Tensor:
         """log p(tags | emissions) per sequence.
 
         Args:
             emissions: (B, T, K) float scores.
             tags: (B, T) long gold tags; entries outside the mask are ignored.
             mask: (B, T) bool, right-padded, at least one ``True`` per row; ``None`` means all ``True``.
+            algorithm: one of ``LOG_LIKELIHOOD_ALGORITHMS`` for log Z; ``None`` (default) chooses from the shapes.
 
         Returns:
             (B,) in the dtype and on the device of ``emissions`` (computed in float64 internally).
@@ -597,9 +437,11 @@ class LinearChainCRF(torch.nn.Module):
             emissions, tags, mask = emissions[:, :longest], tags[:, :longest], mask[:, :longest]
         gold = tags.masked_fill(~mask, 0).long()  # tags outside the mask may hold anything (-100)
         start, trans, end = self.effective_scores()
-        ll = _LogLikelihood.apply(emissions, gold, mask, start, trans, end)
+        if algorithm is None:
+            algorithm = choose_log_likelihood(emissions.shape[0], longest, self.num_tags)
+        ll = _LogLikelihood.apply(emissions, gold, mask, start, trans, end, algorithm)
         if not bool(torch.isfinite(ll).all()):
-            # The tree lost all of Z (e.g. no legal path at all): log space, plain autograd, slow but exact.
+            # Exp space lost all of Z (e.g. no legal path at all): log space, plain autograd, slow but exact.
             work = torch.float64
             em, start, trans, end = emissions.to(work), start.to(work), trans.to(work), end.to(work)
             score = _gold_score(em, gold, mask, start, trans, end)
@@ -620,12 +462,13 @@ class LinearChainCRF(torch.nn.Module):
         return nll
 
     @torch.no_grad()
-    def decode(self, emissions: Tensor, mask: Optional[Tensor] = None) -> Tensor:
+    def decode(self, emissions: Tensor, mask: Optional[Tensor] = None, algorithm: Optional[str] = None) -> Tensor:
         """Viterbi path.
 
         Args:
             emissions: (B, T, K) float scores.
             mask: (B, T) bool, right-padded, at least one ``True`` per row; ``None`` means all ``True``.
+            algorithm: one of ``VITERBI_ALGORITHMS``; ``None`` (default) chooses from the shapes.
 
         Returns:
             (B, T) long on the device of ``emissions``: the best tag sequence, -1 outside the mask. With constraints
@@ -637,7 +480,8 @@ class LinearChainCRF(torch.nn.Module):
             return torch.zeros(0, length, dtype=torch.long, device=emissions.device)
         work = emissions.dtype if emissions.dtype in (torch.float32, torch.float64) else torch.float32
         start, trans, end = (p.to(work) for p in self.effective_scores())
-        path = _viterbi(emissions[:, :longest].to(work), mask[:, :longest], start, trans, end)
+        algorithm = choose_viterbi(batch, longest, self.num_tags) if algorithm is None else algorithm
+        path = _viterbi(emissions[:, :longest].to(work), mask[:, :longest], start, trans, end, algorithm)
         if longest < length:  # padding shared by every row is not computed, only filled in
             path = torch.cat([path, path.new_full((batch, length - longest), -1)], dim=1)
         return path

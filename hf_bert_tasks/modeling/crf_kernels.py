@@ -1,0 +1,444 @@
+"""Fast algorithms for :mod:`crf` (the linear-chain CRF), and the rule that picks one from the shapes.
+
+This file imports only ``torch`` and the standard library; ``crf.py`` imports it as ``from .crf_kernels import
+...``, so ``save_pretrained`` copies it next to the weights with the other custom-code files. ``crf.py`` keeps the
+plain recursions (log-space forward algorithm, max-with-indices Viterbi) as the readable reference; every function
+here computes the same thing and is tested against them, against brute force and against pytorch-crf.
+
+Notation as in ``crf.py``: emissions (B, T, K), mask (B, T) right-padded bool, effective ``start`` (K,),
+``transitions`` (K, K) (``[i, j]``: from tag i to tag j) and ``end`` (K,); L is a row's number of tokens.
+
+Log-partition function and its gradient (training), both in float64, each with a hand-written backward:
+
+- ``tree``: Z as a balanced tree of matrix products in exp space, log2(T) batched products but K^3 work per node
+  (see :func:`tree_forward`). Few operations, much arithmetic: best for few tags and long, few sequences.
+- ``sequential``: the forward algorithm in exp space, one (B, K) x (K, K) product per step (K^2 work per step),
+  rescaled at every step; with gradients on, the backward recursion runs in the same loop, side by side, and the
+  marginals are then a few batched operations (see :func:`sequential_forward`). About 4 T small operations:
+  best once K or B is large.
+
+Viterbi (decoding):
+
+- ``python``: the recursion on Python floats (float64), for tiny inputs where one torch operation (microseconds)
+  costs more than the whole arithmetic.
+- ``middle``: meet in the middle (a forward and a backward max-plus pass in one loop of about T / 2 steps, see
+  :func:`viterbi_middle`), with back-pointers either recovered from the kept sums every few steps (``chunks``:
+  few tags) or recomputed along the path during the backtrace (``recompute``: many tags, where the kept sums
+  cost more memory traffic than the loop itself).
+
+The choice (:func:`choose_log_likelihood`, :func:`choose_viterbi`) uses crossovers measured on the CPU with
+``python benchmarks/crf_speed.py --crossovers`` (see the constants below); any choice gives the same results up to
+rounding, so a wrong crossover costs time only.
+"""
+
+from typing import Dict, Tuple
+
+import torch
+from torch import Tensor
+
+# Viterbi steps whose back-pointers are recovered together (keeps the kept sums small).
+_POINTER_CHUNK = 8
+
+# ---------------------------------------------------------------------------------------------------------------
+# Choosing an algorithm
+# ---------------------------------------------------------------------------------------------------------------
+
+# Measured crossovers (2 CPU threads, float32 inputs; `python benchmarks/crf_speed.py --crossovers`).
+# Log-likelihood: the tree costs about B T K^3 arithmetic in log2(T) operations, the sequential recursion
+# B T K^2 in 4 T operations of a few microseconds each; the tree wins while its extra arithmetic is cheaper than
+# the sequential loop's per-operation overhead.
+TREE_MAX_TAGS = 16
+TREE_WORK_PER_STEP = 4096  # tree while B * K^3 (its arithmetic per time step) is at most this
+# Viterbi: Python floats while B * T * K^2 is at most this; back-pointers recomputed along the path from this K.
+PYTHON_VITERBI_MAX_WORK = 2500
+RECOMPUTE_POINTERS_FROM_TAGS = 24
+
+
+def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
+    """``"tree"`` or ``"sequential"`` for a (batch, length, num_tags) input (see the constants above)."""
+    if num_tags <= TREE_MAX_TAGS and batch * num_tags**3 <= TREE_WORK_PER_STEP and length > 2:
+        return "tree"
+    return "sequential"
+
+
+def choose_viterbi(batch: int, length: int, num_tags: int) -> str:
+    """``"python"``, ``"middle_chunks"`` or ``"middle_recompute"`` for a (batch, length, num_tags) input."""
+    if batch * length * num_tags**2 <= PYTHON_VITERBI_MAX_WORK:
+        return "python"
+    if num_tags >= RECOMPUTE_POINTERS_FROM_TAGS:
+        return "middle_recompute"
+    return "middle_chunks"
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Partition function: tree of matrix products in exp space
+# ---------------------------------------------------------------------------------------------------------------
+
+_BIT_REVERSAL: Dict[Tuple[int, str], Tensor] = {}
+
+
+def _bit_reversal(n: int, device: torch.device) -> Tensor:
+    """Permutation (n,) that reverses the bits of 0..n-1 (n a power of two); it is its own inverse."""
+    key = (n, str(device))
+    perm = _BIT_REVERSAL.get(key)
+    if perm is None:
+        bits = n.bit_length() - 1
+        index = torch.arange(n)
+        perm = torch.zeros(n, dtype=torch.long)
+        for bit in range(bits):
+            perm |= ((index >> bit) & 1) << (bits - 1 - bit)
+        perm = perm.to(device)
+        _BIT_REVERSAL[key] = perm
+    return perm
+
+
+def tree_forward(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
+    """log Z (B,) by the product tree, and what the backward pass needs.
+
+    All floating inputs share one dtype (float64 in practice). emissions (B, T, K), mask (B, T) right-padded bool,
+    start (K,), transitions (K, K), end (K,).
+    """
+    batch, length, k = emissions.shape
+    # Leaves are the steps t = 1..T-1, padded with identities to a power of two (at least 2).
+    n = 1 << (max(length - 1, 2) - 1).bit_length()
+    steps = emissions[:, 1:]
+    step_mask = mask[:, 1:]
+    if n > length - 1:
+        steps = torch.cat([steps, steps.new_zeros(batch, n - length + 1, k)], dim=1)
+        step_mask = torch.cat([step_mask, step_mask.new_zeros(batch, n - length + 1)], dim=1)
+    perm = _bit_reversal(n, emissions.device)
+    em = steps.transpose(0, 1).index_select(0, perm)  # (N, B, K) contiguous, leaves in bit-reversed order
+    live = step_mask.t().index_select(0, perm)  # (N, B)
+    pad = ~live[..., None]
+    # Leaf t is trans_exp @ diag(em_exp_t); every factor is shifted by its maximum (added back in log_scale).
+    em_max = em.amax(dim=2, keepdim=True).masked_fill_(pad, 0.0)  # (N, B, 1)
+    em_exp = em.sub_(em_max).exp_().masked_fill_(pad, 0.0)  # (N, B, K); 0 at padding, whatever the input holds there
+    trans_max = transitions.max()
+    trans_exp = (transitions - trans_max).exp()  # (K, K)
+    first = start + emissions[:, 0]  # (B, K): start and first emission, the row vector left of the chain
+    first_max = first.amax(dim=1, keepdim=True)
+    first_exp = (first - first_max).exp()
+    lengths = mask.sum(dim=1)
+    log_scale = first_max[:, 0] + em_max.sum(dim=(0, 2)) + (lengths - 1) * trans_max  # (B,)
+
+    # One buffer holds the tree levels and the backward pass's vectors: on Linux, every fresh large allocation
+    # is page-faulted in again at each call, which cost more than the arithmetic when each level had its own.
+    level_size = (n - 1) * batch * k * k
+    workspace = em_exp.new_empty(level_size + 4 * n * batch * k)
+    vectors = workspace[level_size:].view(4, n, batch, k)  # used by tree_backward
+    # Level 1 straight from the factors: trans_exp diag(a) trans_exp diag(b) = (a @ W) * b with
+    # W[j, (i, l)] = trans_exp[i, j] * trans_exp[j, l], one (N/2 * B, K) x (K, K * K) product for all pairs.
+    half = n // 2
+    em_a, em_b = em_exp[:half], em_exp[half:]  # left and right leaf of each pair (bit-reversed order)
+    pairs = (trans_exp.t()[:, :, None] * trans_exp[:, None, :]).reshape(k, k * k)
+    node = workspace[: half * batch * k * k].view(half, batch, k, k)
+    torch.mm(em_a.reshape(-1, k), pairs, out=node.view(-1, k * k))
+    node.mul_(em_b[:, :, None, :])
+    # Two padded leaves give the identity. A live leaf followed by padding (in a row with an odd number L - 1 of
+    # live leaves, leaf L - 2, at position perm[L - 2]) is the left leaf alone: add it where the product left zero.
+    node.diagonal(dim1=2, dim2=3).add_(pad[:half].to(node.dtype))
+    odd = (lengths - 1) % 2 == 1
+    last_left = torch.where(odd, perm[(lengths - 2).clamp(min=0)], 0)  # (any valid position for the others)
+    rows = torch.arange(batch, device=emissions.device)
+    lone = em_exp[last_left, rows] * odd[:, None]  # (B, K)
+    node.index_put_((last_left, rows), trans_exp * lone[:, None, :], accumulate=True)
+    levels = []
+    offset = half * batch * k * k
+    while True:
+        peak = node.amax(dim=(2, 3), keepdim=True)
+        node.div_(peak)
+        log_scale = log_scale + peak.log().sum(dim=(0, 2, 3))
+        levels.append(node)
+        if node.shape[0] == 1:
+            break
+        half = node.shape[0] // 2
+        parent = workspace[offset : offset + half * batch * k * k].view(half, batch, k, k)
+        offset += half * batch * k * k
+        # the children of a node are at the same position in the two halves of the level below
+        torch.bmm(node[:half].view(-1, k, k), node[half:].view(-1, k, k), out=parent.view(-1, k, k))
+        node = parent
+    end_max = end.max()
+    end_exp = (end - end_max).exp()  # (K,)
+    root = node[0]  # (B, K, K)
+    log_z = log_scale + (first_exp[:, None, :] @ root @ end_exp).view(batch).log() + end_max
+    return log_z, (levels, vectors, live, perm, em_exp, trans_exp, first_exp, end_exp, length)
+
+
+def tree_backward(saved, grad: Tensor):
+    """Gradients of sum_b grad[b] * log Z_b with respect to (emissions, start, transitions, end)."""
+    levels, vectors, live, perm, em_exp, trans_exp, first_exp, end_exp, length = saved
+    root = levels[-1][0]  # (B, K, K)
+    n, batch, k = em_exp.shape
+    tiny = torch.finfo(root.dtype).tiny
+
+    def normalise_(v):
+        return v.div_(v.amax(dim=-1, keepdim=True).clamp_min_(tiny))
+
+    # Top-down pass: prefix[p] is the row vector entering node p of the current level, suffix[p] the column vector
+    # leaving it, each up to a positive factor. At the root: first_exp and end_exp. Going down one level, the left
+    # children keep the parent's prefix and the right children its suffix; the parents sit at positions [0, c)
+    # and their right children at [c, 2c), so prefix only grows, and suffix moves its old entries up.
+    prefix, suffix, through, after = vectors  # (N, B, K) each
+    prefix[0] = first_exp
+    suffix[0] = end_exp
+    for node in reversed(levels[:-1]):
+        c = node.shape[0] // 2
+        torch.bmm(prefix[:c].view(-1, 1, k), node[:c].view(-1, k, k), out=prefix[c : 2 * c].view(-1, 1, k))
+        normalise_(prefix[c : 2 * c])
+        suffix[c : 2 * c] = suffix[:c]
+        torch.bmm(node[c : 2 * c].view(-1, k, k), suffix[c : 2 * c].view(-1, k, 1), out=suffix[:c].view(-1, k, 1))
+        normalise_(suffix[:c])
+    # Level 1 -> leaves, through the factors: prefix @ trans_exp diag(a) and trans_exp diag(b) @ suffix (the
+    # identity when leaf b is padding).
+    c = n // 2
+    torch.matmul(prefix[:c], trans_exp, out=through[:c])
+    normalise_(torch.mul(through[:c], em_exp[:c], out=prefix[c:]))
+    torch.matmul(prefix[c:], trans_exp, out=through[c:])
+    suffix[c:] = suffix[:c]
+    torch.matmul(torch.mul(em_exp[c:], suffix[c:], out=after[c:]), trans_exp.t(), out=suffix[:c])
+    live_b = live[c:, :, None].to(suffix.dtype)
+    normalise_(suffix[:c].mul_(live_b).addcmul_(suffix[c:], 1.0 - live_b))
+    # Marginal of (y_{t-1} = i, y_t = j) ~ prefix_t[i] trans_exp[i, j] em_exp_t[j] suffix_t[j]; each leaf's
+    # marginals are normalised to sum to one, which removes every scale factor.
+    torch.mul(em_exp, suffix, out=after)
+    unary = through.mul_(after)  # (N, B, K), unnormalised marginals of y_t
+    weight = ((grad * live) / unary.sum(dim=2).clamp_min(tiny))[..., None]  # (N, B, 1); 0 at padding
+    unary.mul_(weight)
+    grad_transitions = trans_exp * (prefix.mul_(weight).view(-1, k).t() @ after.view(-1, k))
+    # time 0 and the end: marginals of y_0 and of the last tag
+    first = first_exp * (root @ end_exp)  # (B, K)
+    first.mul_((grad / first.sum(1).clamp_min(tiny))[:, None])
+    last = (first_exp[:, None, :] @ root)[:, 0] * end_exp
+    grad_end = (last * (grad / last.sum(1).clamp_min(tiny))[:, None]).sum(0)
+    grad_emissions = unary.new_empty(batch, length, k)
+    grad_emissions[:, 0] = first
+    grad_emissions[:, 1:] = unary.index_select(0, perm[: length - 1]).transpose(0, 1)
+    return grad_emissions, first.sum(0), grad_transitions, grad_end
+
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Partition function: sequential recursion in exp space, both directions in one loop
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def sequential_forward(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, with_backward: bool = True
+):
+    """log Z (B,) by the forward algorithm in exp space, and (``with_backward``) what the backward pass needs.
+
+    All floating inputs share one dtype (float64 in practice). With ``W = exp(trans - max trans)`` and
+    ``E_t = exp(em_t - max em_t)`` the forward vectors are ``a_0 = exp(start - max) E_0``, ``a_t = (a_{t-1} W) E_t``,
+    each divided by its sum ``c_t`` (whose logarithms, with the shifts, make up ``log Z``): one (B, K) x (K, K)
+    product and three small operations per step, no masking (a row's ``log Z`` is read at its own last step).
+
+    For the gradient the backward vectors ``h_t = E_t beta_t`` (``beta`` the suffix sums, ``beta_{L-1} =
+    exp(end)``) follow ``h_{t-1} = (h_t W^T) E_{t-1}``, the same form. Each row runs it from its own last token
+    (emissions read in per-row reversed order), so it shares the loop with the forward vectors: one batched
+    product of (2, B, K) by (W, W^T) per step.
+    """
+    batch, length, k = emissions.shape
+    device = emissions.device
+    lengths = mask.sum(dim=1)
+    rows = torch.arange(batch, device=device)
+    directions = 2 if with_backward else 1
+    em = emissions.masked_fill(~mask[..., None], 0.0)  # padding may hold anything (NaN): never read it
+    em_max = em.amax(dim=2, keepdim=True)  # (B, T, 1)
+    trans_max, start_max, end_max = transitions.max(), start.max(), end.max()
+    w = (transitions - trans_max).exp()  # (K, K)
+    start_exp, end_exp = (start - start_max).exp(), (end - end_max).exp()
+    # steps[t, 0] = E_t (forward); steps[s, 1] = E_{L-1-s} of each row (backward, clamped past the row's start)
+    steps = em.new_empty(length, directions, batch, k)
+    torch.exp(em.sub_(em_max).transpose(0, 1), out=steps[:, 0])
+    if with_backward:
+        back = (lengths[None, :] - 1 - torch.arange(length, device=device)[:, None]).clamp_(min=0)  # (T, B)
+        steps[:, 1] = steps[:, 0][back, rows[None, :]]
+    vectors = torch.empty_like(steps)  # a_t (direction 0) and h_{L-1-s} (direction 1), normalised
+    sums = em.new_empty(length, directions, batch, 1)
+    vectors[0, 0] = steps[0, 0] * start_exp
+    if with_backward:
+        vectors[0, 1] = steps[0, 1] * end_exp
+    torch.sum(vectors[0], dim=2, keepdim=True, out=sums[0])
+    vectors[0].div_(sums[0])
+    mats = torch.stack([w, w.t()])[:directions]  # (D, K, K)
+    vector_steps, sum_steps, em_steps = vectors.unbind(0), sums.unbind(0), steps.unbind(0)
+    for t in range(1, length):
+        current = torch.bmm(vector_steps[t - 1], mats, out=vector_steps[t])
+        current.mul_(em_steps[t])
+        torch.sum(current, dim=2, keepdim=True, out=sum_steps[t])
+        current.div_(sum_steps[t])
+    log_sums = sums[:, 0, :, 0].log().masked_fill_(~mask.t(), 0.0).sum(dim=0)  # (B,)
+    last = vectors[lengths - 1, 0, rows]  # (B, K): each row's a_{L-1}
+    shifts = em_max[..., 0].masked_fill(~mask, 0.0).sum(dim=1) + (lengths - 1) * trans_max + start_max + end_max
+    log_z = (last @ end_exp).log() + log_sums + shifts
+    return log_z, (vectors, w, end_exp, lengths, mask)
+
+
+def sequential_backward(saved, grad: Tensor):
+    """Gradients of ``sum(grad * log Z)``: (emissions (B, T, K), start (K,), transitions (K, K), end (K,)).
+
+    With ``a_t`` and ``h_t`` from :func:`sequential_forward` (each up to a positive factor), the tag marginal at t
+    is proportional to ``a_t beta_t`` with ``beta_t = h_{t+1} W^T`` (``exp(end)`` at the last token), and the
+    move marginal ``P(y_{t-1} = i, y_t = j)`` to ``a_{t-1}[i] W[i, j] h_t[j]`` with the normaliser of step t - 1:
+    every scale factor cancels, and no step of this needs a loop.
+    """
+    vectors, w, end_exp, lengths, mask = saved
+    length, _, batch, k = vectors.shape
+    device = vectors.device
+    rows = torch.arange(batch, device=device)
+    tiny = torch.finfo(vectors.dtype).tiny
+    alpha = vectors[:, 0].transpose(0, 1)  # (B, T, K)
+    back = (lengths[None, :] - 1 - torch.arange(length, device=device)[:, None]).clamp_(min=0)  # (T, B)
+    after = vectors[:, 1][back, rows[None, :]].transpose(0, 1)  # (B, T, K): h_t
+    beta = alpha.new_empty(batch, length, k)
+    torch.matmul(after[:, 1:], w.t(), out=beta[:, :-1])
+    beta[rows, lengths - 1] = end_exp
+    unary = beta.mul_(alpha)  # (B, T, K), unnormalised marginals
+    norm = unary.sum(dim=2, keepdim=True).clamp_min_(tiny)
+    weight = (grad[:, None, None] * mask[..., None]) / norm  # (B, T, 1); 0 at padding
+    pairs = (alpha[:, :-1] * weight[:, :-1] * mask[:, 1:, None]).reshape(-1, k)
+    grad_transitions = w * (pairs.t() @ after[:, 1:].reshape(-1, k))
+    unary.mul_(weight)
+    return unary, unary[:, 0].sum(dim=0), grad_transitions, unary[rows, lengths - 1].sum(dim=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Viterbi
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def viterbi_python(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask, by the plain recursion on Python floats (float64).
+
+    For tiny inputs only: a torch operation costs microseconds whatever its size, a Python addition tens of
+    nanoseconds. Ties go to the lowest tag, as with ``torch.max``.
+    """
+    batch, length, k = emissions.shape
+    lengths = mask.sum(dim=1).tolist()
+    rows, first, moves, last = emissions.tolist(), start.tolist(), transitions.t().tolist(), end.tolist()
+    paths = []
+    for row, n in zip(rows, lengths):
+        score = [a + b for a, b in zip(first, row[0])]
+        history = []
+        for em in row[1:n]:
+            pointers, new = [], []
+            for into, e in zip(moves, em):  # into[i] = trans[i, j] for this tag j
+                sums = [a + b for a, b in zip(score, into)]
+                best = max(sums)
+                pointers.append(sums.index(best))
+                new.append(best + e)
+            history.append(pointers)
+            score = new
+        final = [a + b for a, b in zip(score, last)]
+        tag = final.index(max(final))
+        path = [tag]
+        for pointers in reversed(history):
+            tag = pointers[tag]
+            path.append(tag)
+        paths.append(path[::-1] + [-1] * (length - n))
+    return torch.tensor(paths, dtype=torch.long, device=emissions.device).view(batch, length)
+
+
+def viterbi_middle(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, pointers: str = "chunks"
+) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask. emissions (B, T, K); parameters in the emissions' dtype.
+
+    Meet in the middle: row b's best path through its middle time m = (L - 1) // 2 comes from a forward pass over
+    times 0..m (alpha_t[j]: best score of a path over 0..t ending in tag j) and a backward pass from time L - 1
+    down to m (beta_t[i]: best score of the rest of the path given tag i at t, end transition included); the tag
+    at m maximises alpha_m + beta_m. Both passes run in one loop, side by side on the row axis (B forward rows,
+    then B backward rows), so the loop has about T / 2 steps s = 1..S of the same form:
+
+        forward   v_s[out] = max_in (alpha_{s-1}[in] + trans[in, out]),  alpha_s = v_s + em_s
+        backward  v_s[out] = max_in ((beta + em)_{t+1}[in] + trans[out, in]),  beta_t = v_s,  t = L - 1 - s
+
+    (the backward rows add the emission of their next step in advance). The backward pass reads each row from its
+    own end, so no step needs masking. The layout (tag, tag, row) makes the max a reduction over the outer axis,
+    which torch vectorises (a max with indices is several times slower), and the loop computes maxima only. The
+    back-pointers (the first ``in`` that reaches the max, as ``torch.max`` picks it) come either
+
+    - ``"chunks"``: every few steps, from the kept sums of those steps at once; the backtrace then composes the
+      pointer maps by doubling (log2(S) batched gathers instead of S small ones); or
+    - ``"recompute"``: during the backtrace, for the path's own tag only (K sums per row and step instead of
+      K^2): for many tags, where keeping and re-reading the sums costs more than the loop.
+    """
+    if pointers not in ("chunks", "recompute"):
+        raise ValueError(f"pointers must be 'chunks' or 'recompute', got {pointers!r}")
+    batch, length, k = emissions.shape
+    device = emissions.device
+    lengths = mask.sum(dim=1)
+    if length == 1:
+        return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
+    middle = (lengths - 1) // 2  # (B,)
+    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
+    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
+    s_index = torch.arange(steps + 1, device=device)  # s = 0..S
+    # One buffer for the large work tensors (fresh large allocations are page-faulted in at every call).
+    rows2 = 2 * batch
+    chunk_size = _POINTER_CHUNK if pointers == "chunks" else 1
+    plane = k * rows2
+    workspace = emissions.new_empty((3 * (steps + 1) + chunk_size * k) * plane)
+    added = workspace[: (steps + 1) * plane].view(steps + 1, k, rows2)  # emission added after step s
+    values = workspace[(steps + 1) * plane : 2 * (steps + 1) * plane].view(steps + 1, k, rows2)  # v_s
+    scores = workspace[2 * (steps + 1) * plane : 3 * (steps + 1) * plane].view(steps + 1, k, rows2)  # v_s + added_s
+    chunk = workspace[3 * (steps + 1) * plane :].view(chunk_size, k, k, rows2)  # sums of recent steps
+    # Forward rows add the emission at time s, backward rows the one at time L - 1 - s (used by step s + 1).
+    # Out-of-range times only occur in steps a row does not use.
+    em = emissions.permute(1, 2, 0)  # (T, K, B)
+    back_time = (lengths - 1 - s_index[:, None]).clamp_(0, length - 1)  # (S + 1, B)
+    added[:, :, :batch] = em[: steps + 1]
+    torch.gather(em, 0, back_time[:, None, :].expand(steps + 1, k, batch), out=added[:, :, batch:])
+    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
+    table = torch.cat([transitions[:, :, None].expand(k, k, batch), transitions.t()[:, :, None].expand(k, k, batch)], 2)
+    values[0, :, :batch] = start[:, None]
+    values[0, :, batch:] = end[:, None]
+    chunk_steps, value_steps, added_steps, score_steps = chunk.unbind(0), values.unbind(0), added.unbind(0), scores.unbind(0)
+    torch.add(values[0], added[0], out=scores[0])
+    limit = torch.cat([middle, to_end])  # (2B,): the steps each row uses
+    if pointers == "chunks":
+        # weights K-1..0 along "in": the first "in" whose sum equals the max gets the largest weight
+        weight_type = torch.uint8 if k <= 256 else torch.int32
+        weights = torch.arange(k - 1, -1, -1, dtype=weight_type, device=device)
+        first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
+        for s in range(1, steps + 1):
+            c = (s - 1) % chunk_size
+            sums = torch.add(score_steps[s - 1].unsqueeze(1), table, out=chunk_steps[c])  # (K_in, K_out, 2B)
+            torch.add(torch.amax(sums, dim=0, out=value_steps[s]), added_steps[s], out=score_steps[s])
+            if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
+                hits = chunk[: c + 1] >= values[s - c : s + 1, None]
+                torch.amax(hits * weights.view(1, k, 1, 1), dim=1, out=first_hit[s - c - 1 : s])
+    else:
+        for s in range(1, steps + 1):
+            sums = torch.add(score_steps[s - 1].unsqueeze(1), table, out=chunk_steps[0])
+            torch.add(torch.amax(sums, dim=0, out=value_steps[s]), added_steps[s], out=score_steps[s])
+    rows = torch.arange(batch, device=device)
+    alpha = scores[middle, :, rows]  # (B, K)
+    beta = values[to_end, :, rows + batch]
+    middle_tag = torch.cat([(alpha + beta).argmax(dim=1)] * 2)  # (2B,)
+    # Backtrace both halves from the middle tag, steps S..1. Past a row's own number of steps the pointers are the
+    # identity, so that every row starts from its middle tag. (NaN scores, which match nothing, give K - 1.)
+    beyond = (s_index[1:, None] > limit)[:, None, :]  # (S, 1, 2B)
+    if pointers == "chunks":
+        maps = (k - 1) - torch.where(beyond, weights[:, None], first_hit).long()  # (S, K_out, 2B): tag at s -> s - 1
+        # composed[s - 1] = map_s o map_{s+1} o ... o map_S (tag at S -> tag at s - 1), by doubling
+        composed, span = maps, 1
+        while span < steps:
+            composed = torch.cat([composed[:-span].gather(1, composed[span:]), composed[-span:]])
+            span *= 2
+        traced = composed.gather(1, middle_tag.expand(steps, 1, rows2))[:, 0]  # (S, 2B)
+    else:
+        row_index = torch.arange(rows2, device=device)
+        tag, traced = middle_tag, [None] * steps
+        for s in range(steps, 0, -1):  # the pointer of each row's own tag: K sums instead of K^2
+            candidates = score_steps[s - 1] + table[:, tag, row_index]  # (K_in, 2B)
+            tag = torch.where(beyond[s - 1, 0], tag, candidates.argmax(dim=0))
+            traced[s - 1] = tag
+        traced = torch.stack(traced)  # (S, 2B)
+    traced = traced.t()  # (2B, S): column s - 1 holds (forward) time s - 1, (backward) L - s
+    time = torch.arange(length, device=device)[None, :]  # (1, T)
+    forward_tags = torch.cat([traced[:batch], middle_tag[:batch, None]], dim=1)  # (B, S + 1), by time
+    forward_part = forward_tags.gather(1, time.clamp(max=steps).expand(batch, length))
+    backward_part = traced[batch:].gather(1, (lengths[:, None] - 1 - time).clamp(0, steps - 1))
+    path = torch.where(time <= middle[:, None], forward_part, backward_part)
+    return path.masked_fill(~mask, -1)
