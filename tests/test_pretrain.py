@@ -3,6 +3,7 @@ on every draw, rates over many draws with a fixed seed), LoRA on the new rows, t
 
 import dataclasses
 import importlib.util
+import inspect
 import json
 import math
 import os
@@ -26,6 +27,7 @@ from transformers import (
 )
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.pretraining.inputs import WholeWordMaskCollator, encode_for_mlm
 from hf_bert_tasks.pretraining.training import (
     MaskedPositionsTrainer,
@@ -229,7 +231,7 @@ def test_lora_trains_only_new_rows_adapters_and_the_head_transform():
     assert mlm_head_modules(model) == ["cls.predictions.transform"]
     assert mlm_head_modules(BertModel(tiny_bert_config())) == []
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    peft_model = lora_with_new_tokens(model, report.new_token_ids, r=4, alpha=8)
+    peft_model = lora_with_new_tokens(model, report.new_token_ids, r=4, alpha=8, target_modules=["query", "value"])
     optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
     features = make_batch(expanded, ["朱元璋在北京读书", "在在读书"] * 4)
     collator = WholeWordMaskCollator(expanded, seed=0)
@@ -310,8 +312,8 @@ def test_help_documents_every_flag():
     spec = importlib.util.spec_from_file_location("pretrain_recipe", RECIPE)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    text = HfArgumentParser((module.ModelArguments, module.DataArguments)).format_help()
-    for dataclass in (module.ModelArguments, module.DataArguments):
+    text = HfArgumentParser((module.ModelArguments, module.DataArguments, module.LoraArguments)).format_help()
+    for dataclass in (module.ModelArguments, module.DataArguments, module.LoraArguments):
         for field in dataclasses.fields(dataclass):
             assert f"--{field.name}" in text, field.name
             assert field.metadata.get("help"), field.name
@@ -381,9 +383,53 @@ def test_recipe_trains_saves_and_resumes(expanded_dir, monkeypatch, capsys):
                        monkeypatch, expanded_dir / "cache")
 
 
+def load_recipe():
+    spec = importlib.util.spec_from_file_location("pretrain_recipe_flags", RECIPE)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_lora_flags_are_the_shared_lora_arguments():
+    """The recipe's --lora* flags are hf_bert_tasks.lora.LoraArguments (ner, classify and qa take the same), and
+    lora_with_new_tokens defaults to the same settings."""
+    module = load_recipe()
+    assert module.LoraArguments is LoraArguments
+    assert not {f.name for f in dataclasses.fields(module.ModelArguments)} & {
+        f.name for f in dataclasses.fields(LoraArguments)}
+    defaults = inspect.signature(lora_with_new_tokens).parameters
+    shared = LoraArguments()
+    assert (defaults["r"].default, defaults["alpha"].default, defaults["dropout"].default) == (
+        shared.lora_r, shared.lora_alpha, shared.lora_dropout) == (8, 16.0, 0.1)
+    assert defaults["target_modules"].default is shared.lora_target_modules is None
+    # Default targets: the encoder's attention and feed-forward layers, never the head's transform.dense.
+    peft_model = lora_with_new_tokens(BertForMaskedLM(tiny_bert_config()), [40])
+    adapted = {name.rsplit(".lora_A", 1)[0] for name, _ in peft_model.named_parameters() if ".lora_A" in name}
+    assert {name.split(".")[-1] for name in adapted} == {"query", "key", "value", "dense"}
+    assert all(".bert.encoder." in name for name in adapted), adapted
+    assert len(adapted) == 2 * 6  # per layer: q, k, v, attention output, intermediate, output
+    with pytest.raises(ValueError, match=r"\['attention'\] match no linear layer"):
+        lora_with_new_tokens(BertForMaskedLM(tiny_bert_config()), [40], target_modules=["attention"])
+
+
+def test_adaptation_is_a_deprecated_alias_of_lora():
+    module = load_recipe()
+    for value, lora in (("lora", True), ("full", False)):
+        model_args, lora_args = module.ModelArguments("m", adaptation=value), LoraArguments()
+        with pytest.warns(FutureWarning, match="--adaptation is deprecated"):
+            module.resolve_adaptation(model_args, lora_args)
+        assert lora_args.lora is lora
+    model_args, lora_args = module.ModelArguments("m"), LoraArguments(lora=True)
+    module.resolve_adaptation(model_args, lora_args)  # no warning without the old flag
+    assert lora_args.lora
+    with pytest.raises(ValueError, match="--adaptation must be full or lora, got 'adapters'"):
+        module.resolve_adaptation(module.ModelArguments("m", adaptation="adapters"), LoraArguments())
+
+
 def test_recipe_lora_on_new_rows(expanded_dir, monkeypatch):
     out = expanded_dir / "lora"
-    args = [*common_args(expanded_dir, out, 3), "--adaptation", "lora", "--save_strategy", "no", "--lora_r", 4]
+    args = [*common_args(expanded_dir, out, 3), "--lora", "--save_strategy", "no", "--lora_r", 4,
+            "--lora_target_modules", "query,value"]
     run_in_process(args, monkeypatch, expanded_dir / "cache")
     before = BertForMaskedLM.from_pretrained(expanded_dir / "expanded").state_dict()
     after = BertForMaskedLM.from_pretrained(out).state_dict()
@@ -396,3 +442,15 @@ def test_recipe_lora_on_new_rows(expanded_dir, monkeypatch):
     assert torch.equal(after["bert.encoder.layer.1.output.dense.weight"],
                        before["bert.encoder.layer.1.output.dense.weight"])
     assert not any(p.name.startswith("adapter") for p in out.iterdir())  # a plain model folder, LoRA merged
+
+
+def test_recipe_lora_saves_the_adapter_when_asked(expanded_dir, monkeypatch):
+    out = expanded_dir / "lora-adapter"
+    args = [*common_args(expanded_dir, out, 2), "--adaptation", "lora", "--save_strategy", "no",
+            "--lora_save", "adapter"]
+    with pytest.warns(FutureWarning, match="--adaptation is deprecated: use --lora"):
+        run_in_process(args, monkeypatch, expanded_dir / "cache")
+    adapter = json.loads((out / "adapter_config.json").read_text())
+    assert adapter["r"] == 8 and adapter["lora_alpha"] == 16 and adapter["lora_dropout"] == 0.1
+    assert adapter["modules_to_save"] == ["cls.predictions.transform"]
+    assert not (out / "model.safetensors").exists()

@@ -3,7 +3,10 @@
 - **Cheap adaptation.** `lora_with_new_tokens` trains LoRA adapters, the rows of the new tokens (peft's
   `trainable_token_indices`: only those rows get a delta; with a tied decoder, the decoder shares it) and the MLM
   head's transform (random in an encoder-only checkpoint such as MiniLM, so it must learn). The decoder bias stays
-  frozen.
+  frozen. Its settings are `hf_bert_tasks.lora`'s (`LoraArguments` defaults: r 8, alpha 16, dropout 0.1, the
+  encoder family's attention and feed-forward layers), and the target names are anchored at the encoder as
+  `apply_lora` anchors them, so a head layer of the same name (BERT's `cls.predictions.transform.dense`, trained in
+  full) never gets an adapter.
 """
 
 from __future__ import annotations
@@ -71,11 +74,16 @@ def mlm_head_modules(model) -> list[str]:
     return names
 
 
-def lora_with_new_tokens(model, token_ids: Sequence[int], *, r: int = 8, alpha: int = 16, dropout: float = 0.05,
-                         target_modules: Sequence[str] = ("query", "value")):
-    """A peft model training LoRA adapters on `target_modules`, the embedding rows `token_ids` (and the tied
+def lora_with_new_tokens(model, token_ids: Sequence[int], *, r: int = 8, alpha: float = 16.0, dropout: float = 0.1,
+                         target_modules: Sequence[str] | None = None):
+    """A peft model training LoRA adapters on `target_modules` of the encoder (default: the family's attention and
+    feed-forward layers, `hf_bert_tasks.lora.default_target_modules`), the embedding rows `token_ids` (and the tied
     decoder's, which share them) and the MLM head's transform; everything else frozen."""
+    import re
+
     from peft import LoraConfig, get_peft_model
+
+    from ..lora import default_target_modules, encoder_model_type, encoder_prefix, linear_layer_names
 
     if not token_ids:
         raise ValueError("no token ids to train: LoRA adaptation here is for the rows of new tokens")
@@ -83,7 +91,15 @@ def lora_with_new_tokens(model, token_ids: Sequence[int], *, r: int = 8, alpha: 
     bad = [i for i in token_ids if not 0 <= i < rows]
     if bad:
         raise ValueError(f"token ids {bad[:5]} are outside the embedding matrix ({rows} rows)")
-    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=list(target_modules),
+    names = list(target_modules) if target_modules else default_target_modules(model)
+    available = linear_layer_names(model)
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise ValueError(f"LoRA target modules {missing} match no linear layer inside the encoder "
+                         f"({encoder_model_type(model)}); its linear layers are named {available}")
+    # peft matches a string target with re.fullmatch on the module path.
+    pattern = rf"{re.escape(encoder_prefix(model))}\.(.*\.)?({'|'.join(re.escape(name) for name in names)})"
+    config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern,
                         trainable_token_indices=sorted(set(token_ids)), modules_to_save=mlm_head_modules(model))
     return get_peft_model(model, config)
 
