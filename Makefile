@@ -26,7 +26,7 @@ quickstart: setup
 	$(PY) recipes/ner.py --model_name_or_path $(MINILM) \
 	    --train_file $(SAMPLE)/en_train.conll --validation_file $(SAMPLE)/en_dev.conll \
 	    --output_dir $(OUT) --do_train --do_eval --num_train_epochs 4 --learning_rate 5e-5 \
-	    --crf_learning_rate 5e-3 --per_device_train_batch_size 16 --save_strategy no --report_to none --seed 42
+	    --head_learning_rate 5e-3 --per_device_train_batch_size 16 --save_strategy no --report_to none --seed 42
 	$(PY) -m hf_bert_tasks.predictor $(OUT) \
 	    "Angela Weber, chief executive of Northwind Bank, flew from Dublin to Toronto on Monday." \
 	    "The Riverside Harriers beat Porto Alegre United in the Atlantic Cup final."

@@ -109,7 +109,7 @@ def main():
         command = [sys.executable, str(ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
                    *limits, "--output_dir", str(out), "--do_train", "--do_eval", "--num_train_epochs", str(args.epochs),
                    "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "64",
-                   "--max_seq_length", str(args.max_seq_length), "--crf_learning_rate", str(args.crf_learning_rate),
+                   "--max_seq_length", str(args.max_seq_length), "--head_learning_rate", str(args.crf_learning_rate),
                    "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "100",
                    "--disable_tqdm", "true"]
         if method == "lora":

@@ -100,7 +100,7 @@ def main():
                    "--max_seq_length", str(args.max_seq_length), "--seed", str(args.seed), "--save_strategy", "no",
                    "--report_to", "none", "--logging_steps", "100", "--disable_tqdm", "true", *args.extra]
         if head == "crf":
-            command += ["--crf_learning_rate", str(args.crf_learning_rate)]
+            command += ["--head_learning_rate", str(args.crf_learning_rate)]
         commands[head] = command
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
     if args.parallel:

@@ -65,7 +65,7 @@ def ner_command(encoder: str, files: list[str], out: Path, args, learning_rate: 
                "--head", "crf", "--output_dir", str(out), "--do_train", "--do_eval", "--do_predict",
                "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.batch_size),
                "--per_device_eval_batch_size", "64", "--learning_rate", str(learning_rate),
-               "--crf_learning_rate", str(args.crf_learning_rate), "--max_seq_length", str(args.max_seq_length),
+               "--head_learning_rate", str(args.crf_learning_rate), "--max_seq_length", str(args.max_seq_length),
                "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "100",
                "--disable_tqdm", "true"]
     for flag in ("max_train_samples", "max_eval_samples"):

@@ -12,7 +12,7 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["DataFileError", "PathLike", "json_records", "read_lines"]
+__all__ = ["DataFileError", "PathLike", "json_records", "read_lines", "write_json"]
 
 PathLike = str | os.PathLike
 
@@ -61,3 +61,11 @@ def json_records(path: PathLike, lines: list[str], error: type[DataFileError] = 
         if not isinstance(record, dict):
             raise error(path, lineno, f"expected a JSON object, found {type(record).__name__}")
         yield lineno, record
+
+
+def write_json(path: PathLike, content) -> Path:
+    """A UTF-8 JSON file (non-ASCII text kept readable), creating its folder."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(content, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
+    return path

@@ -1,8 +1,21 @@
-"""Trainer pieces shared by the recipes: a separate learning rate for the new layers, and the staged fine-tune."""
+"""The recipe contract: what every recipe (``recipes/ner.py``, ``classify.py``, ``qa.py``) shares.
+
+- Arguments: flags or one JSON file (:func:`parse_recipe_arguments`); :class:`FineTuneArguments` for the new layers'
+  learning rate (``--head_learning_rate``; ``--crf_learning_rate`` is its deprecated alias) and the staged
+  fine-tune (``--freeze_encoder_epochs``); ``--max_{train,eval,predict}_samples`` through :func:`limit_samples`.
+- Evaluation in data order under any sampler (:class:`OrderedEvalTrainer`): every recipe maps predictions back to
+  its examples by position, so ``--train_sampling_strategy group_by_length`` may group training batches only.
+- Train / evaluate / predict bookkeeping written once (:func:`train_and_save`, :func:`log_and_save`).
+"""
+
+import os
+import sys
+import warnings
+from dataclasses import dataclass, field
 
 import torch
 from torch.utils.data import SequentialSampler
-from transformers import Trainer, TrainerCallback
+from transformers import HfArgumentParser, Trainer, TrainerCallback
 
 
 def head_and_encoder_parameter_groups(
@@ -59,12 +72,77 @@ class FreezeEncoderCallback(TrainerCallback):
 
 
 class OrderedEvalTrainer(Trainer):
-    """A `Trainer` whose evaluation keeps the data set's order even with `--train_sampling_strategy
-    group_by_length` (transformers 5 then sorts evaluation batches by length too): the recipes map predictions back
-    to sentences and documents by position. Training batches are still grouped by length, the large speed-up
-    measured in `benchmarks/throughput.py`."""
+    """The `Trainer` of every recipe: evaluation and prediction keep the data set's order under any training sampler.
+
+    With `--train_sampling_strategy group_by_length`, transformers 5 sorts the evaluation batches by length too
+    (one setting serves both samplers), while the recipes map predictions back to examples, sentences and
+    documents by position. Here only training batches are grouped (the speed-up measured in
+    `benchmarks/throughput.py`); evaluation is sequential in one process and, with several, accelerate's in-order
+    shards (the default when the sampler is None), gathered back in order."""
 
     def _get_eval_sampler(self, eval_dataset):
         if eval_dataset is None or not hasattr(eval_dataset, "__len__"):
             return None
         return SequentialSampler(eval_dataset) if self.args.world_size <= 1 else None
+
+
+@dataclass
+class FineTuneArguments:
+    """How the new layers train beside the pretrained encoder (shared by every recipe)."""
+
+    head_learning_rate: float | None = field(default=None, metadata={
+        "help": "Learning rate of the new layers (NER: emission layer, BiLSTM and CRF; classification: the "
+                "classifier; QA: the span layer); default: --learning_rate."})
+    crf_learning_rate: float | None = field(default=None, metadata={
+        "help": "Deprecated alias of --head_learning_rate (warns)."})
+    freeze_encoder_epochs: float = field(default=0.0, metadata={
+        "help": "Train only the new layers for this many epochs, then everything (the staged fine-tune)."})
+
+    def __post_init__(self):
+        if self.crf_learning_rate is not None:
+            warnings.warn("--crf_learning_rate is deprecated; use --head_learning_rate (the same setting)",
+                          FutureWarning, stacklevel=2)
+            if self.head_learning_rate is not None and self.head_learning_rate != self.crf_learning_rate:
+                raise ValueError(f"--crf_learning_rate {self.crf_learning_rate} and --head_learning_rate "
+                                 f"{self.head_learning_rate} disagree; pass only --head_learning_rate")
+            self.head_learning_rate, self.crf_learning_rate = self.crf_learning_rate, None
+
+    def optimizer(self, model: torch.nn.Module, training_args) -> torch.optim.Optimizer | None:
+        """The optimizer for training (None without `--do_train`: the Trainer then needs none)."""
+        return build_optimizer(model, training_args, self.head_learning_rate) if training_args.do_train else None
+
+    def callbacks(self) -> list[TrainerCallback]:
+        return [FreezeEncoderCallback(self.freeze_encoder_epochs)] if self.freeze_encoder_epochs else []
+
+    def settings(self) -> dict:
+        """What a model card lists."""
+        return {"head_learning_rate": self.head_learning_rate, "freeze_encoder_epochs": self.freeze_encoder_epochs}
+
+
+def parse_recipe_arguments(*dataclass_types):
+    """The dataclasses from the command line's flags, or from its one argument when that is a `.json` file."""
+    parser = HfArgumentParser(dataclass_types)
+    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
+    return parser.parse_args_into_dataclasses()
+
+
+def limit_samples(raw, limits: dict[str, int | None]) -> None:
+    """Keep the first N examples of each split named in `limits` (in place; None keeps all)."""
+    for split, limit in limits.items():
+        if limit is not None and split in raw:
+            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+
+
+def log_and_save(trainer: Trainer, split: str, metrics: dict) -> None:
+    """Print the split's metrics and write `{split}_results.json` (merged into `all_results.json`)."""
+    trainer.log_metrics(split, metrics)
+    trainer.save_metrics(split, metrics)
+
+
+def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **extra_metrics) -> None:
+    """Train (resuming when asked), save the model (merged or adapter with `--lora`), its metrics and state."""
+    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    lora_args.save(trainer, lora_model)
+    log_and_save(trainer, "train", {**result.metrics, **extra_metrics})
+    trainer.save_state()

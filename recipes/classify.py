@@ -12,7 +12,7 @@
         --output_dir out/cnews-predictions
 
 Every option is a flag (`--help`); a single JSON file of options works too. Formats, long-document handling and
-metrics are explained in `hf_bert_tasks/classification.py`. `all_results.json` holds `eval_accuracy`,
+metrics are explained in `hf_bert_tasks/classification/` (data.py, inputs.py, metrics.py). `all_results.json` holds `eval_accuracy`,
 `eval_macro_f1`, `eval_weighted_f1` (and `test_*` with a labelled `--test_file`); the per-class report and confusion
 matrix go to `{eval,test}_classification_report.json` and `{eval,test}_confusion_matrix.png`; `--do_predict` writes
 `test_predictions.tsv` (or `.jsonl`) with every label's probability. Scores are per text (window logits averaged per
@@ -23,43 +23,55 @@ model with a model card of its scores (`hf_bert_tasks/hub.py`); the repo id and 
 """
 
 import os
-import sys
 from dataclasses import dataclass, field
 
 from transformers import (
     AutoConfig,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
 
-from hf_bert_tasks.classification.data import gold_label_ids, label_names_of, load_classification_dataset
-from hf_bert_tasks.classification.inputs import LONG_TEXT_MODES, encode_dataset, long_text_settings
-from hf_bert_tasks.classification.metrics import classification_scores, write_classification_report
+from hf_bert_tasks.classification.data import (
+    gold_label_ids,
+    label_names_of,
+    load_classification_dataset,
+)
+from hf_bert_tasks.classification.inputs import (
+    LONG_TEXT_MODES,
+    encode_dataset,
+    long_text_settings,
+)
+from hf_bert_tasks.classification.metrics import (
+    classification_scores,
+    write_classification_report,
+)
 from hf_bert_tasks.classification.predictor import (
     is_trained_classifier,
     load_classifier,
     pool_window_logits,
     predicted_label_ids,
     prediction_records,
+    resolve_threshold,
     write_predictions,
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.training import FreezeEncoderCallback, build_optimizer
+from hf_bert_tasks.training import (
+    FineTuneArguments,
+    OrderedEvalTrainer,
+    limit_samples,
+    log_and_save,
+    parse_recipe_arguments,
+    train_and_save,
+)
 
 
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Encoder (Hub id or folder), or a trained classifier folder "
                                                       "(its labels and long-text settings are kept)."})
-    head_learning_rate: float | None = field(default=None, metadata={
-        "help": "Learning rate of the new classifier layer; default: --learning_rate."})
-    freeze_encoder_epochs: float = field(default=0.0, metadata={
-        "help": "Train only the classifier layer for this many epochs, then everything (the staged fine-tune)."})
 
 
 @dataclass
@@ -106,11 +118,8 @@ class DataArguments:
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
     if data_args.predictions_format not in (None, "tsv", "jsonl"):
@@ -129,10 +138,8 @@ def main():
         label_column=data_args.label_column, label_names_file=data_args.label_names_file, labels=labels,
         multi_label=multi_label, label_delimiter=data_args.label_delimiter,
     )
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples),
-                         ("test", data_args.max_predict_samples)):
-        if limit is not None and split in raw:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+                        "test": data_args.max_predict_samples})
     for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
         if getattr(training_args, flag) and split not in raw:
             raise ValueError(f"--{flag} needs a {split} split; the data have {', '.join(raw)}")
@@ -146,9 +153,7 @@ def main():
     settings = long_text_settings(config if trained else None, long_text=data_args.long_text,
                                   max_seq_length=data_args.max_seq_length, stride=data_args.stride,
                                   head_tokens=data_args.head_tokens)
-    threshold = data_args.threshold
-    if threshold is None:
-        threshold = getattr(config, "classification_threshold", None) or 0.5
+    threshold = resolve_threshold(config if trained else None, data_args.threshold)
     positions = getattr(config, "max_position_embeddings", None)
     if positions is not None and settings["max_seq_length"] > positions:
         raise ValueError(f"--max_seq_length {settings['max_seq_length']} exceeds the encoder's {positions} positions")
@@ -177,11 +182,7 @@ def main():
         return compute_metrics
 
     lora_model = lora_args.apply(model)  # peft adapts `model` in place; the Trainer gets the PeftModel
-    optimizer = None
-    if training_args.do_train:
-        optimizer = build_optimizer(model, training_args, model_args.head_learning_rate)
-    callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
-    trainer = Trainer(
+    trainer = OrderedEvalTrainer(
         model=model if lora_model is None else lora_model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,
@@ -189,27 +190,20 @@ def main():
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),  # pads to the longest window of each batch
         compute_metrics=metrics_for("validation") if "validation" in labelled else None,
-        optimizers=(optimizer, None),
-        callbacks=callbacks,
+        optimizers=(finetune_args.optimizer(model, training_args), None),
+        callbacks=finetune_args.callbacks(),
     )
 
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        lora_args.save(trainer, lora_model)
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_metrics("train", result.metrics)
-        trainer.save_state()
+        train_and_save(trainer, training_args, lora_args, lora_model)
     if training_args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        log_and_save(trainer, "eval", trainer.evaluate())
         if trainer.is_world_process_zero() and "validation" in reports:
             write_classification_report(reports["validation"], training_args.output_dir, "eval")
     if training_args.do_predict:
         trainer.compute_metrics = metrics_for("test") if "test" in labelled else None
         output = trainer.predict(features["test"], metric_key_prefix="test")
-        trainer.log_metrics("test", output.metrics)
-        trainer.save_metrics("test", output.metrics)
+        log_and_save(trainer, "test", output.metrics)
         if trainer.is_world_process_zero():
             if "test" in reports:
                 write_classification_report(reports["test"], training_args.output_dir, "test")
@@ -219,11 +213,10 @@ def main():
             write_predictions(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"), raw["test"],
                               records, labels, data_args.label_delimiter)
     if push_to_hub and trainer.is_world_process_zero():
-        settings = {"learning_rate": training_args.learning_rate, "head_learning_rate": model_args.head_learning_rate,
+        settings = {"learning_rate": training_args.learning_rate, **finetune_args.settings(),
                     "num_train_epochs": training_args.num_train_epochs,
                     "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                    "freeze_encoder_epochs": model_args.freeze_encoder_epochs, "lora": lora_args.lora,
-                    "seed": training_args.seed}
+                    "lora": lora_args.lora, "seed": training_args.seed}
         push_recipe_output(training_args, data_args.dataset_name, settings)
 
 

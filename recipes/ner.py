@@ -14,28 +14,32 @@ Scores are strict entity-level (seqeval, IOB2 after conversion) at word level; `
 the output folder is then an ordinary model with the adapters merged in (`--lora_save`, `hf_bert_tasks/lora.py`).
 """
 
-import json
 import os
-import sys
 from dataclasses import dataclass, field
 
 from transformers import (
     AutoConfig,
     AutoModelForTokenClassification,
     AutoTokenizer,
-    HfArgumentParser,
     TrainingArguments,
     set_seed,
 )
 
 from hf_bert_tasks import BertCrfForTokenClassification
-from hf_bert_tasks.ner.data import load_ner_dataset
-from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.ner.data import load_ner_dataset, write_tagged_file
+from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.ner.metrics import entity_scores
 from hf_bert_tasks.ner.tagging import convert_tags, label_list, split_tag
-from hf_bert_tasks.training import FreezeEncoderCallback, OrderedEvalTrainer, build_optimizer
+from hf_bert_tasks.training import (
+    FineTuneArguments,
+    OrderedEvalTrainer,
+    limit_samples,
+    log_and_save,
+    parse_recipe_arguments,
+    train_and_save,
+)
 
 
 @dataclass
@@ -47,10 +51,6 @@ class ModelArguments:
     lstm_hidden_size: int = field(default=256, metadata={"help": "BiLSTM size, both directions together."})
     classifier_dropout: float = field(default=0.1, metadata={"help": "Dropout before the emission layer (crf)."})
     constrain_transitions: bool = field(default=True, metadata={"help": "Forbid illegal tag transitions in the CRF."})
-    crf_learning_rate: float | None = field(default=None, metadata={
-        "help": "Learning rate of the new layers (CRF, BiLSTM, emission/classifier layer); default: --learning_rate."})
-    freeze_encoder_epochs: float = field(default=0.0, metadata={
-        "help": "Train only the new layers for this many epochs, then everything (the staged fine-tune)."})
 
 
 @dataclass
@@ -76,14 +76,12 @@ class DataArguments:
                 "for character-per-line data. 0: each sentence alone."})
     max_train_samples: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
     max_eval_samples: int | None = field(default=None, metadata={"help": "Use only the first N eval sentences."})
+    max_predict_samples: int | None = field(default=None, metadata={"help": "Use only the first N test sentences."})
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -94,9 +92,8 @@ def main():
         format=data_args.data_format, tag_column=data_args.tag_column,
         source_scheme=source_scheme, target_scheme=data_args.scheme,
     )
-    for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
-        if limit is not None and split in raw:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+                        "test": data_args.max_predict_samples})
     tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
 
     model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)
@@ -150,10 +147,6 @@ def main():
 
         return compute_metrics
 
-    optimizer = None
-    if training_args.do_train:
-        optimizer = build_optimizer(model, training_args, model_args.crf_learning_rate)
-    callbacks = [FreezeEncoderCallback(model_args.freeze_encoder_epochs)] if model_args.freeze_encoder_epochs else []
     trainer = OrderedEvalTrainer(
         model=model if lora_model is None else lora_model,
         args=training_args,
@@ -163,37 +156,32 @@ def main():
         data_collator=WindowCollator(tokenizer.pad_token_id or 0),
         compute_metrics=metrics_for("validation") if "validation" in features else None,
         preprocess_logits_for_metrics=decode_logits,
-        optimizers=(optimizer, None),
-        callbacks=callbacks,
+        optimizers=(finetune_args.optimizer(model, training_args), None),
+        callbacks=finetune_args.callbacks(),
     )
 
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        lora_args.save(trainer, lora_model)
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_metrics("train", result.metrics)
-        trainer.save_state()
+        train_and_save(trainer, training_args, lora_args, lora_model)
     if training_args.do_eval:
-        metrics = trainer.evaluate()
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        log_and_save(trainer, "eval", trainer.evaluate())
     if training_args.do_predict:
         trainer.compute_metrics = metrics_for("test")
         output = trainer.predict(features["test"], metric_key_prefix="test")
-        trainer.log_metrics("test", output.metrics)
-        trainer.save_metrics("test", output.metrics)
+        log_and_save(trainer, "test", output.metrics)
         if trainer.is_world_process_zero():
-            write_predictions(raw["test"], word_predictions("test", output.predictions), data_args, source_scheme,
-                              training_args.output_dir)
+            # In the data's own scheme and layout: JSON lines for JSON input, else token<TAB>tag columns.
+            predicted = [convert_tags(tags, data_args.scheme, source_scheme)
+                         for tags in word_predictions("test", output.predictions)]
+            suffix = "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "txt"
+            write_tagged_file(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"),
+                              raw["test"]["tokens"], predicted)
     if push_to_hub and trainer.is_world_process_zero():
         settings = {"head": model_args.head, "bilstm": model_args.bilstm, "scheme": data_args.scheme,
                     "label_strategy": data_args.label_strategy, "max_seq_length": data_args.max_seq_length,
                     "context_window": data_args.context_window, "learning_rate": training_args.learning_rate,
-                    "crf_learning_rate": model_args.crf_learning_rate,
-                    "num_train_epochs": training_args.num_train_epochs,
+                    **finetune_args.settings(), "num_train_epochs": training_args.num_train_epochs,
                     "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                    "freeze_encoder_epochs": model_args.freeze_encoder_epochs, "lora": lora_args.lora,
-                    "seed": training_args.seed}
+                    "lora": lora_args.lora, "seed": training_args.seed}
         push_recipe_output(training_args, data_args.dataset_name, settings)
 
 
@@ -227,24 +215,6 @@ def load_model_and_tokenizer(model_args, data_args, tag_names):
     else:
         raise ValueError(f"--head must be crf or softmax, got {model_args.head!r}")
     return model, tokenizer
-
-
-def write_predictions(dataset, predicted, data_args, source_scheme, output_dir):
-    """Predicted tags in the data's own scheme: `token<TAB>tag` lines (blank line between sentences) for column
-    files, `{"tokens", "ner_tags"}` JSON lines for JSON input."""
-    sentences = [convert_tags(tags, data_args.scheme, source_scheme) for tags in predicted]
-    source = data_args.test_file or ""
-    if source.endswith((".json", ".jsonl")):
-        path = os.path.join(output_dir, "test_predictions.jsonl")
-        with open(path, "w", encoding="utf-8") as f:
-            for tokens, tags in zip(dataset["tokens"], sentences):
-                f.write(json.dumps({"tokens": tokens, "ner_tags": tags}, ensure_ascii=False) + "\n")
-    else:
-        path = os.path.join(output_dir, "test_predictions.txt")
-        with open(path, "w", encoding="utf-8") as f:
-            for tokens, tags in zip(dataset["tokens"], sentences):
-                f.writelines(f"{token}\t{tag}\n" for token, tag in zip(tokens, tags))
-                f.write("\n")
 
 
 if __name__ == "__main__":

@@ -8,8 +8,8 @@
 
 Every option is a flag (`--help`); a single JSON file of options works too (`python recipes/qa.py args.json`).
 The model is transformers' `AutoModelForQuestionAnswering`; data reading, windows, the n-best search and the scores
-live in `hf_bert_tasks.qa` (its docstring gives the decisions). Outputs in `--output_dir`: the model with its
-tokenizer and the windowing/decoding settings in config.json (so `hf_bert_tasks.qa.answer_questions` answers as the
+live in `hf_bert_tasks/qa/` (data, inputs, metrics, predictor; their docstrings give the decisions). Outputs in `--output_dir`: the model with its
+tokenizer and the windowing/decoding settings in config.json (so `hf_bert_tasks.qa.predictor.answer_questions` answers as the
 evaluation did); `all_results.json` with `eval_exact_match`, `eval_f1` (0-100; SQuAD normalisation for English,
 CMRC2018 character scores for Chinese) and, with `--do_predict` on a labelled file, `test_*`; `predictions.json`
 ({id: answer}, the official evaluation scripts' input) and `nbest_predictions.json` for the validation set,
@@ -20,19 +20,13 @@ merged in (`--lora_save`, `hf_bert_tasks/lora.py`). `--push_to_hub --hub_model_i
 model with a model card of its scores (`hf_bert_tasks/hub.py`); the repo id and the token are checked before training.
 """
 
-import json
-import os
-import sys
 from dataclasses import dataclass, field
 
 import numpy as np
-
 from transformers import (
     AutoModelForQuestionAnswering,
     AutoTokenizer,
     DataCollatorWithPadding,
-    HfArgumentParser,
-    Trainer,
     TrainingArguments,
     set_seed,
 )
@@ -42,15 +36,20 @@ from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.qa.data import load_qa_dataset
 from hf_bert_tasks.qa.inputs import prepare_eval_features, prepare_train_features
 from hf_bert_tasks.qa.metrics import detect_language, qa_scores
-from hf_bert_tasks.qa.predictor import postprocess_predictions
-from hf_bert_tasks.training import build_optimizer
+from hf_bert_tasks.qa.predictor import postprocess_predictions, write_predictions
+from hf_bert_tasks.training import (
+    FineTuneArguments,
+    OrderedEvalTrainer,
+    limit_samples,
+    log_and_save,
+    parse_recipe_arguments,
+    train_and_save,
+)
 
 
 @dataclass
 class ModelArguments:
     model_name_or_path: str = field(metadata={"help": "Encoder (Hub id or folder), or a fine-tuned QA model folder."})
-    head_learning_rate: float | None = field(default=None, metadata={
-        "help": "Learning rate of the new span layer (qa_outputs); default: --learning_rate."})
 
 
 @dataclass
@@ -83,11 +82,8 @@ class DataArguments:
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -96,11 +92,8 @@ def main():
         dataset_name=data_args.dataset_name, dataset_config=data_args.dataset_config_name,
         version_2_with_negative=data_args.version_2_with_negative,
     )
-    limits = {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
-              "test": data_args.max_predict_samples}
-    for split, limit in limits.items():
-        if limit is not None and split in raw:
-            raw[split] = raw[split].select(range(min(limit, len(raw[split]))))
+    limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
+                        "test": data_args.max_predict_samples})
     language = data_args.language
     if language == "auto":
         language = detect_language(raw[next(iter(raw))]["context"][:200])
@@ -114,11 +107,6 @@ def main():
     windows = {key: settings[key] for key in ("max_seq_length", "doc_stride", "max_question_length")}
     labelled = {split: any(len(a["text"]) for a in dataset["answers"]) for split, dataset in raw.items()}
 
-    if training_args.train_sampling_strategy == "group_by_length" and (
-            training_args.do_eval or training_args.do_predict or training_args.eval_strategy != "no"):
-        raise ValueError("--train_sampling_strategy group_by_length also reorders the evaluation windows in "
-                         "transformers (one sampler serves both), so they would no longer match their offsets; "
-                         "evaluate in a separate run, or train with the default sampler")
     with training_args.main_process_first(desc="tokenizing"):
         features = {}
         if training_args.do_train:
@@ -158,10 +146,7 @@ def main():
         return compute_metrics
 
     lora_model = lora_args.apply(model)  # peft adapts `model` in place; the Trainer gets the PeftModel
-    optimizer = None
-    if training_args.do_train:
-        optimizer = build_optimizer(model, training_args, model_args.head_learning_rate)
-    trainer = Trainer(
+    trainer = OrderedEvalTrainer(
         model=model if lora_model is None else lora_model,
         args=training_args,
         train_dataset=features["train"] if training_args.do_train else None,
@@ -169,23 +154,20 @@ def main():
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=metrics_for("validation") if "validation" in features else None,
-        optimizers=(optimizer, None),
+        optimizers=(finetune_args.optimizer(model, training_args), None),
+        callbacks=finetune_args.callbacks(),
     )
 
     if training_args.do_train:
-        result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
-        lora_args.save(trainer, lora_model)
-        metrics = {**result.metrics, "train_questions": len(raw["train"]), "train_windows": len(features["train"])}
-        trainer.log_metrics("train", metrics)
-        trainer.save_metrics("train", metrics)
-        trainer.save_state()
+        train_and_save(trainer, training_args, lora_args, lora_model, train_questions=len(raw["train"]),
+                       train_windows=len(features["train"]))
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics.update(eval_questions=len(raw["validation"]), eval_windows=len(features["validation"]))
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        log_and_save(trainer, "eval", metrics)
         if trainer.is_world_process_zero():
-            write_predictions(predictions["validation"], training_args.output_dir, "", data_args)
+            write_predictions(predictions["validation"], training_args.output_dir, "",
+                              data_args.version_2_with_negative)
     if training_args.do_predict:
         trainer.compute_metrics = metrics_for("test")
         output = trainer.predict(model_inputs("test"), metric_key_prefix="test")
@@ -193,29 +175,15 @@ def main():
             predictions["test"] = postprocess_predictions(
                 raw["test"], features["test"], *output.predictions, data_args.n_best_size,
                 data_args.max_answer_length, data_args.version_2_with_negative, data_args.null_score_diff_threshold)
-        trainer.log_metrics("test", output.metrics)
-        trainer.save_metrics("test", output.metrics)
+        log_and_save(trainer, "test", output.metrics)
         if trainer.is_world_process_zero():
-            write_predictions(predictions["test"], training_args.output_dir, "test_", data_args)
+            write_predictions(predictions["test"], training_args.output_dir, "test_", data_args.version_2_with_negative)
     if push_to_hub and trainer.is_world_process_zero():
-        settings = {"learning_rate": training_args.learning_rate, "head_learning_rate": model_args.head_learning_rate,
+        settings = {"learning_rate": training_args.learning_rate, **finetune_args.settings(),
                     "num_train_epochs": training_args.num_train_epochs,
                     "per_device_train_batch_size": training_args.per_device_train_batch_size,
                     "lora": lora_args.lora, "seed": training_args.seed}
         push_recipe_output(training_args, data_args.dataset_name, settings)
-
-
-def write_predictions(predicted: dict, output_dir: str, prefix: str, data_args) -> None:
-    """``{prefix}predictions.json`` ({id: answer}), ``{prefix}nbest_predictions.json`` and, for 2.0-style data,
-    ``{prefix}null_odds.json``."""
-    files = {"predictions": {i: p["answer"] for i, p in predicted.items()},
-             "nbest_predictions": {i: p["nbest"] for i, p in predicted.items()}}
-    if data_args.version_2_with_negative:
-        files["null_odds"] = {i: p["null_score_diff"] for i, p in predicted.items()}
-    os.makedirs(output_dir, exist_ok=True)
-    for name, content in files.items():
-        with open(os.path.join(output_dir, f"{prefix}{name}.json"), "w", encoding="utf-8") as f:
-            json.dump(content, f, ensure_ascii=False, indent=1)
 
 
 if __name__ == "__main__":

@@ -100,7 +100,7 @@ def test_two_processes_train_once_and_score_the_whole_eval_set_once(tiny_encoder
          *recipe_args(tiny_encoder_dir, out, "--validation_file", dev, "--test_file", dev, "--do_eval",
                       "--do_predict", "--max_train_samples", 32, "--num_train_epochs", 1,
                       "--per_device_train_batch_size", 8, "--per_device_eval_batch_size", 4,
-                      "--save_strategy", "no", "--crf_learning_rate", 1e-2)],
+                      "--save_strategy", "no", "--head_learning_rate", 1e-2)],
         env={**ENV, "FINGERPRINT_DIR": str(tmp_path)})
 
     # Two processes: 32 sentences in batches of 8 per process is 2 optimizer steps (one process would take 4).

@@ -39,7 +39,7 @@ def common_args(encoder, output_dir, epochs=1):
 def test_crf_recipe_scores_match_the_predictor(tiny_encoder_dir, tmp_path, context_window, sampling):
     out = tmp_path / "crf"
     run_recipe(*common_args(tiny_encoder_dir, out, epochs=2), "--max_train_samples", 128, "--learning_rate", 1e-3,
-               "--crf_learning_rate", 1e-2, "--max_seq_length", 24, "--stride", 4, "--context_window", context_window,
+               "--head_learning_rate", 1e-2, "--max_seq_length", 24, "--stride", 4, "--context_window", context_window,
                "--train_sampling_strategy", sampling)
     results = json.loads((out / "all_results.json").read_text())
     for key in ("eval_f1", "eval_precision", "eval_recall", "test_f1", "test_precision", "test_recall"):

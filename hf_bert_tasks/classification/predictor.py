@@ -54,6 +54,15 @@ def probabilities_from_logits(logits: np.ndarray, multi_label: bool) -> np.ndarr
     return shifted / shifted.sum(axis=-1, keepdims=True)
 
 
+def resolve_threshold(config=None, threshold: float | None = None) -> float:
+    """The multi-label decision threshold: ``threshold`` when given, else the one a trained model's config records
+    (``classification_threshold``, 0.0 included), else 0.5. One rule for the recipe and :class:`TextClassifier`."""
+    if threshold is not None:
+        return float(threshold)
+    saved = getattr(config, "classification_threshold", None) if config is not None else None
+    return DEFAULT_THRESHOLD if saved is None else float(saved)
+
+
 def predicted_label_ids(logits: np.ndarray, multi_label: bool, threshold: float = DEFAULT_THRESHOLD) -> np.ndarray:
     """Argmax ids ``(N,)``, or multi-hot ``(N, L)`` of the labels whose sigmoid probability reaches ``threshold``."""
     logits = np.asarray(logits)
@@ -173,8 +182,7 @@ class TextClassifier:
         self.long_text, self.max_length = settings["long_text"], settings["max_seq_length"]
         self.stride, self.head_tokens = settings["stride"], settings["head_tokens"]
         self.multi_label = config.problem_type == "multi_label_classification"
-        self.threshold = threshold if threshold is not None else getattr(config, "classification_threshold", None)
-        self.threshold = DEFAULT_THRESHOLD if self.threshold is None else self.threshold
+        self.threshold = resolve_threshold(config, threshold)
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
 
     @classmethod

@@ -625,3 +625,18 @@ def load_ner_dataset(
     return DatasetDict(
         {split: _build_dataset(files[split], sentences, labels, label_origin) for split, sentences in parsed.items()}
     )
+
+
+def write_tagged_file(path: PathLike, sentences: Iterable[list[str]], tags: Iterable[list[str]]) -> Path:
+    """Write tagged sentences in a format the readers read back: ``{"tokens", "ner_tags"}`` JSON lines for a
+    ``.json``/``.jsonl`` path, else ``token<TAB>tag`` lines with a blank line after each sentence."""
+    path = Path(path)
+    with path.open("w", encoding="utf-8") as out:
+        for tokens, sentence_tags in zip(sentences, tags, strict=True):
+            if path.suffix.lower() in _JSON_SUFFIXES:
+                out.write(json.dumps({"tokens": list(tokens), "ner_tags": list(sentence_tags)}, ensure_ascii=False))
+                out.write("\n")
+            else:
+                out.writelines(f"{token}\t{tag}\n" for token, tag in zip(tokens, sentence_tags, strict=True))
+                out.write("\n")
+    return path

@@ -17,9 +17,11 @@ import math
 import os
 from collections import defaultdict
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 
+from ..files import PathLike, write_json
 from .inputs import prepare_eval_features
 
 # The settings a trained model keeps in its config, so that answer_questions windows and decodes as training did.
@@ -209,3 +211,15 @@ def answer_questions(
         options["version_2_with_negative"], options["null_score_diff_threshold"],
     )
     return [{key: predictions[i][key] for key in ("answer", "start", "end", "score")} for i in examples["id"]]
+
+
+def write_predictions(predicted: dict, output_dir: PathLike, prefix: str = "", with_null_odds: bool = False) -> None:
+    """``{prefix}predictions.json`` ({id: answer}, the official evaluation scripts' input),
+    ``{prefix}nbest_predictions.json`` and, with ``with_null_odds`` (2.0-style data), ``{prefix}null_odds.json``
+    ({id: null score - best span score}) from :func:`postprocess_predictions` output."""
+    files = {"predictions": {i: p["answer"] for i, p in predicted.items()},
+             "nbest_predictions": {i: p["nbest"] for i, p in predicted.items()}}
+    if with_null_odds:
+        files["null_odds"] = {i: p["null_score_diff"] for i, p in predicted.items()}
+    for name, content in files.items():
+        write_json(Path(output_dir) / f"{prefix}{name}.json", content)
