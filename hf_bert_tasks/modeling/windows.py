@@ -1,0 +1,231 @@
+"""Words to model inputs and predictions back to words: windows of whole words, label alignment over word pieces.
+
+Part of the custom code that ships with a CRF model (standard library and ``.tagging`` only): the pipeline
+(``pipeline_bert_crf.py``), ``NerPredictor``, the NER recipe and MLM pretraining (``plan_windows``) all use it.
+
+Nothing is truncated. A sentence (or a whole document) that does not fit the encoder's window is cut into overlapping
+windows of whole words (``plan_windows``): each window holds at most `max_length` tokens with special tokens, windows
+start at word boundaries and overlap by up to `stride` word pieces. When merging, every word takes its prediction from
+the window in which its first piece lies farthest from the window's edges (the most context on both sides), so every
+word gets exactly one prediction. The one exception: a single word with more pieces than a window holds keeps its
+first `max_length - 2` pieces (its label sits on the first piece, so it is still predicted).
+
+Each window is labelled as a sequence of its own: entity spans are clipped to the window and re-encoded, so a window
+that starts inside an entity starts with `B-` (never with an `I-` that a constrained CRF forbids at the start). A
+word's prediction comes from a window where it has at least about `stride / 2` pieces on either side, so merging is
+exact for entities shorter than that; a longer entity crossing a window seam may come back split in two.
+"""
+
+from collections.abc import Sequence
+
+from .tagging import Span, align_labels, spans_to_tags, tags_to_spans, word_tags_from_pieces
+
+
+def plan_windows(piece_counts: Sequence[int], max_pieces: int, stride: int) -> list[tuple[int, int]]:
+    """Word ranges `[start, end)` covering all words, each holding at most `max_pieces` pieces (a longer single word
+    gets a window of its own), consecutive windows overlapping by at most `stride` pieces of whole words."""
+    if max_pieces < 1:
+        raise ValueError(f"windows must hold at least one word piece, got {max_pieces}")
+    if stride >= max_pieces:
+        raise ValueError(f"stride ({stride}) must be smaller than the window ({max_pieces} pieces)")
+    windows, start, n = [], 0, len(piece_counts)
+    while start < n:
+        end, total = start, 0
+        while end < n and (end == start or total + piece_counts[end] <= max_pieces):
+            total += piece_counts[end]
+            end += 1
+        windows.append((start, end))
+        if end == n:
+            break
+        next_start, overlap = end, 0
+        while next_start - 1 > start and overlap + piece_counts[next_start - 1] <= stride:
+            next_start -= 1
+            overlap += piece_counts[next_start]
+        start = next_start
+    return windows
+
+
+def encode_words(
+    tokenizer,
+    sentences: Sequence[Sequence[str]],
+    *,
+    max_length: int,
+    stride: int,
+    scheme: str,
+    strategy: str,
+    label2id: dict[str, int] | None = None,
+    tags: Sequence[Sequence[str]] | None = None,
+    document_ids: Sequence[str] | None = None,
+    context_window: int = 0,
+) -> dict[str, list]:
+    """Tokenize word lists into windowed features.
+
+    With `context_window > 0`, each window of a sentence is surrounded by up to `context_window` word pieces of
+    context (whole words, split evenly left and right, the rest of one side going to the other, never beyond
+    `max_length`): the words around it in its own sentence and in the neighbouring sentences of the same document
+    (consecutive sentences with equal `document_ids`; all sentences form one document when it is None). Context
+    tokens carry no label and no loss; only the window's own words are tagged.
+
+    Returns columns (one entry per window): `input_ids`, `attention_mask`, `token_type_ids` (when the tokenizer
+    makes them), `tag_mask` (1 where a token carries a word's label under `strategy`), `labels` (tag ids, -100
+    where no label; only with `tags`), `example_index` (the sentence it came from) and `word_ids` (index of the word
+    in its sentence, -1 for special and context tokens). Sentences without words produce no window.
+    """
+    if tags is not None and label2id is None:
+        raise ValueError("label2id is needed to encode tags")
+    if document_ids is not None and len(document_ids) != len(sentences):
+        raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
+    budget = max_length - tokenizer.num_special_tokens_to_add(False)
+    pieces = tokenizer([list(s) for s in sentences if len(s)], is_split_into_words=True, add_special_tokens=False)
+    counts: list[list[int]] = []
+    nonempty = iter(range(len(pieces["input_ids"])))
+    for words in sentences:
+        counts.append([0] * len(words))
+        if len(words):
+            for word_id in pieces.word_ids(next(nonempty)):
+                counts[-1][word_id] += 1
+    features: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "tag_mask", "example_index",
+                                                     "word_ids")}
+    if tags is not None:
+        features["labels"] = []
+    window_words, window_origin = [], []
+    for example_index, words in enumerate(sentences):
+        for start, end in plan_windows(counts[example_index], budget, min(stride, budget - 1)):
+            room = min(context_window, budget - sum(counts[example_index][start:end]))
+            left, right = _context(sentences, counts, document_ids, example_index, start, end, room)
+            window_words.append(left + list(words[start:end]) + right)
+            window_origin.append((example_index, start, end, len(left)))
+    if not window_words:
+        return features
+    encoded = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
+    if "token_type_ids" in encoded:
+        features["token_type_ids"] = encoded["token_type_ids"]
+    features["input_ids"] = encoded["input_ids"]
+    features["attention_mask"] = encoded["attention_mask"]
+    spans = {}
+    for i, (example_index, start, end, left) in enumerate(window_origin):
+        length = end - start
+        # Word ids relative to the window's own words; context words become None like special tokens.
+        local_word_ids = [None if w is None or not left <= w < left + length else w - left for w in encoded.word_ids(i)]
+        if tags is None:
+            local_tags = ["O"] * length
+        else:
+            if example_index not in spans:
+                spans[example_index] = tags_to_spans(tags[example_index], scheme)
+            clipped = [Span(s.type, max(s.start, start) - start, min(s.end, end) - start)
+                       for s in spans[example_index] if s.end > start and s.start < end]
+            local_tags = spans_to_tags(clipped, length, scheme)
+        aligned = align_labels(local_word_ids, local_tags, scheme, strategy)
+        features["tag_mask"].append([int(tag is not None) for tag in aligned])
+        if tags is not None:
+            features["labels"].append([-100 if tag is None else label2id[tag] for tag in aligned])
+        features["example_index"].append(example_index)
+        features["word_ids"].append([-1 if w is None else w + start for w in local_word_ids])
+    return features
+
+
+def _context(sentences, counts, document_ids, example_index, start, end, room) -> tuple[list[str], list[str]]:
+    """Whole words before and after `sentences[example_index][start:end]` within its document, at most `room`
+    pieces in all: half for each side first, then what one side leaves to the other."""
+    if room <= 0:
+        return [], []
+
+    def same_document(other):
+        return document_ids is None or document_ids[other] == document_ids[example_index]
+
+    def stream(step):
+        """(word, pieces) moving away from the window: rest of the sentence, then neighbouring sentences."""
+        e = example_index
+        positions = range(start - 1, -1, -1) if step < 0 else range(end, len(sentences[e]))
+        while True:
+            for p in positions:
+                yield sentences[e][p], counts[e][p]
+            e += step
+            if not (0 <= e < len(sentences)) or not same_document(e):
+                return
+            positions = range(len(sentences[e]) - 1, -1, -1) if step < 0 else range(len(sentences[e]))
+
+    taken, used, pending = {-1: [], 1: []}, {-1: 0, 1: 0}, {-1: None, 1: None}
+    streams = {-1: stream(-1), 1: stream(1)}
+
+    def take(side, limit):
+        while True:
+            if pending[side] is None:
+                pending[side] = next(streams[side], ())
+            if not pending[side] or used[side] + pending[side][1] > limit:
+                return
+            taken[side].append(pending[side][0])
+            used[side] += pending[side][1]
+            pending[side] = None
+
+    take(-1, room // 2)
+    take(1, room - used[-1])
+    take(-1, room - used[1])
+    return taken[-1][::-1], taken[1]
+
+
+def merge_windows(
+    word_ids: Sequence[Sequence[int]],
+    example_index: Sequence[int],
+    piece_tags: Sequence[Sequence[str | None]],
+    num_words: Sequence[int],
+    *,
+    scheme: str,
+    strategy: str,
+    piece_scores: Sequence[Sequence[float]] | None = None,
+) -> tuple[list[list[str]], list[list[float]]]:
+    """Word-level tags (and scores) per sentence from window-level piece predictions.
+
+    `word_ids`, `example_index` come from `encode_words`; `piece_tags[i][p]` is the predicted tag of token `p` of
+    window `i` (None where unlabelled); `num_words[e]` the length of sentence `e`. Each word uses the window in which
+    its first piece is farthest from an edge. The returned tags are valid in `scheme` (repaired, see
+    `tagging.word_tags_from_pieces`); a word's score is that of its first piece (0.0 when no scores are given).
+    """
+    # best[e][w] = (distance to the nearest window edge, window, positions of the word's pieces in that window)
+    best: list[dict[int, tuple[int, int, list[int]]]] = [{} for _ in num_words]
+    for window, (ids, e) in enumerate(zip(word_ids, example_index)):
+        positions: dict[int, list[int]] = {}
+        for p, w in enumerate(ids):
+            if w >= 0:
+                positions.setdefault(w, []).append(p)
+        for w, ps in positions.items():
+            distance = min(ps[0], len(ids) - 1 - ps[0])
+            if w not in best[e] or distance > best[e][w][0]:
+                best[e][w] = (distance, window, ps)
+    all_tags, all_scores = [], []
+    for e, n in enumerate(num_words):
+        global_word_ids, global_tags, scores = [], [], [0.0] * n
+        for w in sorted(best[e]):
+            _, window, ps = best[e][w]
+            global_word_ids.extend([w] * len(ps))
+            global_tags.extend(piece_tags[window][p] for p in ps)
+            if piece_scores is not None:
+                scores[w] = float(piece_scores[window][ps[0]])
+        all_tags.append(word_tags_from_pieces(global_word_ids, global_tags, n, scheme, strategy) if n else [])
+        all_scores.append(scores)
+    return all_tags, all_scores
+
+
+class WindowCollator:
+    """Pads a list of windows (dicts from `encode_words` columns) to the longest in the batch.
+
+    Pad values: the tokenizer's pad id for `input_ids`, 0 for `attention_mask`/`token_type_ids`/`tag_mask`, -100
+    for `labels`. Other keys (`example_index`, `word_ids`) are dropped.
+    """
+
+    def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
+        self.pad_values = {"input_ids": pad_token_id, "attention_mask": 0, "token_type_ids": 0, "tag_mask": 0,
+                           "labels": -100}
+        self.pad_to_multiple_of = pad_to_multiple_of
+
+    def __call__(self, windows: Sequence[dict]):
+        import torch
+
+        width = max(len(w["input_ids"]) for w in windows)
+        if self.pad_to_multiple_of:
+            width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        return {
+            key: torch.tensor([list(w[key]) + [pad] * (width - len(w[key])) for w in windows])
+            for key, pad in self.pad_values.items()
+            if key in windows[0]
+        }
