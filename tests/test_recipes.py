@@ -88,3 +88,22 @@ def test_every_recipe_takes_the_same_shared_flags():
                      "--max_predict_samples", "--lora_r"):
             assert flag in text, (recipe, flag)
         assert "--crf_learning_rate" in text and "Deprecated alias of --head_learning_rate" in text, recipe
+
+
+def test_a_saved_threshold_of_zero_is_kept_by_recipe_and_predictor(tiny_encoder_dir):
+    """One threshold rule: explicit value, else the model's saved `classification_threshold` (0.0 included), else
+    0.5; the recipe and `TextClassifier` both call it (the recipe once turned a saved 0.0 into 0.5)."""
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    from conftest import tiny_bert_config
+    from hf_bert_tasks.classification.predictor import TextClassifier, resolve_threshold
+
+    config = BertConfig(**{**tiny_bert_config().to_dict(), "num_labels": 2,
+                           "problem_type": "multi_label_classification", "classification_threshold": 0.0})
+    assert resolve_threshold(config) == 0.0
+    assert resolve_threshold(config, 0.7) == 0.7
+    assert resolve_threshold(BertConfig()) == 0.5 and resolve_threshold(None) == 0.5
+    classifier = TextClassifier(BertForSequenceClassification(config), AutoTokenizer.from_pretrained(tiny_encoder_dir))
+    assert classifier.threshold == 0.0
+    # Every label reaches probability >= 0: with threshold 0.0 every label is predicted.
+    assert sorted(classifier("the bank said")["label"]) == sorted(config.id2label.values())
