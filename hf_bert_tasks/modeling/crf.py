@@ -72,6 +72,7 @@ from .crf_kernels import (
     tree_backward,
     tree_forward,
     viterbi_middle,
+    viterbi_middle_rows,
     viterbi_python,
 )
 
@@ -81,7 +82,7 @@ __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_trans
 FORBIDDEN_SCORE = -10000.0
 # Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
 LOG_LIKELIHOOD_ALGORITHMS = ("tree", "sequential")
-VITERBI_ALGORITHMS = ("python", "middle_chunks", "middle_recompute", "sequential")
+VITERBI_ALGORITHMS = ("python", "middle", "middle_rows", "sequential")
 
 # The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
 # module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
@@ -288,10 +289,10 @@ def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor
     """Best path (B, T) by one of VITERBI_ALGORITHMS (all give the same path up to ties within rounding)."""
     if algorithm == "python":
         return viterbi_python(emissions, mask, start, transitions, end)
-    if algorithm == "middle_chunks":
-        return viterbi_middle(emissions, mask, start, transitions, end, pointers="chunks")
-    if algorithm == "middle_recompute":
-        return viterbi_middle(emissions, mask, start, transitions, end, pointers="recompute")
+    if algorithm == "middle":
+        return viterbi_middle(emissions, mask, start, transitions, end)
+    if algorithm == "middle_rows":
+        return viterbi_middle_rows(emissions, mask, start, transitions, end)
     if algorithm == "sequential":
         return _viterbi_sequential(emissions, mask, start, transitions, end)
     raise ValueError(f"algorithm must be one of {VITERBI_ALGORITHMS}, got {algorithm!r}")

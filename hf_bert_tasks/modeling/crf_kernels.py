@@ -31,6 +31,7 @@ The choice (:func:`choose_log_likelihood`, :func:`choose_viterbi`) uses crossove
 rounding, so a wrong crossover costs time only.
 """
 
+from operator import add
 from typing import Dict, Tuple
 
 import torch
@@ -43,31 +44,34 @@ _POINTER_CHUNK = 8
 # Choosing an algorithm
 # ---------------------------------------------------------------------------------------------------------------
 
-# Measured crossovers (2 CPU threads, float32 inputs; `python benchmarks/crf_speed.py --crossovers`).
-# Log-likelihood: the tree costs about B T K^3 arithmetic in log2(T) operations, the sequential recursion
-# B T K^2 in 4 T operations of a few microseconds each; the tree wins while its extra arithmetic is cheaper than
-# the sequential loop's per-operation overhead.
-TREE_MAX_TAGS = 16
-TREE_WORK_PER_STEP = 4096  # tree while B * K^3 (its arithmetic per time step) is at most this
-# Viterbi: Python floats while B * T * K^2 is at most this; back-pointers recomputed along the path from this K.
+# Measured crossovers (CPU, float32 inputs; `python benchmarks/crf_speed.py --crossovers --threads 2`, results in
+# benchmarks/results/crf_crossovers.json). Log-likelihood: the tree costs about B T K^3 arithmetic in about
+# 2 log2(T) + 30 operations, the sequential recursion B T K^2 in 4 T + 40 operations of a few microseconds each;
+# the tree wins only while its extra arithmetic stays below the sequential loop's per-operation overhead: long
+# rows, few of them, few tags.
+TREE_MIN_LENGTH = 64
+TREE_MAX_WORK_PER_STEP = 12000  # tree while B * K^3 (its arithmetic per time step) is at most this
+# Viterbi: Python floats while B * T * K^2 (the whole arithmetic) is at most this; the row-major layout (and
+# back-pointers recomputed along the path) from this many tags on, when B * K^2 is large enough to matter.
 PYTHON_VITERBI_MAX_WORK = 2500
-RECOMPUTE_POINTERS_FROM_TAGS = 24
+ROWS_LAYOUT_MIN_TAGS = 16
+ROWS_LAYOUT_MIN_WORK_PER_STEP = 1600  # B * K^2
 
 
 def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
     """``"tree"`` or ``"sequential"`` for a (batch, length, num_tags) input (see the constants above)."""
-    if num_tags <= TREE_MAX_TAGS and batch * num_tags**3 <= TREE_WORK_PER_STEP and length > 2:
+    if length >= TREE_MIN_LENGTH and batch * num_tags**3 <= TREE_MAX_WORK_PER_STEP:
         return "tree"
     return "sequential"
 
 
 def choose_viterbi(batch: int, length: int, num_tags: int) -> str:
-    """``"python"``, ``"middle_chunks"`` or ``"middle_recompute"`` for a (batch, length, num_tags) input."""
+    """``"python"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input."""
     if batch * length * num_tags**2 <= PYTHON_VITERBI_MAX_WORK:
         return "python"
-    if num_tags >= RECOMPUTE_POINTERS_FROM_TAGS:
-        return "middle_recompute"
-    return "middle_chunks"
+    if num_tags >= ROWS_LAYOUT_MIN_TAGS and batch * num_tags**2 >= ROWS_LAYOUT_MIN_WORK_PER_STEP:
+        return "middle_rows"
+    return "middle"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -316,19 +320,15 @@ def viterbi_python(emissions: Tensor, mask: Tensor, start: Tensor, transitions: 
     batch, length, k = emissions.shape
     lengths = mask.sum(dim=1).tolist()
     rows, first, moves, last = emissions.tolist(), start.tolist(), transitions.t().tolist(), end.tolist()
+    negated = [-i for i in range(k)]  # max over (sum, -i) pairs: the lowest tag wins a tie
     paths = []
     for row, n in zip(rows, lengths):
         score = [a + b for a, b in zip(first, row[0])]
         history = []
         for em in row[1:n]:
-            pointers, new = [], []
-            for into, e in zip(moves, em):  # into[i] = trans[i, j] for this tag j
-                sums = [a + b for a, b in zip(score, into)]
-                best = max(sums)
-                pointers.append(sums.index(best))
-                new.append(best + e)
-            history.append(pointers)
-            score = new
+            best = [max(zip(map(add, score, into), negated)) for into in moves]  # into[i] = trans[i, j]
+            history.append([-i for _, i in best])
+            score = [value + e for (value, _), e in zip(best, em)]
         final = [a + b for a, b in zip(score, last)]
         tag = final.index(max(final))
         path = [tag]
@@ -339,10 +339,30 @@ def viterbi_python(emissions: Tensor, mask: Tensor, start: Tensor, transitions: 
     return torch.tensor(paths, dtype=torch.long, device=emissions.device).view(batch, length)
 
 
-def viterbi_middle(
-    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, pointers: str = "chunks"
-) -> Tensor:
-    """Best path (B, T) long, -1 outside the mask. emissions (B, T, K); parameters in the emissions' dtype.
+def _middle_plan(lengths: Tensor, length: int):
+    """Meet-in-the-middle bookkeeping: each row's middle time, its backward steps, the loop's step count S."""
+    middle = (lengths - 1) // 2  # (B,)
+    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
+    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
+    return middle, to_end, steps
+
+
+def _middle_path(traced: Tensor, middle_tag: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
+    """Assemble the paths (B, T) from the backtrace ``traced`` (S, 2B): row s - 1 holds, for the forward rows, the
+    tag at time s - 1 and, for the backward rows, the tag at time L - s; ``middle_tag`` (B,)."""
+    batch, length = mask.shape
+    middle, _, steps = _middle_plan(lengths, length)
+    traced = traced.t()  # (2B, S)
+    time = torch.arange(length, device=mask.device)[None, :]  # (1, T)
+    forward_tags = torch.cat([traced[:batch], middle_tag[:, None]], dim=1)  # (B, S + 1), by time
+    forward_part = forward_tags.gather(1, time.clamp(max=steps).expand(batch, length))
+    backward_part = traced[batch:].gather(1, (lengths[:, None] - 1 - time).clamp(0, steps - 1))
+    path = torch.where(time <= middle[:, None], forward_part, backward_part)
+    return path.masked_fill(~mask, -1)
+
+
+def viterbi_middle(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask, for few tags. emissions (B, T, K); parameters in its dtype.
 
     Meet in the middle: row b's best path through its middle time m = (L - 1) // 2 comes from a forward pass over
     times 0..m (alpha_t[j]: best score of a path over 0..t ending in tag j) and a backward pass from time L - 1
@@ -355,28 +375,20 @@ def viterbi_middle(
 
     (the backward rows add the emission of their next step in advance). The backward pass reads each row from its
     own end, so no step needs masking. The layout (tag, tag, row) makes the max a reduction over the outer axis,
-    which torch vectorises (a max with indices is several times slower), and the loop computes maxima only. The
-    back-pointers (the first ``in`` that reaches the max, as ``torch.max`` picks it) come either
-
-    - ``"chunks"``: every few steps, from the kept sums of those steps at once; the backtrace then composes the
-      pointer maps by doubling (log2(S) batched gathers instead of S small ones); or
-    - ``"recompute"``: during the backtrace, for the path's own tag only (K sums per row and step instead of
-      K^2): for many tags, where keeping and re-reading the sums costs more than the loop.
+    which torch vectorises over the rows (a max with indices is several times slower), and the loop computes
+    maxima only: the back-pointers (the first ``in`` that reaches the max, as ``torch.max`` picks it) are
+    recovered every few steps from the kept sums of those steps at once, and the backtrace composes the pointer
+    maps by doubling (log2(S) batched gathers instead of S small ones).
     """
-    if pointers not in ("chunks", "recompute"):
-        raise ValueError(f"pointers must be 'chunks' or 'recompute', got {pointers!r}")
     batch, length, k = emissions.shape
     device = emissions.device
     lengths = mask.sum(dim=1)
     if length == 1:
         return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
-    middle = (lengths - 1) // 2  # (B,)
-    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
-    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
+    middle, to_end, steps = _middle_plan(lengths, length)
     s_index = torch.arange(steps + 1, device=device)  # s = 0..S
     # One buffer for the large work tensors (fresh large allocations are page-faulted in at every call).
-    rows2 = 2 * batch
-    chunk_size = _POINTER_CHUNK if pointers == "chunks" else 1
+    rows2, chunk_size = 2 * batch, _POINTER_CHUNK
     plane = k * rows2
     workspace = emissions.new_empty((3 * (steps + 1) + chunk_size * k) * plane)
     added = workspace[: (steps + 1) * plane].view(steps + 1, k, rows2)  # emission added after step s
@@ -393,52 +405,82 @@ def viterbi_middle(
     table = torch.cat([transitions[:, :, None].expand(k, k, batch), transitions.t()[:, :, None].expand(k, k, batch)], 2)
     values[0, :, :batch] = start[:, None]
     values[0, :, batch:] = end[:, None]
-    chunk_steps, value_steps, added_steps, score_steps = chunk.unbind(0), values.unbind(0), added.unbind(0), scores.unbind(0)
     torch.add(values[0], added[0], out=scores[0])
-    limit = torch.cat([middle, to_end])  # (2B,): the steps each row uses
-    if pointers == "chunks":
-        # weights K-1..0 along "in": the first "in" whose sum equals the max gets the largest weight
-        weight_type = torch.uint8 if k <= 256 else torch.int32
-        weights = torch.arange(k - 1, -1, -1, dtype=weight_type, device=device)
-        first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
-        for s in range(1, steps + 1):
-            c = (s - 1) % chunk_size
-            sums = torch.add(score_steps[s - 1].unsqueeze(1), table, out=chunk_steps[c])  # (K_in, K_out, 2B)
-            torch.add(torch.amax(sums, dim=0, out=value_steps[s]), added_steps[s], out=score_steps[s])
-            if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
-                hits = chunk[: c + 1] >= values[s - c : s + 1, None]
-                torch.amax(hits * weights.view(1, k, 1, 1), dim=1, out=first_hit[s - c - 1 : s])
-    else:
-        for s in range(1, steps + 1):
-            sums = torch.add(score_steps[s - 1].unsqueeze(1), table, out=chunk_steps[0])
-            torch.add(torch.amax(sums, dim=0, out=value_steps[s]), added_steps[s], out=score_steps[s])
+    # weights K-1..0 along "in": the first "in" whose sum equals the max gets the largest weight
+    weight_type = torch.uint8 if k <= 256 else torch.int32
+    weights = torch.arange(k - 1, -1, -1, dtype=weight_type, device=device)
+    first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
+    chunk_steps, value_steps, added_steps, score_steps = chunk.unbind(0), values.unbind(0), added.unbind(0), scores.unbind(0)
+    for s in range(1, steps + 1):
+        c = (s - 1) % chunk_size
+        sums = torch.add(score_steps[s - 1].unsqueeze(1), table, out=chunk_steps[c])  # (K_in, K_out, 2B)
+        torch.add(torch.amax(sums, dim=0, out=value_steps[s]), added_steps[s], out=score_steps[s])
+        if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
+            hits = chunk[: c + 1] >= values[s - c : s + 1, None]
+            torch.amax(hits * weights.view(1, k, 1, 1), dim=1, out=first_hit[s - c - 1 : s])
     rows = torch.arange(batch, device=device)
     alpha = scores[middle, :, rows]  # (B, K)
     beta = values[to_end, :, rows + batch]
-    middle_tag = torch.cat([(alpha + beta).argmax(dim=1)] * 2)  # (2B,)
-    # Backtrace both halves from the middle tag, steps S..1. Past a row's own number of steps the pointers are the
-    # identity, so that every row starts from its middle tag. (NaN scores, which match nothing, give K - 1.)
-    beyond = (s_index[1:, None] > limit)[:, None, :]  # (S, 1, 2B)
-    if pointers == "chunks":
-        maps = (k - 1) - torch.where(beyond, weights[:, None], first_hit).long()  # (S, K_out, 2B): tag at s -> s - 1
-        # composed[s - 1] = map_s o map_{s+1} o ... o map_S (tag at S -> tag at s - 1), by doubling
-        composed, span = maps, 1
-        while span < steps:
-            composed = torch.cat([composed[:-span].gather(1, composed[span:]), composed[-span:]])
-            span *= 2
-        traced = composed.gather(1, middle_tag.expand(steps, 1, rows2))[:, 0]  # (S, 2B)
-    else:
-        row_index = torch.arange(rows2, device=device)
-        tag, traced = middle_tag, [None] * steps
-        for s in range(steps, 0, -1):  # the pointer of each row's own tag: K sums instead of K^2
-            candidates = score_steps[s - 1] + table[:, tag, row_index]  # (K_in, 2B)
-            tag = torch.where(beyond[s - 1, 0], tag, candidates.argmax(dim=0))
-            traced[s - 1] = tag
-        traced = torch.stack(traced)  # (S, 2B)
-    traced = traced.t()  # (2B, S): column s - 1 holds (forward) time s - 1, (backward) L - s
-    time = torch.arange(length, device=device)[None, :]  # (1, T)
-    forward_tags = torch.cat([traced[:batch], middle_tag[:batch, None]], dim=1)  # (B, S + 1), by time
-    forward_part = forward_tags.gather(1, time.clamp(max=steps).expand(batch, length))
-    backward_part = traced[batch:].gather(1, (lengths[:, None] - 1 - time).clamp(0, steps - 1))
-    path = torch.where(time <= middle[:, None], forward_part, backward_part)
-    return path.masked_fill(~mask, -1)
+    middle_tag = (alpha + beta).argmax(dim=1)  # (B,)
+    # Backtrace both halves from the middle tag. Past a row's own number of steps the pointers are the identity,
+    # so that every row starts from its middle tag. (NaN scores, which match nothing, give K - 1.)
+    beyond = (s_index[1:, None] > torch.cat([middle, to_end]))[:, None, :]  # (S, 1, 2B)
+    maps = (k - 1) - torch.where(beyond, weights[:, None], first_hit).long()  # (S, K_out, 2B): tag at s -> s - 1
+    # composed[s - 1] = map_s o map_{s+1} o ... o map_S (tag at S -> tag at s - 1), by doubling
+    composed, span = maps, 1
+    while span < steps:
+        composed = torch.cat([composed[:-span].gather(1, composed[span:]), composed[-span:]])
+        span *= 2
+    traced = composed.gather(1, torch.cat([middle_tag, middle_tag]).expand(steps, 1, rows2))[:, 0]  # (S, 2B)
+    return _middle_path(traced, middle_tag, lengths, mask)
+
+
+def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask, for many tags: :func:`viterbi_middle` in a row-major layout.
+
+    The same meet-in-the-middle loop, with the sums laid out (direction, row, in, out): the max over ``in`` is
+    then vectorised over ``out`` (K wide) and the transition table (2, 1, K, K) is broadcast over the rows instead
+    of being copied for each. The loop keeps no sums: the backtrace recomputes the back-pointer of each row's own
+    tag only (K sums per row and step instead of K^2), which for many tags costs far less than keeping and
+    re-reading the sums.
+    """
+    batch, length, k = emissions.shape
+    device = emissions.device
+    lengths = mask.sum(dim=1)
+    if length == 1:
+        return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
+    middle, to_end, steps = _middle_plan(lengths, length)
+    s_index = torch.arange(steps + 1, device=device)
+    # added[s, 0] = emission at time s (forward rows), added[s, 1] = at time L - 1 - s (backward rows)
+    added = emissions.new_empty(steps + 1, 2, batch, k)
+    added[:, 0] = emissions[:, : steps + 1].transpose(0, 1)
+    back_time = (lengths - 1 - s_index[:, None]).clamp_(0, length - 1)  # (S + 1, B)
+    added[:, 1] = emissions[torch.arange(batch, device=device), back_time]
+    values = torch.empty_like(added)  # v_s
+    scores = torch.empty_like(added)  # v_s + added_s
+    values[0, 0] = start
+    values[0, 1] = end
+    torch.add(values[0], added[0], out=scores[0])
+    table = torch.stack([transitions, transitions.t()])  # (2, K_in, K_out)
+    sums = emissions.new_empty(2, batch, k, k)
+    value_steps, added_steps, score_steps = values.unbind(0), added.unbind(0), scores.unbind(0)
+    broadcast_table = table[:, None]  # (2, 1, K_in, K_out)
+    for s in range(1, steps + 1):
+        torch.add(score_steps[s - 1].unsqueeze(3), broadcast_table, out=sums)
+        torch.add(torch.amax(sums, dim=2, out=value_steps[s]), added_steps[s], out=score_steps[s])
+    rows = torch.arange(batch, device=device)
+    alpha = scores[middle, 0, rows]  # (B, K)
+    beta = values[to_end, 1, rows]
+    middle_tag = (alpha + beta).argmax(dim=1)  # (B,)
+    # Backtrace: the pointer of tag j at step s is argmax_in (score_{s-1}[in] + table[in, j]), the first maximum
+    # as in the loop's sums (the same additions, so the same roundings). Past a row's own steps: the identity.
+    beyond = s_index[1:, None, None] > torch.stack([middle, to_end])  # (S, 2, B)
+    columns = table.transpose(1, 2)  # (2, K_out, K_in): columns[d, j] = table[d, :, j]
+    direction = torch.arange(2, device=device)[:, None]
+    tag, traced = torch.stack([middle_tag, middle_tag]), [None] * steps  # (2, B)
+    for s in range(steps, 0, -1):
+        candidates = score_steps[s - 1] + columns[direction, tag]  # (2, B, K_in)
+        tag = torch.where(beyond[s - 1], tag, candidates.argmax(dim=2))
+        traced[s - 1] = tag
+    traced = torch.stack(traced).view(steps, 2 * batch)  # (S, 2B)
+    return _middle_path(traced, middle_tag, lengths, mask)
