@@ -6,7 +6,6 @@ The real data sets are read only by the test marked `data` (skipped when ../shar
 import collections
 import subprocess
 import sys
-import types
 import warnings
 from pathlib import Path
 
@@ -94,12 +93,17 @@ def test_conll_docstart_before_and_after_counts_no_empty_documents(tmp_path):
     assert dataset["document_id"] == ["both-0", "both-1"]
 
 
-def test_conll_without_docstart_is_one_document_and_warns():
-    with pytest.warns(NerDataWarning, match="one document"):
-        dataset = read_conll(FIXTURES / "conll_no_docstart.conll")
+def test_conll_without_docstart_is_one_document_and_warns_only_for_document_context():
+    # Documents matter only as context (--context_window): without it the file is read in silence.
+    dataset = no_warnings(read_conll, FIXTURES / "conll_no_docstart.conll")
     assert dataset["tokens"] == [["Kestrel", "Software", "moved", "to", "Porto"], ["It", "grew"]]
     assert tags_of(dataset) == [["B-ORG", "I-ORG", "O", "O", "B-LOC"], ["O", "O"]]
     assert dataset["document_id"] == ["conll_no_docstart-0"] * 2
+    no_warnings(load_ner_dataset, FIXTURES / "conll_no_docstart.conll", source_scheme="BIO", target_scheme="BIO")
+    with pytest.warns(NerDataWarning, match="one document"):
+        read_conll(FIXTURES / "conll_no_docstart.conll", document_context=True)
+    with pytest.warns(NerDataWarning, match="conll_no_docstart.conll: no -DOCSTART- lines"):
+        load_ner_dataset(FIXTURES / "conll_no_docstart.conll", document_context=True)
 
 
 def test_conll_tag_column_and_separator(tmp_path):
@@ -111,6 +115,28 @@ def test_conll_tag_column_and_separator(tmp_path):
     assert dataset["tokens"] == [["New York", "is"]]
     assert tags_of(dataset) == [["B-LOC", "O"]]
     assert dataset["document_id"] == ["tabs-0"]
+
+
+def test_load_passes_the_column_separator(tmp_path):
+    path = write(tmp_path, "tabs.tsv", "New York\tB-LOC\nis\tO\n")
+    with pytest.raises(NerDataError, match="found 2 columns, but line 1 has 3"):
+        load_ner_dataset(train_file=path)
+    dataset = load_ner_dataset(train_file=path, separator="\t")["train"]
+    assert dataset["tokens"] == [["New York", "is"]]
+
+
+@pytest.mark.parametrize("space", ["\u2028", "\u00a0", "\u3000", "\u0085"])
+def test_conll_columns_split_at_spaces_and_tabs_only(tmp_path, space):
+    # str.split() would break "Smith" at a Unicode space and blame the next, clean line for the column count.
+    path = write(tmp_path, "u.conll", f"John B-PER\nSm{space}ith I-PER\nvisited\tO\n")
+    dataset = read_conll(path)
+    assert dataset["tokens"] == [["John", f"Sm{space}ith", "visited"]]
+    assert tags_of(dataset) == [["B-PER", "I-PER", "O"]]
+    # When such a token does break a file, the error names the token's own line.
+    path = write(tmp_path, "first.conll", f"Sm{space}ith B-PER X\nvisited O X\nParis B-LOC\n")
+    with pytest.raises(NerDataError) as info:
+        read_conll(path)
+    assert info.value.line == 3 and "found 2 columns, but line 1 has 3" in str(info.value)
 
 
 def test_document_ids_keep_non_data_suffixes(tmp_path):
@@ -340,8 +366,7 @@ def test_load_with_an_explicit_format(tmp_path):
     # One-letter English tokens without -DOCSTART- look like a char file; format= overrides the guess.
     path = write(tmp_path, "letters.conll", "A B-PER\nI O\n")
     assert detect_format(path) == "char"
-    with pytest.warns(NerDataWarning):
-        assert load_ner_dataset(train_file=path, format="conll")["train"]["document_id"] == ["letters-0"]
+    assert load_ner_dataset(train_file=path, format="conll")["train"]["document_id"] == ["letters-0"]
     with pytest.raises(ValueError, match="unknown format 'xml'"):
         load_ner_dataset(train_file=path, format="xml")
 
@@ -359,30 +384,51 @@ def test_splits_share_the_training_labels():
     assert isinstance(dataset, DatasetDict)
     assert list(dataset) == ["train", "validation", "test"]
     for split in dataset.values():
-        assert split.features["ner_tags"].feature == ClassLabel(names=CONLL_LABELS)
+        # Every B/I tag of the training types, I-LOC included although no place has two words.
+        assert split.features["ner_tags"].feature == ClassLabel(names=canonical_labels([*CONLL_LABELS, "I-LOC"]))
         assert tags_of(split) == CONLL_TAGS
 
 
-def test_label_list_comes_from_training_file_only(tmp_path):
-    # B-LOC appears only in the dev file: it is unseen, not added.
+def test_entity_types_come_from_training_file_only(tmp_path):
+    # LOC appears only in the dev file: a type the model never sees is an error, not a new label.
     train = write(tmp_path, "train.conll", "-DOCSTART- O\n\nA B-PER\nB I-PER\n")
     dev = write(tmp_path, "dev.conll", "-DOCSTART- O\n\nA B-PER\nB O\nC B-LOC\n")
     with pytest.raises(NerDataError) as info:
         load_ner_dataset(train_file=train, validation_file=dev)
     message = str(info.value)
-    assert message.startswith(f"{dev}:5: ")
-    assert "'B-LOC'" in message and "known labels: O, B-PER, I-PER" in message and str(train) in message
+    assert message.startswith(f"{dev}:5: entity type 'LOC' (tag 'B-LOC') does not occur in the training data")
+    assert f"({train}), whose types are PER" in message
 
 
-def test_unseen_validation_tag_fixture():
+def test_unseen_validation_type_fixture():
     with pytest.raises(ValueError) as info:
         load_ner_dataset(
             train_file=FIXTURES / "conll_docstart_before.conll",
             test_file=FIXTURES / "conll_dev_unseen_tag.conll",
         )
     message = str(info.value)
-    assert message.startswith(f"{FIXTURES / 'conll_dev_unseen_tag.conll'}:9: ")
-    assert "'B-MISC'" in message and ", ".join(CONLL_LABELS) in message
+    assert message.startswith(f"{FIXTURES / 'conll_dev_unseen_tag.conll'}:9: entity type 'MISC' (tag 'B-MISC')")
+    assert "whose types are LOC, ORG, PER" in message
+
+
+@pytest.mark.parametrize("scheme, train, dev, missing", [
+    # BIOES: every training person has two words (B E), a dev person three (B I E).
+    ("BIOES", "A B-PER\nB E-PER\nC O\n\nD B-PER\nE E-PER\n", "A B-PER\nB I-PER\nC E-PER\n", "I-PER"),
+    # BIO: one-word places in training, "New York" in dev.
+    ("BIO", "A B-LOC\nB O\n", "New B-LOC\nYork I-LOC\n", "I-LOC"),
+])
+def test_a_tag_absent_from_training_is_no_error(tmp_path, scheme, train, dev, missing):
+    train = write(tmp_path, "train.conll", "-DOCSTART- O\n\n" + train)
+    dev = write(tmp_path, "dev.conll", "-DOCSTART- O\n\n" + dev)
+    dataset = load_ner_dataset(train_file=train, validation_file=dev, source_scheme=scheme, target_scheme=scheme)
+    names = label_names(dataset["validation"])
+    entity_type = missing[2:]
+    prefixes = {"BIO": "BI", "BIOES": "BIES"}[scheme]
+    assert names == canonical_labels(["O", *(f"{p}-{entity_type}" for p in prefixes)])
+    assert missing in tags_of(dataset["validation"])[0]
+    # Without a scheme, the prefixes found in the files stand in for it.
+    names = label_names(load_ner_dataset(train_file=train, validation_file=dev)["validation"])
+    assert missing in names
 
 
 def test_given_labels_cover_unseen_tags():
@@ -401,7 +447,9 @@ def test_without_training_file_labels_are_the_union_of_the_files():
         validation_file=FIXTURES / "conll_dev_unseen_tag.conll", test_file=FIXTURES / "conll_docstart_before.conll"
     )
     assert list(dataset) == ["validation", "test"]
-    assert label_names(dataset["test"]) == ["O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-ORG", "I-PER"]
+    assert label_names(dataset["test"]) == [
+        "O", "B-LOC", "B-MISC", "B-ORG", "B-PER", "I-LOC", "I-MISC", "I-ORG", "I-PER"
+    ]
 
 
 def test_load_argument_errors():
@@ -413,6 +461,8 @@ def test_load_argument_errors():
         load_ner_dataset(train_file=FIXTURES / "tokens.jsonl", source_scheme="IOB1")
     with pytest.raises(ValueError, match="duplicates: O"):
         load_ner_dataset(train_file=FIXTURES / "tokens.jsonl", labels=["O", "B-PER", "O"])
+    with pytest.raises(ValueError, match="repair_tags needs source_scheme"):
+        load_ner_dataset(train_file=FIXTURES / "tokens.jsonl", repair_tags=True)
 
 
 def hub_dataset() -> DatasetDict:
@@ -500,24 +550,73 @@ def test_sample_data_path_lists_files_when_missing():
 # Tag-scheme conversion (hf_bert_tasks.ner.tagging.convert_tags), kept last
 
 
-def test_conversion_errors_name_file_and_line(monkeypatch, tmp_path):
-    # The wiring alone, with a stand-in converter that rejects a sentence.
-    def convert_tags(tags, source, target, repair=False):
-        if "I-LOC" in tags:
-            raise ValueError("I-LOC cannot start")
-        return ["X" if tag == "O" else tag for tag in tags]
+INVALID_BIO = (
+    "-DOCSTART- O\n\n"
+    "A B-PER\nB O\n\n"  # lines 3-4: valid
+    "C O\nD I-LOC\nE O\n\n"  # line 7: I-LOC after O
+    "F B-ORG\nG I-ORG\nH I-PER\n\n"  # line 12: an I- of one type right after an I- of another
+    "I O\nJ O\nK I-PER\nL I-PER\nM O\nN I-LOC\n"  # lines 16 and 19, one sentence
+)
 
-    monkeypatch.setitem(sys.modules, "hf_bert_tasks.ner.tagging", types.SimpleNamespace(convert_tags=convert_tags))
-    path = write(tmp_path, "conv.conll", "-DOCSTART- O\n\nA B-PER\nB O\n\nC O\nD I-LOC\n")
+
+def test_invalid_sequences_are_reported_at_their_own_lines_and_counted(tmp_path):
+    path = write(tmp_path, "train.conll", INVALID_BIO)
     with pytest.raises(NerDataError) as info:
-        load_ner_dataset(train_file=path, source_scheme="S", target_scheme="T")
-    assert str(info.value).startswith(f"{path}:6: cannot convert tags from S to T: I-LOC cannot start")
+        load_ner_dataset(train_file=path, source_scheme="BIO", target_scheme="BIO")
+    message = str(info.value)
+    assert info.value.line == 7
+    assert message.startswith(f"{path}:7: 3 of 4 sentences are not valid BIO: line 7: I-LOC follows O; ")
+    assert "line 12: I-PER follows I-ORG" in message and "line 16: I-PER follows O" in message
+    assert "line 19" not in message  # one problem per sentence: the first
+    assert "position" not in message and "from BIO to BIO" not in message
+    assert "--repair_tags" in message
+    # Converting, the message says which scheme the file was read in.
+    with pytest.raises(NerDataError, match=r"train.conll:7: 3 of 4 sentences are not valid BIO \(the source scheme; "
+                                           r"converting to BIOES\)"):
+        load_ner_dataset(train_file=path, source_scheme="BIO", target_scheme="BIOES")
+
+
+def test_many_invalid_sentences_show_the_first_few(tmp_path):
+    path = write(tmp_path, "many.conll", "".join(f"w{i} I-PER\n\n" for i in range(12)))
+    with pytest.raises(NerDataError) as info:
+        load_ner_dataset(train_file=path, source_scheme="BIO", target_scheme="BIO")
+    message = str(info.value)
+    assert message.startswith(f"{path}:1: 12 of 12 sentences are not valid BIO")
+    assert "line 9:" in message and "line 11:" not in message and "(7 more)" in message
+
+
+def test_repair_tags_counts_what_it_changed(tmp_path):
+    train = write(tmp_path, "train.conll", INVALID_BIO)
+    test = write(tmp_path, "test.conll", "A B-PER\nB O\n\nC I-PER\n")
+    with pytest.warns(NerDataWarning) as record:
+        dataset = load_ner_dataset(train_file=train, test_file=test, source_scheme="BIO", target_scheme="BIOES",
+                                   repair_tags=True)
+    messages = [str(w.message) for w in record]
+    assert any(m.startswith(f"{train}: repaired 4 tag(s) in 3 of 4 sentences") and "lines 7, 12, 16, 19" in m
+               for m in messages), messages
+    assert any(m.startswith(f"{test}: repaired 1 tag(s) in 1 of 2 sentences") for m in messages), messages
+    assert tags_of(dataset["train"])[1:] == [
+        ["O", "S-LOC", "O"], ["B-ORG", "E-ORG", "S-PER"], ["O", "O", "B-PER", "E-PER", "O", "S-LOC"]]
+    assert dataset["train"]["repaired_tags"] == [0, 1, 1, 2]
+    assert data.repair_counts(dataset) == {"train_repaired_tags": 4, "train_repaired_sentences": 3,
+                                           "test_repaired_tags": 1, "test_repaired_sentences": 1}
+    # Without repair there is no such column, and nothing to count.
+    clean = load_ner_dataset(train_file=FIXTURES / "conll_docstart_before.conll")
+    assert "repaired_tags" not in clean["train"].column_names and data.repair_counts(clean) == {}
+
+
+def test_repair_never_guesses_tags_outside_the_scheme(tmp_path):
+    path = write(tmp_path, "bioes.conll", "A B-PER\nB I-PER\n\nC E-PER\n")
+    with pytest.raises(NerDataError) as info:
+        load_ner_dataset(train_file=path, source_scheme="BIO", target_scheme="BIO", repair_tags=True)
+    assert str(info.value).startswith(f"{path}:4: 1 of 2 sentences are not valid BIO: line 4: E-PER is not a BIO tag")
+    assert "--source_scheme" in str(info.value)
 
 
 def test_iob1_to_bio_recomputes_labels():
     pytest.importorskip("hf_bert_tasks.ner.tagging")
     raw = load_ner_dataset(train_file=FIXTURES / "conll_iob1.conll")
-    assert label_names(raw["train"]) == ["O", "B-PER", "I-LOC", "I-PER"]
+    assert label_names(raw["train"]) == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]  # the files' prefixes, all types
     dataset = load_ner_dataset(
         train_file=FIXTURES / "conll_iob1.conll",
         validation_file=FIXTURES / "conll_iob1.conll",
@@ -525,14 +624,14 @@ def test_iob1_to_bio_recomputes_labels():
         target_scheme="BIO",
     )
     for split in dataset.values():
-        assert label_names(split) == ["O", "B-LOC", "B-PER", "I-PER"]
+        assert label_names(split) == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]  # every BIO tag of the types
         assert tags_of(split) == [["B-PER", "I-PER", "O", "B-PER", "I-PER", "B-PER", "O", "B-LOC", "O"]]
 
 
 def test_invalid_sequence_for_the_source_scheme(tmp_path):
     pytest.importorskip("hf_bert_tasks.ner.tagging")
     path = write(tmp_path, "bioes.conll", "-DOCSTART- O\n\nA O\n\nB S-PER\nC O\n")
-    with pytest.raises(NerDataError, match=r"bioes\.conll:5: cannot convert tags from IOB1 to BIO"):
+    with pytest.raises(NerDataError, match=r"bioes\.conll:5: 1 of 2 sentences are not valid IOB1 \(the source"):
         load_ner_dataset(train_file=path, source_scheme="IOB1", target_scheme="BIO")
 
 
@@ -555,7 +654,7 @@ def test_hub_dataset_conversion(monkeypatch):
     pytest.importorskip("hf_bert_tasks.ner.tagging")
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args: hub_dataset())
     dataset = load_ner_dataset(dataset_name="someone/ner", source_scheme="IOB1", target_scheme="BIO")
-    assert label_names(dataset["test"]) == ["O", "B-LOC", "B-PER", "I-PER"]
+    assert label_names(dataset["test"]) == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
     assert tags_of(dataset["test"]) == [["B-PER", "I-PER", "B-PER"], ["O", "B-LOC"]]
 
 

@@ -22,6 +22,7 @@ from hf_bert_tasks.ner.tagging import (
     spans_to_tags,
     split_tag,
     split_words,
+    tag_problems,
     tags_to_spans,
     validate_tags,
     word_tags_from_pieces,
@@ -272,6 +273,17 @@ def test_error_messages():
         Span("A", 2, 2)
     with pytest.raises(ValueError):
         Span("", 0, 1)
+
+
+def test_tag_problems_are_validate_tags_as_records():
+    # Readers point each problem at its own tag's line, so they need positions, not just sentences.
+    tags = ["O", "I-PER", "E-PER", "B-LOC", "O", "I-LOC"]
+    problems = tag_problems(tags, "BIO")
+    assert [(p.position, p.tag, p.repairable) for p in problems] == [(1, "I-PER", True), (2, "E-PER", False),
+                                                                      (5, "I-LOC", True)]
+    assert problems[0].message == "I-PER follows O; expected B-PER (I-PER only continues a PER entity)"
+    assert [f"position {p.position}: {p.message}" for p in problems] == validate_tags(tags, "BIO")
+    assert tag_problems(["B-A", "E-A", "S-B"], "bioes") == []
 
 
 # --- word-piece alignment ----------------------------------------------------------------------------------------

@@ -45,9 +45,10 @@ Pre-tokenizer
 from __future__ import annotations
 
 import operator
+import re
 import unicodedata
 from dataclasses import dataclass
-from typing import Sequence
+from typing import NamedTuple, Sequence
 
 from .crf import SCHEME_PREFIXES, normalize_scheme
 
@@ -56,6 +57,7 @@ __all__ = [
     "STRATEGIES",
     "InvalidTagSequenceError",
     "Span",
+    "TagProblem",
     "align_labels",
     "convert_tags",
     "entities_from_words",
@@ -65,6 +67,7 @@ __all__ = [
     "spans_to_tags",
     "split_tag",
     "split_words",
+    "tag_problems",
     "tags_to_spans",
     "validate_tags",
     "word_tags_from_pieces",
@@ -221,6 +224,31 @@ def validate_tags(tags: Sequence[str], scheme: str) -> list[str]:
     scheme = normalize_scheme(scheme)
     _, problems, vocabulary = _read(tags, scheme)
     return [m for _, _, m in sorted(vocabulary + problems, key=lambda p: p[0])]
+
+
+class TagProblem(NamedTuple):
+    """One problem of a tag sequence: the 0-based ``position`` of the offending ``tag``, what is wrong with it
+    (``message``, without the position) and whether ``repair_tags`` can fix it (``repairable``: an order error; a
+    tag outside the scheme's vocabulary is not guessed at)."""
+
+    position: int
+    tag: str
+    message: str
+    repairable: bool
+
+
+_POSITION_PREFIX = re.compile(r"position \d+: ")
+
+
+def tag_problems(tags: Sequence[str], scheme: str) -> list[TagProblem]:
+    """Every problem of ``tags`` under ``scheme``, in order of position (``validate_tags`` as records).
+
+    Readers use it to point each problem at the source line of its own tag."""
+    scheme = normalize_scheme(scheme)
+    _, problems, vocabulary = _read(tags, scheme)
+    found = [TagProblem(i, tag, _POSITION_PREFIX.sub("", m, count=1), True) for i, tag, m in problems]
+    found += [TagProblem(i, tag, _POSITION_PREFIX.sub("", m, count=1), False) for i, tag, m in vocabulary]
+    return sorted(found, key=lambda problem: (problem.position, problem.repairable))
 
 
 def _raise_first(problems, vocabulary) -> None:

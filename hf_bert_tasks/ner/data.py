@@ -3,12 +3,15 @@
 Formats (``format=`` names in :func:`load_ner_dataset`):
 
 ``conll``
-    CoNLL column files (CoNLL-2003 and friends): one token per line, columns separated by whitespace (or by
-    ``separator``), token first, tag in ``tag_column`` (default: the last column); every token line has the same
-    number of columns; a blank line ends a sentence. ``-DOCSTART-`` lines are document boundaries, never rows; they
-    may come before each document (the usual layout) or after it (the shared CoNLL-2003 copy); documents are
-    numbered in file order, ``document_id = "<file stem>-<n>"`` with n from 0. A file without ``-DOCSTART-`` is one
-    document (``"<file stem>-0"``) and a :class:`NerDataWarning` says so.
+    CoNLL column files (CoNLL-2003 and friends): one token per line, columns separated by runs of spaces and tabs
+    (or by ``separator``, e.g. ``"\t"`` for tokens that contain spaces), token first, tag in ``tag_column``
+    (default: the last column); every token line has the same number of columns; a blank line ends a sentence.
+    Other whitespace characters (U+00A0, U+2028, U+3000, ...) are part of their token, never separators, so a
+    token holding one is read as one token at its own line. ``-DOCSTART-`` lines are document boundaries, never
+    rows; they may come before each document (the usual layout) or after it (the shared CoNLL-2003 copy);
+    documents are numbered in file order, ``document_id = "<file stem>-<n>"`` with n from 0. A file without
+    ``-DOCSTART-`` is one document (``"<file stem>-0"``); with ``document_context=True`` (the recipes pass it for
+    ``--context_window``, the only place documents matter) a :class:`NerDataWarning` says so.
 ``char``
     Chinese character-per-line files, ``char<TAB>tag`` or ``char tag`` (MSRA in BIO, Resume in BMES); a blank line
     ends a sentence. The files carry no document marks, so all sentences of a file form one document whose id is
@@ -25,8 +28,11 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
     (default: the file stem, as for ``char``).
 
 Every reader returns columns ``id`` (str: the record's own id, else the sentence's 0-based index in its file),
-``document_id`` (str), ``tokens`` (list[str]) and ``ner_tags`` (``Sequence(ClassLabel(names=labels))``).
-Without ``labels`` the label list is the file's tags in canonical order: ``"O"`` first, then sorted.
+``document_id`` (str), ``tokens`` (list[str]) and ``ner_tags`` (``Sequence(ClassLabel(names=labels))``); with
+``repair_tags=True`` (:func:`load_ner_dataset`) also ``repaired_tags`` (int: tags of the sentence the repair
+changed). Without ``labels`` a single file's label list is its tags in canonical order: ``"O"`` first, then sorted;
+:func:`load_ner_dataset` builds the label list of several splits from the training file's entity types (its
+docstring says how).
 
 Tags must be ``O``, ``X`` or ``PREFIX-TYPE`` with PREFIX one of B I E S M. Files are UTF-8 (a BOM is dropped),
 LF or CRLF; lines holding only whitespace are blank lines. Bad input raises :class:`NerDataError` whose message
@@ -65,6 +71,7 @@ __all__ = [
     "read_cluener",
     "read_conll",
     "read_jsonl",
+    "repair_counts",
     "sample_data_path",
 ]
 
@@ -74,6 +81,8 @@ FORMATS = ("conll", "char", "cluener", "jsonl")
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 _TAG_PATTERN = re.compile(r"(?:O|X|[BIESM]-\S+)\Z")
+_COLUMN_GAP = re.compile(r"[ \t]+")  # CoNLL column separators: ASCII spaces and tabs only
+_MAX_SHOWN = 5  # invalid sentences or repairs quoted in a message
 _DATA_SUFFIXES = {".txt", ".conll", ".conllu", ".json", ".jsonl", ".bio", ".bmes", ".bioes", ".iob", ".iob2", ".tsv"}
 _JSON_SUFFIXES = {".json", ".jsonl"}
 _BIO_NAMES = {"BIO", "IOB2"}
@@ -94,22 +103,25 @@ class _Sentence:
     lines: list[int]  # 1-based source line of each tag, so errors found later can still point at the file
     document_id: str
     id: str
+    repaired: int = 0  # tags that repair_tags changed
 
 
 # ---------------------------------------------------------------------------------------------------------------
 # Small shared pieces
 
 
-def ner_features(labels: list[str]) -> Features:
-    """The features every reader returns: ``id``, ``document_id``, ``tokens`` and ``ner_tags`` over ``labels``."""
-    return Features(
-        {
-            "id": Value("string"),
-            "document_id": Value("string"),
-            "tokens": Sequence(Value("string")),
-            "ner_tags": Sequence(ClassLabel(names=list(labels))),
-        }
-    )
+def ner_features(labels: list[str], repaired: bool = False) -> Features:
+    """The features every reader returns: ``id``, ``document_id``, ``tokens`` and ``ner_tags`` over ``labels``
+    (and ``repaired_tags`` with ``repaired``)."""
+    features = {
+        "id": Value("string"),
+        "document_id": Value("string"),
+        "tokens": Sequence(Value("string")),
+        "ner_tags": Sequence(ClassLabel(names=list(labels))),
+    }
+    if repaired:
+        features["repaired_tags"] = Value("int32")
+    return Features(features)
 
 
 def canonical_labels(tags: Iterable[str]) -> list[str]:
@@ -154,7 +166,9 @@ def _no_sentences(path: PathLike) -> NerDataError:
     return NerDataError(path, None, "no sentences found")
 
 
-def _build_dataset(path: PathLike, sentences: list[_Sentence], labels: list[str], label_origin: str = "") -> Dataset:
+def _build_dataset(
+    path: PathLike, sentences: list[_Sentence], labels: list[str], label_origin: str = "", repaired: bool = False
+) -> Dataset:
     """Encode the tags with ``labels``; a tag outside it is an error at its source line."""
     index = {label: i for i, label in enumerate(labels)}
     ner_tags = []
@@ -166,15 +180,15 @@ def _build_dataset(path: PathLike, sentences: list[_Sentence], labels: list[str]
             raise NerDataError(
                 path, line, f"tag {tag!r} is not in the label list{label_origin}; known labels: {', '.join(labels)}"
             ) from None
-    return Dataset.from_dict(
-        {
-            "id": [s.id for s in sentences],
-            "document_id": [s.document_id for s in sentences],
-            "tokens": [s.tokens for s in sentences],
-            "ner_tags": ner_tags,
-        },
-        features=ner_features(labels),
-    )
+    columns = {
+        "id": [s.id for s in sentences],
+        "document_id": [s.document_id for s in sentences],
+        "tokens": [s.tokens for s in sentences],
+        "ner_tags": ner_tags,
+    }
+    if repaired:
+        columns["repaired_tags"] = [s.repaired for s in sentences]
+    return Dataset.from_dict(columns, features=ner_features(labels, repaired))
 
 
 def _finish(path: PathLike, sentences: list[_Sentence], labels: list[str] | None) -> Dataset:
@@ -187,8 +201,19 @@ def _finish(path: PathLike, sentences: list[_Sentence], labels: list[str] | None
 # CoNLL column files
 
 
+def _conll_columns(line: str, separator: str | None) -> list[str]:
+    line = line.strip(" \t")
+    if separator is None:
+        return _COLUMN_GAP.split(line)
+    return [column.strip(" \t") for column in line.split(separator)]
+
+
 def _parse_conll(
-    path: PathLike, lines: list[str], tag_column: int = -1, separator: str | None = None
+    path: PathLike,
+    lines: list[str],
+    tag_column: int = -1,
+    separator: str | None = None,
+    document_context: bool = False,
 ) -> list[_Sentence]:
     stem = _file_stem(path)
     sentences: list[_Sentence] = []
@@ -211,7 +236,7 @@ def _parse_conll(
         if not line.strip():
             end_sentence()
             continue
-        columns = line.split() if separator is None else [c.strip() for c in line.strip().split(separator)]
+        columns = _conll_columns(line, separator)
         if columns[0] == DOCSTART:
             # A boundary closes whatever document is open; empty documents (a marker at the very start, or markers
             # both before and after) are not counted, so markers before and after documents number them alike.
@@ -223,7 +248,7 @@ def _parse_conll(
                 first_docstart = lineno
             continue
         if len(columns) < 2:
-            raise NerDataError(path, lineno, f"missing tag column: expected a token and a tag, found {line.strip()!r}")
+            raise NerDataError(path, lineno, f"missing tag column: expected a token and a tag, found {line!r}")
         if n_columns is None:
             n_columns, n_columns_line = len(columns), lineno
             tag_index = tag_column if tag_column >= 0 else n_columns + tag_column
@@ -236,7 +261,7 @@ def _parse_conll(
             raise NerDataError(
                 path,
                 lineno,
-                f"found {len(columns)} columns, but line {n_columns_line} has {n_columns}: {line.strip()!r}",
+                f"found {len(columns)} columns, but line {n_columns_line} has {n_columns}: {line!r}",
             )
         if not all(columns):
             raise NerDataError(path, lineno, f"empty column in {line!r}")
@@ -251,9 +276,10 @@ def _parse_conll(
         if first_docstart is not None:
             raise NerDataError(path, first_docstart, "no sentences found, only -DOCSTART- lines")
         raise _no_sentences(path)
-    if first_docstart is None:
+    if first_docstart is None and document_context:
         warnings.warn(
-            f"{path}: no {DOCSTART} lines; the whole file is read as one document ({stem}-0)",
+            f"{path}: no {DOCSTART} lines; the whole file is read as one document ({stem}-0), so document context "
+            "may cross what were separate documents",
             NerDataWarning,
             stacklevel=3,
         )
@@ -261,10 +287,18 @@ def _parse_conll(
 
 
 def read_conll(
-    path: PathLike, tag_column: int = -1, labels: list[str] | None = None, separator: str | None = None
+    path: PathLike,
+    tag_column: int = -1,
+    labels: list[str] | None = None,
+    separator: str | None = None,
+    document_context: bool = False,
 ) -> Dataset:
-    """Read a CoNLL column file (token first, tag in ``tag_column``); see the module docstring for the rules."""
-    return _finish(path, _parse_conll(path, read_lines(path, NerDataError), tag_column, separator), labels)
+    """Read a CoNLL column file (token first, tag in ``tag_column``); see the module docstring for the rules.
+
+    ``separator``: the column separator (default: runs of spaces and tabs). ``document_context``: warn when the
+    file has no ``-DOCSTART-`` lines (set it when the documents will be used as context)."""
+    lines = read_lines(path, NerDataError)
+    return _finish(path, _parse_conll(path, lines, tag_column, separator, document_context), labels)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -494,12 +528,14 @@ def detect_format(path: PathLike) -> str:
     return _detect_format_lines(path, read_lines(path, NerDataError))
 
 
-def _parse_file(path: PathLike, format: str, tag_column: int) -> list[_Sentence]:
+def _parse_file(
+    path: PathLike, format: str, tag_column: int, separator: str | None = None, document_context: bool = False
+) -> list[_Sentence]:
     lines = read_lines(path, NerDataError)
     if format == "auto":
         format = _detect_format_lines(path, lines)
     if format == "conll":
-        return _parse_conll(path, lines, tag_column)
+        return _parse_conll(path, lines, tag_column, separator, document_context)
     if format == "char":
         return _parse_char(path, lines)
     if format == "cluener":
@@ -509,21 +545,110 @@ def _parse_file(path: PathLike, format: str, tag_column: int) -> list[_Sentence]
     raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
 
-def _convert_sentences(path: PathLike, sentences: list[_Sentence], source: str, target: str) -> None:
-    # Imported here: tagging is a sibling module that readers without conversion do not need.
-    from .tagging import convert_tags
+def _convert_sentences(
+    path: PathLike, sentences: list[_Sentence], source: str, target: str, repair: bool = False
+) -> None:
+    """Check every sentence under ``source`` (repairing it with ``repair``), then re-encode it in ``target``.
 
-    convert_tags([], source, target)  # an unknown scheme name is the caller's error, not the file's
+    Invalid sentences raise one :class:`NerDataError` at the line of the first offending tag, with how many
+    sentences of the file are invalid and the first few; repairs are counted per sentence and summarised in a
+    :class:`NerDataWarning`."""
+    # Imported here: tagging is a sibling module (it imports torch through the CRF's scheme table) that readers
+    # without conversion do not need.
+    from .tagging import convert_tags, normalize_scheme, repair_tags, tag_problems
+
+    source, target = normalize_scheme(source), normalize_scheme(target)  # a bad name is the caller's error
+    invalid = []
     for sentence in sentences:
-        try:
-            converted = list(convert_tags(sentence.tags, source, target))
-        except ValueError as err:  # InvalidTagSequenceError is a ValueError
-            message = f"cannot convert tags from {source} to {target}: {err}"
-            raise NerDataError(path, sentence.lines[0], message) from err
-        if len(converted) != len(sentence.tags):
-            message = f"convert_tags changed the sentence length ({source} -> {target})"
-            raise NerDataError(path, sentence.lines[0], message)
+        problems = tag_problems(sentence.tags, source)
+        unrepairable = [problem for problem in problems if not problem.repairable]
+        if unrepairable or (problems and not repair):
+            invalid.append((sentence, (unrepairable or problems)[0]))
+    if invalid:
+        raise _invalid_sequences(path, len(sentences), invalid, source, target, repair)
+
+    repaired_lines = []
+    for sentence in sentences:
+        tags = sentence.tags
+        if repair:
+            fixed = repair_tags(tags, source)
+            changed = [line for old, new, line in zip(tags, fixed, sentence.lines) if old != new]
+            sentence.repaired = len(changed)
+            repaired_lines += changed
+            tags = fixed
+        converted = list(convert_tags(tags, source, target))
+        if len(converted) != len(tags):
+            raise NerDataError(path, sentence.lines[0], f"convert_tags changed the sentence length ({source} -> {target})")
         sentence.tags = converted
+    if repaired_lines:
+        n_sentences = sum(1 for sentence in sentences if sentence.repaired)
+        shown = ", ".join(map(str, repaired_lines[:_MAX_SHOWN])) + (" ..." if len(repaired_lines) > _MAX_SHOWN else "")
+        warnings.warn(
+            f"{path}: repaired {len(repaired_lines)} tag(s) in {n_sentences} of {len(sentences)} sentences, "
+            f"{source} read with the conlleval rule (a tag that cannot continue the current entity starts a new "
+            f"one); lines {shown}",
+            NerDataWarning,
+            stacklevel=4,
+        )
+
+
+def _invalid_sequences(path, n_sentences: int, invalid: list, source: str, target: str, repair: bool) -> NerDataError:
+    """The error for invalid tag sequences: at the first offending tag's line, counting and quoting the others."""
+    lines = [(sentence.lines[problem.position], problem) for sentence, problem in invalid]
+    shown = "; ".join(f"line {line}: {problem.message}" for line, problem in lines[:_MAX_SHOWN])
+    more = f"; ... ({len(lines) - _MAX_SHOWN} more)" if len(lines) > _MAX_SHOWN else ""
+    converting = f" (the source scheme; converting to {target})" if target != source else ""
+    if all(problem.repairable for _, problem in lines):
+        hint = ("repair_tags=True (the NER recipe's --repair_tags) repairs such sequences with the conlleval rule: "
+                "a tag that cannot continue the current entity starts a new one")
+    else:
+        hint = (f"tags that are not {source} tags are never repaired: is the source scheme right "
+                "(the NER recipe's --source_scheme)?")
+    message = (f"{len(invalid)} of {n_sentences} sentences are not valid {source}{converting}: {shown}{more}. "
+               f"{hint}")
+    return NerDataError(path, lines[0][0], message)
+
+
+def _entity_type(tag: str) -> str | None:
+    return tag[2:] if len(tag) > 2 else None  # tags passed _TAG_PATTERN: "O", "X" or "P-TYPE"
+
+
+def _split_labels(
+    sources: dict[str, tuple[PathLike, list[_Sentence]]], scheme: str | None
+) -> tuple[list[str], str]:
+    """The label list of several splits and where it came from (for messages).
+
+    Entity types come from the training split (without one: from every split); the labels are every tag of the
+    scheme (``scheme``'s prefixes; without a scheme the prefixes found in any split) for those types, plus ``"O"``
+    (and ``"X"`` when the training tags have it). A type of another split that training lacks is an error at the
+    line of its first tag."""
+    label_splits = ["train"] if "train" in sources else list(sources)
+    training_tags = {tag for split in label_splits for s in sources[split][1] for tag in s.tags}
+    types = {t for t in map(_entity_type, training_tags) if t is not None}
+    origin = ", ".join(str(sources[split][0]) for split in label_splits)
+    if scheme is not None:
+        from ..modeling.crf import SCHEME_PREFIXES, normalize_scheme
+
+        prefixes = set(SCHEME_PREFIXES[normalize_scheme(scheme)])
+    else:
+        prefixes = {tag[0] for _, sentences in sources.values() for s in sentences for tag in s.tags if len(tag) > 2}
+    for split, (where, sentences) in sources.items():
+        if split in label_splits:
+            continue
+        for sentence in sentences:
+            for tag, line in zip(sentence.tags, sentence.lines):
+                entity_type = _entity_type(tag)
+                if entity_type is not None and entity_type not in types:
+                    raise NerDataError(
+                        where,
+                        line,
+                        f"entity type {entity_type!r} (tag {tag!r}) does not occur in the training data ({origin}), "
+                        f"whose types are {', '.join(sorted(types)) or 'none'}: a model cannot learn a type it never "
+                        "sees; add examples of it to the training data, or pass labels=",
+                    )
+    typeless = {"O"} | ({"X"} & training_tags)
+    labels = canonical_labels(typeless | {f"{prefix}-{t}" for prefix in prefixes for t in types})
+    return labels, f" (taken from {origin})"
 
 
 def _load_hub_dataset(
@@ -532,10 +657,11 @@ def _load_hub_dataset(
     labels: list[str] | None,
     source_scheme: str | None,
     target_scheme: str | None,
+    repair_tags: bool = False,
 ) -> DatasetDict:
     """``datasets.load_dataset`` plus the common columns; the Hub's own label order is kept unless tags change."""
     raw = datasets.load_dataset(name, config)
-    splits: dict[str, list[_Sentence]] = {}
+    sources: dict[str, tuple[str, list[_Sentence]]] = {}
     hub_labels = None
     for split, dataset in raw.items():
         where = f"{name}[{split}]"
@@ -552,21 +678,22 @@ def _load_hub_dataset(
         columns = dataset.column_names
         ids = dataset["id"] if "id" in columns else range(len(dataset))
         documents = dataset["document_id"] if "document_id" in columns else [split] * len(dataset)
-        splits[split] = [
+        sources[split] = (where, [
             # "Line" numbers of Hub rows are 1-based row numbers.
             _Sentence(list(tokens), [names[t] for t in tags], [row] * len(tags), str(doc), str(i))
             for row, (tokens, tags, doc, i) in enumerate(zip(dataset["tokens"], dataset["ner_tags"], documents, ids), 1)
-        ]
+        ])
+    origin = ""
     if source_scheme is not None:
-        for split, sentences in splits.items():
-            _convert_sentences(f"{name}[{split}]", sentences, source_scheme, target_scheme)
+        for where, sentences in sources.values():
+            _convert_sentences(where, sentences, source_scheme, target_scheme, repair_tags)
         if labels is None:
-            train = splits.get("train") or [s for sentences in splits.values() for s in sentences]
-            labels = canonical_labels(tag for s in train for tag in s.tags)
+            labels, origin = _split_labels(sources, target_scheme)
     labels = _check_labels(labels if labels is not None else hub_labels)
-    return DatasetDict(
-        {split: _build_dataset(f"{name}[{split}]", sentences, labels) for split, sentences in splits.items()}
-    )
+    return DatasetDict({
+        split: _build_dataset(where, sentences, labels, origin, repair_tags)
+        for split, (where, sentences) in sources.items()
+    })
 
 
 def load_ner_dataset(
@@ -580,21 +707,35 @@ def load_ner_dataset(
     labels: list[str] | None = None,
     source_scheme: str | None = None,
     target_scheme: str | None = None,
+    separator: str | None = None,
+    repair_tags: bool = False,
+    document_context: bool = False,
 ) -> DatasetDict:
     """Read NER splits into a ``DatasetDict`` (``train``/``validation``/``test``, those given) sharing one ClassLabel.
 
-    Files: ``format`` is ``"auto"`` (:func:`detect_format`, per file) or one of :data:`FORMATS`; ``tag_column`` is
-    for CoNLL files. ``dataset_name``: ``datasets.load_dataset(dataset_name, dataset_config)``, which must give
-    ``tokens`` and a ClassLabel ``ner_tags`` column (e.g. ``conll2003``); cannot be mixed with files.
+    Files: ``format`` is ``"auto"`` (:func:`detect_format`, per file) or one of :data:`FORMATS`; ``tag_column`` and
+    ``separator`` are for CoNLL files; ``document_context`` makes a CoNLL file without ``-DOCSTART-`` warn.
+    ``dataset_name``: ``datasets.load_dataset(dataset_name, dataset_config)``, which must give ``tokens`` and a
+    ClassLabel ``ner_tags`` column (e.g. ``conll2003``); cannot be mixed with files.
 
-    With ``source_scheme`` and ``target_scheme`` (e.g. ``"IOB1"``, ``"BIO"``) every split's tags go through
-    :func:`hf_bert_tasks.ner.tagging.convert_tags` first. The label list is then ``labels`` if given, else the
-    (converted) training tags in canonical order (without a training file: the tags of all files given; from the
-    Hub without conversion: the Hub's own order). A validation or test tag outside it raises :class:`NerDataError`
-    (a ValueError) naming the file, line and tag.
+    With ``source_scheme`` and ``target_scheme`` (e.g. ``"IOB1"``, ``"BIO"``) every sentence must be a valid
+    ``source_scheme`` sequence and is re-encoded in ``target_scheme``. An invalid sentence is an error at the line
+    of its first offending tag, naming how many sentences of the file are invalid and quoting the first few; with
+    ``repair_tags=True`` they are repaired instead (``tagging.repair_tags``, the conlleval rule), a
+    :class:`NerDataWarning` says how many tags in how many sentences of which file changed, and every row gets
+    ``repaired_tags`` (see :func:`repair_counts`). Tags outside the source scheme (``E-PER`` in BIO) are never
+    repaired.
+
+    The label list is ``labels`` if given; else every tag of the (target) scheme for the entity types of the
+    training data (without a training file: of all files given), so a tag absent from training (``I-PER`` when
+    every training person is one word) is no error; without a scheme the prefixes are those found in the files.
+    A validation or test entity type absent from training raises :class:`NerDataError` (a ValueError) at its line.
+    From the Hub without conversion the Hub's own label list and order are kept.
     """
     if (source_scheme is None) != (target_scheme is None):
         raise ValueError("give both source_scheme and target_scheme, or neither")
+    if repair_tags and source_scheme is None:
+        raise ValueError("repair_tags needs source_scheme and target_scheme: the scheme the tags are repaired in")
     if labels is not None:
         labels = _check_labels(labels)
     files = {
@@ -605,26 +746,40 @@ def load_ner_dataset(
     if dataset_name is not None:
         if files:
             raise ValueError("give either dataset_name or data files, not both")
-        return _load_hub_dataset(dataset_name, dataset_config, labels, source_scheme, target_scheme)
+        return _load_hub_dataset(dataset_name, dataset_config, labels, source_scheme, target_scheme, repair_tags)
     if not files:
         raise ValueError("give train_file, validation_file or test_file, or dataset_name")
     if format != "auto" and format not in FORMATS:
         raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
-    parsed = {split: _parse_file(path, format, tag_column) for split, path in files.items()}
+    sources = {
+        split: (path, _parse_file(path, format, tag_column, separator, document_context))
+        for split, path in files.items()
+    }
     if source_scheme is not None:
-        for split, sentences in parsed.items():
-            _convert_sentences(files[split], sentences, source_scheme, target_scheme)
+        for path, sentences in sources.values():
+            _convert_sentences(path, sentences, source_scheme, target_scheme, repair_tags)
 
     label_origin = ""
     if labels is None:
-        # Recomputed after conversion, so the label list matches the tags the model will see.
-        label_splits = ["train"] if "train" in parsed else list(parsed)
-        labels = canonical_labels(tag for split in label_splits for s in parsed[split] for tag in s.tags)
-        label_origin = " (taken from " + ", ".join(str(files[split]) for split in label_splits) + ")"
-    return DatasetDict(
-        {split: _build_dataset(files[split], sentences, labels, label_origin) for split, sentences in parsed.items()}
-    )
+        # After conversion, so the label list matches the tags the model will see.
+        labels, label_origin = _split_labels(sources, target_scheme)
+    return DatasetDict({
+        split: _build_dataset(path, sentences, labels, label_origin, repair_tags)
+        for split, (path, sentences) in sources.items()
+    })
+
+
+def repair_counts(dataset: DatasetDict) -> dict[str, int]:
+    """``{"<split>_repaired_tags": n, "<split>_repaired_sentences": m}`` for every split read with
+    ``repair_tags=True`` (the recipes write them to ``all_results.json``, so a repaired file is never silent)."""
+    counts = {}
+    for split, rows in dataset.items():
+        if "repaired_tags" in rows.column_names:
+            repaired = rows["repaired_tags"]
+            counts[f"{split}_repaired_tags"] = int(sum(repaired))
+            counts[f"{split}_repaired_sentences"] = sum(1 for n in repaired if n)
+    return counts
 
 
 def write_tagged_file(path: PathLike, sentences: Iterable[list[str]], tags: Iterable[list[str]]) -> Path:
