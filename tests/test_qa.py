@@ -169,6 +169,25 @@ def test_unlabelled_file_reads_but_cannot_train(tmp_path):
         prepare_train_features(dataset[:], tiny_tokenizer(), max_seq_length=32, doc_stride=4, max_question_length=8)
 
 
+def test_no_trainable_question_is_an_error_that_says_why(tmp_path):
+    from hf_bert_tasks.qa.data import require_training_questions
+
+    context = "john smith visited paris on monday ."
+    path = write_squad(tmp_path / "lost.json", [(context, [("a", "when ?", [("on friday", 3)]),
+                                                           ("b", "who ?", [("mary", 0)])])])
+    with pytest.warns(QaDataWarning):
+        dataset = read_squad_json(path)
+    with pytest.raises(QaDataError) as info:
+        require_training_questions(dataset, str(path))
+    assert str(info.value).startswith(f"{path}: no training question is left of 2: the answers of all 2 answered")
+    assert "ids: a, b" in str(info.value)
+    unlabelled = read_squad_json(write_squad(tmp_path / "u.json", [(context, [("q", "who ?", [])])]))
+    with pytest.raises(QaDataError, match="none has an answer"):
+        require_training_questions(unlabelled, "u.json", version_2_with_negative=False)
+    require_training_questions(unlabelled, "u.json", version_2_with_negative=True)  # trains to abstain
+    require_training_questions(read_squad_json(FIXTURES / "qa_squad_v1.json"), "ok")
+
+
 def test_hub_wrapper_loads_a_dataset_folder_with_the_same_checks(tmp_path):
     from datasets import Dataset
 

@@ -152,6 +152,28 @@ def load_qa_dataset(
     return DatasetDict({split: read_squad_json(path, version_2_with_negative) for split, path in files.items()})
 
 
+def require_training_questions(dataset: Dataset, source: str, version_2_with_negative: bool = False) -> None:
+    """Raise :class:`QaDataError` when no question of ``dataset`` (the training split, after any
+    ``--max_train_samples``) can be trained on, saying why; the Trainer would otherwise fail later with "No columns in
+    the dataset match the model's forward method signature".
+
+    A question trains when one of its answers was located in its context (``answer_start >= 0``) or, with
+    ``version_2_with_negative``, when it has no answer (the target is then ``[CLS]``)."""
+    answers = dataset["answers"]
+    if any(any(start >= 0 for start in a["answer_start"]) or (version_2_with_negative and not a["text"])
+           for a in answers):
+        return
+    n = len(answers)
+    if not any(a["text"] for a in answers):
+        why = "none has an answer (an unlabelled file can be predicted, not trained on)"
+    else:
+        unlocated = [question_id for question_id, a in zip(dataset["id"], answers) if a["text"]]
+        why = (f"the answers of all {len(unlocated)} answered question(s) occur nowhere in their contexts, so no "
+               f"answer can be located for a training target (ids: {show_ids(unlocated)}); check that each "
+               "answer's text is copied exactly from its context")
+    raise QaDataError(f"{source}: no training question is left of {n}: {why}")
+
+
 def _nearest_occurrence(context: str, text: str, stated: int) -> int:
     """Start of the occurrence of ``text`` in ``context`` nearest to ``stated`` (the earlier one on a tie); -1 if
     there is none. Occurrences may overlap."""
