@@ -384,9 +384,6 @@ def _encoder_description(encoder: dict) -> str:
     return f"a {layers}-layer {encoder.get('model_type', 'BERT')} encoder (hidden size {hidden})"
 
 
-# Settings the classify and qa recipes store in config.json, listed under "Training" in their cards.
-TASK_SETTINGS = ("long_text", "max_seq_length", "stride", "head_tokens", "classification_threshold", "doc_stride",
-                 "max_question_length", "max_answer_length", "version_2_with_negative", "null_score_diff_threshold")
 
 
 def _render_task_card(config: dict, results: dict, task: TaskCard, template, *, repo_id, base_model, datasets, language,
@@ -400,7 +397,12 @@ def _render_task_card(config: dict, results: dict, task: TaskCard, template, *, 
     scores = [{"split": split, "metric": pretty, "value": float(results[f"{prefix}_{metric}"])}
               for prefix, split in SPLIT_NAMES.items() for metric, pretty in task.metrics
               if f"{prefix}_{metric}" in results]
-    settings = [(key, config[key]) for key in TASK_SETTINGS if config.get(key) is not None]
+    # The settings each task's recipe stores in config.json (each task declares its own), listed under "Training".
+    from .classification.predictor import SAVED_SETTINGS as classification_settings
+    from .qa.predictor import SAVED_SETTINGS as qa_settings
+
+    saved = dict.fromkeys([*classification_settings, *qa_settings])
+    settings = [(key, config[key]) for key in saved if config.get(key) is not None]
     settings += [(name, value) for name, value in (training_args or {}).items() if value is not None]
     question = "开国皇帝是谁？" if language and language[0].startswith("zh") else "Where did Angela Weber fly to?"
     card = ModelCard.from_template(

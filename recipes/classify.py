@@ -48,6 +48,7 @@ from hf_bert_tasks.classification.metrics import (
     write_classification_report,
 )
 from hf_bert_tasks.classification.predictor import (
+    SAVED_SETTINGS,
     is_trained_classifier,
     load_classifier,
     pool_window_logits,
@@ -158,8 +159,9 @@ def main():
     if positions is not None and settings["max_seq_length"] > positions:
         raise ValueError(f"--max_seq_length {settings['max_seq_length']} exceeds the encoder's {positions} positions")
     # Saved with the model, so that the predictor (TextClassifier) cuts long texts as in training.
-    for key, value in {**settings, "classification_threshold": threshold}.items():
-        setattr(model.config, key, value)
+    saved = {**settings, "classification_threshold": threshold}
+    for key in SAVED_SETTINGS:
+        setattr(model.config, key, saved[key])
 
     with training_args.main_process_first(desc="tokenizing"):
         windows = {split: encode_dataset(dataset, tokenizer, multi_label=multi_label, **settings)

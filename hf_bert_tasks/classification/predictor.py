@@ -19,9 +19,11 @@ import numpy as np
 from datasets import Dataset
 
 from ..files import PathLike
-from .inputs import encode_texts, long_text_settings
+from .inputs import DEFAULT_LONG_TEXT, encode_texts, long_text_settings
 
 DEFAULT_THRESHOLD = 0.5
+# What the recipe stores in a trained classifier's config.json, so that TextClassifier predicts as training did.
+SAVED_SETTINGS = (*DEFAULT_LONG_TEXT, "classification_threshold")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pooling and decisions

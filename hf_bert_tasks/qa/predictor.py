@@ -34,6 +34,7 @@ DEFAULT_SETTINGS = {
     "version_2_with_negative": False,
     "null_score_diff_threshold": 0.0,
 }
+SAVED_SETTINGS = tuple(DEFAULT_SETTINGS)  # all of them are stored in a trained model's config.json
 # Post-processing
 
 
