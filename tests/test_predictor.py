@@ -93,5 +93,14 @@ def test_document_prediction_returns_each_sentence_with_its_own_offsets(predicto
 
 
 def test_non_text_input_is_refused(predictor):
-    with pytest.raises(TypeError, match="text 1 is a int"):
+    """The pipeline's checks (pipeline_bert_crf.check_text/check_texts): the type received is named."""
+    with pytest.raises(TypeError, match="text 1 must be a str, got int"):
         predictor(["fine", 3])
+    for bad, message in ((5, "expected a str or a list of str, got int"), (None, "got NoneType"),
+                         (b"John", "got bytes \\(decode bytes first"), ([b"John"], "text 0 must be a str, got bytes")):
+        with pytest.raises(TypeError, match=message):
+            predictor(bad)
+    with pytest.raises(TypeError, match="predict_document takes the document's sentences"):
+        predictor.predict_document("flew from Dublin")
+    with pytest.raises(TypeError, match="sentence 0 is a str"):
+        predictor.predict_words(["flew from Dublin"])

@@ -2,7 +2,8 @@
 
 Laid out like a transformers model file: building blocks, the `PreTrainedModel` base, then the head. It is copied next
 to the weights by `save_pretrained` (Hugging Face custom code), so it imports only torch, transformers and its sibling
-files `configuration_bert_crf.py` and `crf.py`.
+files `configuration_bert_crf.py` and `crf.py` (and, lazily, `pipeline_bert_crf.py`: the custom pipeline that ships with
+every model; see `BertCrfForTokenClassification.pipeline_class`).
 """
 
 import inspect
@@ -15,6 +16,16 @@ from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_bert_crf import BertCrfConfig
 from .crf import LinearChainCRF, allowed_transitions
+
+# `config.custom_pipelines`: `pipeline("token-classification", model=..., trust_remote_code=True)` (or without a task)
+# builds this class, resolved in the model's folder or Hub repository.
+CUSTOM_PIPELINES = {
+    "token-classification": {
+        "impl": "pipeline_bert_crf.BertCrfTokenClassificationPipeline",
+        "pt": ["AutoModelForTokenClassification"],
+        "type": "text",
+    }
+}
 
 
 def compact_positions(tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -117,7 +128,23 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         auto_map = getattr(config, "auto_map", None) or {}
         if "AutoModel" not in auto_map:
             config.auto_map = {**auto_map, "AutoModel": f"{__name__.rsplit('.', 1)[-1]}.{type(self).__name__}"}
+        # The CRF's own pipeline, not transformers' argmax one (see `pipeline_class`).
+        custom_pipelines = dict(getattr(config, "custom_pipelines", None) or {})
+        if "token-classification" not in custom_pipelines:
+            config.custom_pipelines = {**custom_pipelines, **CUSTOM_PIPELINES}
         self.post_init()
+
+    @staticmethod
+    def pipeline_class():
+        """The custom pipeline of this model, `pipeline_bert_crf.BertCrfTokenClassificationPipeline`.
+
+        The import sits in this function so that loading the model does not import transformers' pipelines; transformers
+        still sees it (it scans a model file for relative imports), so `save_pretrained` copies `pipeline_bert_crf.py`
+        and the files it imports next to the weights, and `trust_remote_code=True` fetches them with the model.
+        """
+        from .pipeline_bert_crf import BertCrfTokenClassificationPipeline
+
+        return BertCrfTokenClassificationPipeline
 
     @classmethod
     def from_encoder(cls, encoder_name_or_path: str, labels: list[str], **config_kwargs):

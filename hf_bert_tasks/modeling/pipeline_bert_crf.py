@@ -1,0 +1,270 @@
+"""The token-classification pipeline that ships with every CRF model: `pipeline(..., trust_remote_code=True)`.
+
+```python
+from transformers import pipeline
+
+ner = pipeline("token-classification", model="ORG/NAME", trust_remote_code=True, aggregation_strategy="simple")
+ner("Angela Weber flew from Dublin to Toronto.")
+# [{'entity_group': 'PER', 'score': 0.99, 'word': 'Angela Weber', 'start': 0, 'end': 12}, ...]
+```
+
+`save_pretrained` copies this file (and `tagging.py`, `windows.py`, which it imports) next to the weights, and the
+config names it in `custom_pipelines` for the task `token-classification`; so `pipeline("token-classification",
+model=FOLDER_OR_HUB_ID, trust_remote_code=True)` and `pipeline(model=..., trust_remote_code=True)` build this class,
+on a machine without `hf_bert_tasks`. Like the model files it imports only torch, transformers, the standard library
+and its siblings.
+
+What it does differently from transformers' `TokenClassificationPipeline` (which takes the argmax of each piece):
+
+- **Words, then windows.** Raw text is split into words (`tagging.split_words`: CJK characters one by one, other text
+  at whitespace and punctuation; offsets index the original string), the words into the overlapping windows the model
+  was trained on (`windows.encode_words`: `max_seq_length`, `stride`, `context_window` from the config). Text of any
+  length is tagged whole, never truncated; each word is predicted once, from the window where it has most context.
+- **Viterbi, not argmax.** Each window is decoded by the CRF (`model.decode`) over the positions the model was trained
+  to label (`label_strategy` first, all or x); windows are merged back to one tag per word (`windows.merge_windows`).
+  A model without a CRF (a plain softmax head) falls back to the argmax of each labelled position.
+- **Scores are CRF marginals**: a word's score is p(its tag | text) under the CRF (`model.tag_probabilities`); an
+  entity's score is the mean over its words.
+
+`aggregation_strategy`:
+
+- `"none"` (the default, as in transformers): one dict per word tagged other than `O`: `entity` (the tag, e.g.
+  `B-PER`), `score`, `index` (the word's position among the text's words), `word`, `start`, `end`. The standard
+  pipeline returns one dict per word *piece* here; a CRF tags words, so words are what there is to return.
+- `"simple"`, `"first"`, `"average"`, `"max"`: entities, `entity_group` (the type), `score`, `word`, `start`, `end`.
+  The four give the same result: `first`/`average`/`max` differ in the standard pipeline only in how they settle a
+  word whose pieces got different labels, and a CRF path gives every word exactly one tag, so there is nothing to
+  settle. `word` is the text itself, `text[start:end]` (the standard pipeline decodes word pieces, which loses case
+  and spacing with uncased tokenizers).
+
+`ignore_labels` (default `["O"]`) drops tags (with `"none"`) or entity types (otherwise). `batch_size` counts
+windows per forward pass (a long text is several windows; windows of several texts share a batch); `device` works as
+for any pipeline. `is_split_into_words=True` takes a list of words (or a list of such lists) instead of text;
+`start`/`end` then index the words joined by `delimiter` (default `" "`).
+
+Bad input: a text that is not a `str` raises `TypeError` naming the type received (`check_text`, which
+`hf_bert_tasks.ner.predictor.NerPredictor` uses too); an empty or blank text gives `[]`.
+
+`NerPredictor` (in the `hf_bert_tasks` package) is built on this class: its `__call__`, `predict_document` and
+`predict_words` run here, with several sentences (and their document context) as one input.
+"""
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import torch
+from transformers.pipelines.base import ChunkPipeline
+
+from .tagging import entities_from_words, split_words
+from .windows import encode_words, merge_windows
+
+AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+
+def check_text(text, name: str = "text") -> str:
+    """`text` itself if it is a `str`, else `TypeError` naming what was received (bytes: decode them first)."""
+    if isinstance(text, str):
+        return text
+    hint = " (decode bytes first, e.g. text.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+    raise TypeError(f"{name} must be a str, got {type(text).__name__}{hint}")
+
+
+def check_texts(texts) -> tuple[list[str], bool]:
+    """`([texts], True)` for one `str`, `(list(texts), False)` for a list or tuple of `str`; else `TypeError` naming
+    the type received (and, for a list, the position of the first text that is not a `str`)."""
+    if isinstance(texts, str):
+        return [texts], True
+    if not isinstance(texts, (list, tuple)):
+        raise TypeError(f"expected a str or a list of str, got {type(texts).__name__}"
+                        + (" (decode bytes first)" if isinstance(texts, (bytes, bytearray)) else ""))
+    for i, text in enumerate(texts):
+        check_text(text, f"text {i}")
+    return list(texts), False
+
+
+@dataclass(frozen=True)
+class WordSequences:
+    """One pipeline input of several word sequences (what `NerPredictor` sends): `sentences` (lists of words),
+    and `document_ids` (consecutive sentences with equal ids are context for each other when the model uses
+    `context_window`; None: each sentence alone). Its output is `(tags, scores)`, one tag and score per word."""
+
+    sentences: Sequence[Sequence[str]]
+    document_ids: Sequence | None = None
+
+
+@dataclass
+class _Item:
+    """Everything postprocess needs about one input; shared by all its windows."""
+
+    sentences: list[list[str]]
+    features: dict
+    scheme: str
+    strategy: str
+    text: str | None = None  # raw-text inputs only
+    words: list[tuple[str, int, int]] = field(default_factory=list)  # (word, start, end) of a raw-text input
+
+
+def decode_emissions(model, logits: torch.Tensor, tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Tag ids `(batch, length)` (-100 where `tag_mask` is False) and the probability of each: the CRF's Viterbi path
+    and marginals for a model with a CRF (`decode`, `tag_probabilities`), the softmax argmax otherwise."""
+    if hasattr(model, "decode"):
+        tags = model.decode(logits, tag_mask)
+        return tags, model.tag_probabilities(logits, tag_mask, tags.clamp(min=0))
+    probabilities, tags = logits.float().softmax(-1).max(-1)
+    return tags.masked_fill(~tag_mask, -100), probabilities * tag_mask
+
+
+class BertCrfTokenClassificationPipeline(ChunkPipeline):
+    """Named entities with the CRF's Viterbi path, for text of any length (see the module docstring).
+
+    Call parameters (also accepted by `pipeline(...)` and the constructor): `aggregation_strategy`, `ignore_labels`,
+    `is_split_into_words`, `delimiter`, and the window settings `max_length` (tokens per window), `stride`
+    (overlap in word pieces), `context_window`, `scheme`, `label_strategy`, which default to the model config's
+    `max_seq_length`, `stride`, `context_window`, `tag_scheme`, `label_strategy` (128, 32, 0, BIO, first when absent).
+    """
+
+    def _sanitize_parameters(self, aggregation_strategy=None, ignore_labels=None, is_split_into_words=None,
+                             delimiter=None, max_length=None, stride=None, context_window=None, scheme=None,
+                             label_strategy=None):
+        preprocess, postprocess = {}, {}
+        for key, value in (("max_length", max_length), ("stride", stride), ("context_window", context_window),
+                           ("scheme", scheme), ("label_strategy", label_strategy), ("delimiter", delimiter),
+                           ("is_split_into_words", is_split_into_words)):
+            if value is not None:
+                preprocess[key] = value
+        if aggregation_strategy is not None:
+            name = getattr(aggregation_strategy, "value", aggregation_strategy)  # transformers' AggregationStrategy
+            name = str(name).lower()
+            if name not in AGGREGATION_STRATEGIES:
+                raise ValueError(f"aggregation_strategy must be one of {AGGREGATION_STRATEGIES}, "
+                                 f"got {aggregation_strategy!r}")
+            postprocess["aggregation_strategy"] = name
+        if ignore_labels is not None:
+            postprocess["ignore_labels"] = list(ignore_labels)
+        return preprocess, {}, postprocess
+
+    def __call__(self, inputs, **kwargs):
+        """Entities of one text (a list of dicts) or of each text of a list (a list of lists); see the module
+        docstring for the keys. Texts that are not `str` raise `TypeError` before anything runs."""
+        if isinstance(inputs, (list, tuple)) and not inputs:
+            return []
+        if kwargs.get("is_split_into_words", self._preprocess_params.get("is_split_into_words")):
+            if isinstance(inputs, (list, tuple)) and all(isinstance(w, str) for w in inputs):
+                return super().__call__([list(inputs)], **kwargs)[0]  # one pre-split text
+        elif isinstance(inputs, (list, tuple)):
+            for i, text in enumerate(inputs):
+                check_text(text, f"text {i}")
+            inputs = list(inputs)
+        return super().__call__(inputs, **kwargs)
+
+    # -- settings -----------------------------------------------------------------------------------------------
+
+    def _config(self, name: str, default):
+        value = getattr(self.model.config, name, None)
+        return default if value is None else value
+
+    def window_settings(self, max_length=None, stride=None, context_window=None, scheme=None, label_strategy=None):
+        """The resolved window and tag settings: explicit values, else the model config's, else the defaults."""
+        return {
+            "max_length": max_length or self._config("max_seq_length", 128),
+            "stride": stride if stride is not None else self._config("stride", 32),
+            "context_window": context_window if context_window is not None else self._config("context_window", 0),
+            "scheme": scheme or self._config("tag_scheme", "BIO"),
+            "label_strategy": label_strategy or self._config("label_strategy", "first"),
+        }
+
+    # -- the three stages ---------------------------------------------------------------------------------------
+
+    def preprocess(self, inputs, is_split_into_words=False, delimiter=" ", **settings):
+        """One input -> its windows, shortest first (so that batches pad little), each a dict of `(1, length)`
+        tensors plus `window` (its index, -1 for the placeholder of an input without words), `item` and `is_last`."""
+        settings = self.window_settings(**settings)
+        if isinstance(inputs, WordSequences):
+            sentences = [list(s) for s in inputs.sentences]
+            for i, sentence in enumerate(sentences):
+                for word in sentence:
+                    check_text(word, f"word of sentence {i}")
+            item = _Item(sentences, {}, settings["scheme"], settings["label_strategy"])
+            document_ids = (list(inputs.document_ids) if inputs.document_ids is not None
+                            else list(range(len(sentences))))
+        elif is_split_into_words:
+            if not isinstance(inputs, (list, tuple)):
+                raise TypeError(f"with is_split_into_words=True, pass a list of words, got {type(inputs).__name__}")
+            words, start = [], 0
+            for i, word in enumerate(inputs):
+                check_text(word, f"word {i}")
+                words.append((word, start, start + len(word)))
+                start += len(word) + len(delimiter)
+            item = _Item([[w for w, _, _ in words]], {}, settings["scheme"], settings["label_strategy"],
+                         text=delimiter.join(inputs), words=words)
+            document_ids = [0]
+        else:
+            text = check_text(inputs)
+            words = split_words(text)
+            item = _Item([[w for w, _, _ in words]], {}, settings["scheme"], settings["label_strategy"],
+                         text=text, words=words)
+            document_ids = [0]
+        item.features = features = encode_words(
+            self.tokenizer, item.sentences, max_length=settings["max_length"], stride=settings["stride"],
+            scheme=item.scheme, strategy=item.strategy, document_ids=document_ids,
+            context_window=settings["context_window"],
+        )
+        n = len(features["input_ids"])
+        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "tag_mask") if k in features]
+        if n == 0:
+            # No words: one placeholder window ([CLS] [SEP], nothing to tag) so that the input still has an output.
+            empty = self.tokenizer("", return_tensors="pt")
+            window = {k: empty[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in empty}
+            window["tag_mask"] = torch.zeros_like(window["input_ids"])
+            yield {**window, "window": -1, "item": item, "is_last": True}
+            return
+        order = sorted(range(n), key=lambda i: len(features["input_ids"][i]))
+        for rank, i in enumerate(order):
+            window = {k: torch.tensor([features[k][i]]) for k in keys}
+            yield {**window, "window": i, "item": item, "is_last": rank == n - 1}
+
+    def _forward(self, model_inputs):
+        """A batch of windows -> tag ids and their probabilities `(batch, length)`; the encoder runs once."""
+        meta = {key: model_inputs.pop(key) for key in ("window", "item", "is_last")}
+        tag_mask = model_inputs.pop("tag_mask").bool()
+        logits = self.model(**model_inputs).logits
+        tags, probabilities = decode_emissions(self.model, logits, tag_mask)
+        return {"tags": tags, "probabilities": probabilities, "attention_mask": model_inputs["attention_mask"], **meta}
+
+    def postprocess(self, all_outputs, aggregation_strategy="none", ignore_labels=None):
+        """The windows of one input -> one tag per word (`windows.merge_windows`) -> entities (or, for
+        `WordSequences`, the `(tags, scores)` per word)."""
+        item: _Item = all_outputs[0]["item"]
+        id2label = self.model.config.id2label
+        n = len(item.features["input_ids"])
+        piece_tags: list[list] = [[] for _ in range(n)]
+        piece_scores: list[list] = [[] for _ in range(n)]
+        for output in all_outputs:
+            if output["window"] < 0:
+                continue
+            real = output["attention_mask"][0].bool()  # the window's own tokens, wherever the padding went
+            tags = output["tags"][0][real].tolist()
+            piece_tags[output["window"]] = [None if t < 0 else id2label[t] for t in tags]
+            piece_scores[output["window"]] = output["probabilities"][0][real].tolist()
+        word_tags, word_scores = merge_windows(
+            item.features["word_ids"], item.features["example_index"], piece_tags,
+            [len(s) for s in item.sentences], scheme=item.scheme, strategy=item.strategy, piece_scores=piece_scores,
+        )
+        if item.text is None:
+            return word_tags, word_scores
+        ignore = set(["O"] if ignore_labels is None else ignore_labels)
+        tags, scores = word_tags[0], word_scores[0]
+        if aggregation_strategy == "none":
+            return [
+                {"entity": tag, "score": score, "index": i, "word": word, "start": start, "end": end}
+                for i, ((word, start, end), tag, score) in enumerate(zip(item.words, tags, scores))
+                if tag not in ignore
+            ]
+        return [
+            {"entity_group": e["type"], "score": e["score"], "word": e["text"], "start": e["start"], "end": e["end"]}
+            for e in entities_from_words(item.text, item.words, tags, item.scheme, scores)
+            if e["type"] not in ignore
+        ]
+
+
+__all__ = ["BertCrfTokenClassificationPipeline", "WordSequences", "check_text", "check_texts",
+           "decode_emissions"]
