@@ -12,6 +12,7 @@ import sys
 
 import pytest
 import torch
+from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from transformers import (
     AlbertConfig,
     AutoModelForMaskedLM,
@@ -26,7 +27,6 @@ from transformers import (
     TrainingArguments,
 )
 
-from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.pretraining.inputs import WholeWordMaskCollator, encode_for_mlm
 from hf_bert_tasks.pretraining.training import (
