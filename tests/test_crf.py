@@ -5,7 +5,10 @@ import itertools
 import pytest
 import torch
 
+from hf_bert_tasks.modeling import crf_kernels
 from hf_bert_tasks.modeling.crf import (
+    LOG_LIKELIHOOD_ALGORITHMS,
+    VITERBI_ALGORITHMS,
     LinearChainCRF,
     _gold_score,
     _log_partition_sequential,
@@ -204,7 +207,8 @@ def test_agrees_with_pytorch_crf(b, t, k, dtype):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_gradcheck_log_likelihood_function():
+@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
+def test_gradcheck_log_likelihood_function(algorithm):
     torch.manual_seed(0)
     k, lengths = 3, [5, 3, 1]
     mask = right_padded_mask(lengths, 5)
@@ -217,7 +221,7 @@ def test_gradcheck_log_likelihood_function():
     ]
 
     def log_likelihood(em, start, trans, end):
-        return _LogLikelihood.apply(em, gold, mask, start, trans, end)
+        return _LogLikelihood.apply(em, gold, mask, start, trans, end, algorithm)
 
     assert torch.autograd.gradcheck(log_likelihood, inputs)
     em, params = inputs[0], inputs[1:]
@@ -532,3 +536,206 @@ def test_one_scheme_table_for_crf_and_tagging():
     with pytest.raises(ValueError) as tagging_error:
         tagging_normalize("BILOU")
     assert str(crf_error.value) == str(tagging_error.value)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# every algorithm the dispatcher can choose, tested directly (issue 15)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def score_of_paths(crf, emissions, paths, mask):
+    """Score (B,) of decoded paths (B, T) (-1 outside the mask) under the effective scores, in float64."""
+    start, trans, end = (p.detach().double() for p in crf.effective_scores())
+    em = emissions.double()
+    scores = []
+    for b in range(em.shape[0]):
+        path = paths[b][mask[b]]
+        steps = torch.arange(len(path))
+        scores.append(start[path[0]] + em[b, steps, path].sum() + trans[path[:-1], path[1:]].sum() + end[path[-1]])
+    return torch.stack(scores)
+
+
+@pytest.mark.parametrize("algorithm", VITERBI_ALGORITHMS)
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (2, [5, 2, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2]), (3, [6, 5])])
+def test_every_viterbi_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
+    for seed in range(3):
+        allowed = random_mask(k, seed) if constrained else None
+        crf = random_crf(k, seed, allowed)
+        t = max(lengths)
+        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
+        mask = right_padded_mask(lengths, t)
+        _, best = brute_force(crf, emissions, lengths, constrained)
+        paths = crf.decode(emissions, mask, algorithm=algorithm)
+        for b, length in enumerate(lengths):
+            assert paths[b, :length].tolist() == best[b]
+            assert (paths[b, length:] == -1).all()
+
+
+@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (2, [5, 2, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2])])
+def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
+    for seed in range(3):
+        allowed = random_mask(k, seed) if constrained else None
+        crf = random_crf(k, seed, allowed)
+        t = max(lengths)
+        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
+        mask = right_padded_mask(lengths, t)
+        log_z, best = brute_force(crf, emissions, lengths, constrained)
+        tags = torch.full((len(lengths), t), -100, dtype=torch.long)
+        for b, length in enumerate(lengths):
+            tags[b, :length] = torch.tensor(best[b])
+        gold = torch.stack([path_score(crf, emissions[b], best[b]) for b in range(len(lengths))])
+        with torch.no_grad():
+            ll = crf.log_likelihood(emissions, tags, mask, algorithm=algorithm)
+        torch.testing.assert_close(ll, gold - log_z, rtol=1e-10, atol=1e-10)
+
+
+# Shapes around every crossover of the dispatcher, and the edges (one token, one tag, all rows full).
+AGREEMENT_SHAPES = [(1, 1, 3), (3, 2, 1), (1, 16, 5), (4, 9, 2), (2, 17, 9), (5, 33, 21), (3, 70, 5), (2, 40, 41)]
+
+
+@pytest.mark.parametrize("b,t,k", AGREEMENT_SHAPES)
+def test_every_algorithm_agrees_with_pytorch_crf(b, t, k):
+    """log-likelihood within 1e-4 relative and gradients close, Viterbi path scores equal within rounding."""
+    torchcrf = pytest.importorskip("torchcrf")
+    torch.manual_seed(b * 1000 + t * 10 + k)
+    ref = torchcrf.CRF(k, batch_first=True)
+    ours = LinearChainCRF(k)
+    with torch.no_grad():
+        for name in ("start_transitions", "end_transitions", "transitions"):
+            getattr(ours, name).copy_(getattr(ref, name).normal_())
+    lengths = torch.randint(1, t + 1, (b,))
+    lengths[0] = t
+    mask = torch.arange(t)[None] < lengths[:, None]
+    tags = torch.randint(k, (b, t))
+    emissions = torch.randn(b, t, k) * 3
+    em_ref = emissions.clone().requires_grad_()
+    ll_ref = ref(em_ref, tags, mask, reduction="none")
+    ll_ref.sum().backward()
+    for algorithm in LOG_LIKELIHOOD_ALGORITHMS:
+        em = emissions.clone().requires_grad_()
+        ll = ours.log_likelihood(em, tags.masked_fill(~mask, -100), mask, algorithm=algorithm)
+        torch.testing.assert_close(ll, ll_ref, rtol=1e-4, atol=0)
+        ll.sum().backward()
+        torch.testing.assert_close(em.grad, em_ref.grad, rtol=1e-4, atol=1e-4)
+        expected = ref.transitions.grad if ref.transitions.grad is not None else torch.zeros(k, k)
+        torch.testing.assert_close(ours.transitions.grad, expected, rtol=1e-4, atol=1e-4)
+        ours.zero_grad(set_to_none=True)
+    reference_paths = ref.decode(emissions, mask)
+    padded = torch.full((b, t), -1, dtype=torch.long)
+    for row, path in enumerate(reference_paths):
+        padded[row, : len(path)] = torch.tensor(path)
+    reference_scores = score_of_paths(ours, emissions, padded, mask)
+    for algorithm in VITERBI_ALGORITHMS:
+        paths = ours.decode(emissions, mask, algorithm=algorithm)
+        assert (paths[~mask] == -1).all() and (paths[mask] >= 0).all()
+        # ties within float32 rounding may pick another path: compare scores, not paths
+        torch.testing.assert_close(score_of_paths(ours, emissions, paths, mask), reference_scores,
+                                   rtol=1e-6, atol=1e-5)
+
+
+@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
+@pytest.mark.parametrize("constrained", [False, True])
+def test_every_log_likelihood_algorithm_is_exact_with_large_emissions(algorithm, constrained):
+    labels = LABELS["BIOES"]
+    crf = random_crf(len(labels), 4, allowed_transitions(labels, "BIOES") if constrained else None)
+    torch.manual_seed(1)
+    lengths = [200, 71, 1, 199]
+    mask = right_padded_mask(lengths, 200)
+    emissions = torch.randn(4, 200, len(labels), dtype=torch.float64) * 30
+    tags = crf.decode(emissions, mask).masked_fill(~mask, -100)
+    em = emissions.clone().requires_grad_()
+    ll = crf.log_likelihood(em, tags, mask, algorithm=algorithm)
+    ll.sum().backward()
+    assert torch.isfinite(em.grad).all() and torch.isfinite(crf.transitions.grad).all()
+    start, trans, end = (p.detach() for p in crf.effective_scores())
+    gold = tags.masked_fill(~mask, 0)
+    reference = _gold_score(emissions, gold, mask, start, trans, end) - _log_partition_sequential(
+        emissions, mask, start, trans, end)
+    torch.testing.assert_close(ll.detach(), reference, rtol=1e-12, atol=1e-9)
+
+
+@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
+def test_every_log_likelihood_algorithm_ignores_padding(algorithm):
+    crf = random_crf(4, 5, dtype=torch.float32)
+    em = torch.randn(3, 10, 4, requires_grad=True)
+    tags = torch.randint(4, (3, 10))
+    mask = right_padded_mask([10, 2, 7], 10)
+    with torch.no_grad():
+        em[1, 2:] = float("nan")
+        em[2, 7:] = float("inf")
+    ll = crf.log_likelihood(em, tags, mask, algorithm=algorithm)
+    ll.sum().backward()
+    assert torch.isfinite(ll).all() and torch.isfinite(em.grad).all() and (em.grad[~mask] == 0).all()
+    for row, length in ((1, 2), (2, 7)):
+        clean = em.detach()[row : row + 1, :length]
+        torch.testing.assert_close(ll[row : row + 1], crf.log_likelihood(clean, tags[row : row + 1, :length]))
+
+
+@pytest.mark.parametrize("algorithm", VITERBI_ALGORITHMS)
+def test_every_viterbi_algorithm_breaks_ties_and_keeps_constraints(algorithm):
+    labels = LABELS["BIO"]
+    crf = LinearChainCRF(len(labels), allowed_transitions(labels, "BIO"))
+    with torch.no_grad():
+        for p in (crf.start_transitions, crf.transitions, crf.end_transitions):
+            p.zero_()
+    zeros = torch.zeros(2, 7, len(labels))
+    mask = right_padded_mask([7, 4], 7)
+    assert crf.decode(zeros, mask, algorithm=algorithm).tolist() == [[0] * 7, [0] * 4 + [-1] * 3]
+    # emissions that favour an illegal I-x after O: the path stays legal
+    em = torch.zeros(1, 5, len(labels))
+    em[0, :, labels.index("I-PER")] = 5.0
+    path = crf.decode(em, algorithm=algorithm)[0].tolist()
+    assert valid_sequence([labels[i] for i in path], "BIO")
+
+
+def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
+    for b in (1, 8, 32, 128):
+        for t in (1, 2, 16, 64, 128, 512):
+            for k in (1, 5, 9, 21, 41, 73, 133):
+                assert crf_kernels.choose_log_likelihood(b, t, k) in LOG_LIKELIHOOD_ALGORITHMS
+                assert crf_kernels.choose_viterbi(b, t, k) in VITERBI_ALGORITHMS
+    # tiny inputs decode on Python floats, many tags in the row-major layout, few tags and long rows with the tree
+    assert crf_kernels.choose_viterbi(1, 16, 5) == "python"
+    assert crf_kernels.choose_viterbi(32, 128, 73) == "middle_rows"
+    assert crf_kernels.choose_viterbi(32, 128, 9) == "middle"
+    assert crf_kernels.choose_log_likelihood(1, 512, 9) == "tree"
+    assert crf_kernels.choose_log_likelihood(32, 128, 73) == "sequential"
+    # the module asks the dispatcher with the longest row's length, not the padded one
+    import hf_bert_tasks.modeling.crf as crf_module
+
+    asked = []
+    monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k: asked.append((b, t, k)) or "sequential")
+    monkeypatch.setattr(crf_module, "choose_log_likelihood", lambda b, t, k: asked.append((b, t, k)) or "tree")
+    crf = LinearChainCRF(3)
+    em, mask = torch.randn(2, 9, 3), right_padded_mask([5, 3], 9)
+    crf.decode(em, mask)
+    crf.log_likelihood(em, torch.zeros(2, 9, dtype=torch.long), mask)
+    assert asked == [(2, 5, 3), (2, 5, 3)]
+
+
+def test_unknown_algorithm_is_named():
+    crf = LinearChainCRF(3)
+    em = torch.randn(2, 4, 3)
+    with pytest.raises(ValueError, match="algorithm must be one of .*'bogus'"):
+        crf.decode(em, algorithm="bogus")
+    with pytest.raises(ValueError, match="algorithm must be one of .*'bogus'"):
+        crf.log_likelihood(em, torch.zeros(2, 4, dtype=torch.long), algorithm="bogus")
+
+
+def test_kernels_file_imports_only_torch_and_the_standard_library():
+    """crf_kernels.py is copied next to saved weights: nothing of this package, nothing but torch and stdlib."""
+    import ast
+    import sys
+
+    tree = ast.parse(open(crf_kernels.__file__).read())
+    modules = set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            modules.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            assert node.level == 0, "crf_kernels.py needs no sibling"
+            modules.add(node.module.split(".")[0])
+    assert modules <= {"torch"} | set(sys.stdlib_module_names), modules

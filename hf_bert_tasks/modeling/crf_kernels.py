@@ -296,6 +296,7 @@ def sequential_backward(saved, grad: Tensor):
     after = vectors[:, 1][back, rows[None, :]].transpose(0, 1)  # (B, T, K): h_t
     beta = alpha.new_empty(batch, length, k)
     torch.matmul(after[:, 1:], w.t(), out=beta[:, :-1])
+    beta[:, -1] = end_exp  # (only read where it is a row's last token, but never left uninitialised)
     beta[rows, lengths - 1] = end_exp
     unary = beta.mul_(alpha)  # (B, T, K), unnormalised marginals
     norm = unary.sum(dim=2, keepdim=True).clamp_min_(tiny)
