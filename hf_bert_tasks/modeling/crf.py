@@ -1,7 +1,7 @@
 """Linear-chain conditional random field for sequence labelling, with optional transition constraints.
 
-This file imports only ``torch`` and ``typing`` so that it can be copied as is into a Hugging Face
-custom-code folder next to the modelling file.
+This file imports only ``torch``, ``typing`` and its sibling ``crf_kernels.py`` (``from .crf_kernels import ...``)
+so that both can be copied as they are into a Hugging Face custom-code folder next to the modelling file.
 
 Model
 -----
@@ -19,44 +19,31 @@ tag scheme permits (see :func:`allowed_transitions`). The *effective* scores rep
 forbidden move has probability zero in training and is never chosen by Viterbi while a legal path exists, and the
 gradients stay finite.
 
-Log-likelihood (training)
--------------------------
-In exp space ``Z`` is a chain of small matrix products. With ``a = exp(start + E_0)``, step matrices
-``M_t = exp(trans) diag(exp(E_t))`` for 1 <= t < L and ``b = exp(end)``::
+Algorithms
+----------
+This file holds the plain recursions, the reference that a reader checks the model against: the forward
+algorithm in log space (:func:`_log_partition_sequential`, also the fallback below) and Viterbi with
+``torch.max`` back-pointers (:func:`_viterbi_sequential`). The fast algorithms live in the sibling file
+``crf_kernels.py`` (torch only, copied next to the weights with this one), and
+:func:`crf_kernels.choose_log_likelihood` / :func:`crf_kernels.choose_viterbi` pick one from the shapes (B, longest
+row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``algorithm=`` of
+:meth:`LinearChainCRF.log_likelihood` and :meth:`LinearChainCRF.decode` overrides the choice.
 
-    Z = a^T M_1 M_2 ... M_N b        (M_t = identity at padded steps; N = T - 1 rounded up to a power of two)
-
-Matrix products are associative, so the chain is reduced as a balanced binary tree: log2(N) levels of one batched
-matrix product each, instead of T - 1 sequential steps. The first level comes straight from the factors:
-``exp(trans) diag(x) exp(trans) diag(y) = (x @ W) * y`` with ``W[j, (i, l)] = exp(trans)[i, j] exp(trans)[j, l]``,
-one (N/2 * B, K) x (K, K^2) product. Every factor and every tree node is divided by its largest entry and the
-logarithms of these factors are summed on the side; the gradient does not flow through them (they cancel). The
-tree runs in float64 whatever the input dtype, so only entries below ``exp(-700)`` times a node's largest entry
-are lost, and long sequences with large emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal
-path at all under the constraints: ``Z`` is then about ``exp(-10000)``), the batch is recomputed with the
-sequential forward algorithm in log space.
-
-Leaves are stored in bit-reversed time order: the two children of every node are then at the same position in the
-first and second halves of the level below, so each level is one ``bmm`` over contiguous memory. All levels, and
-the vectors of the backward pass, share one buffer: on Linux each fresh large allocation is page-faulted in again
-at every call, and with one allocation per level that cost more than the arithmetic.
-
-The backward pass is written by hand (``_LogLikelihood``). The gradient of the gold score counts the path's
-emissions and moves. The gradient of ``log Z`` with respect to the score of the move ``i -> j`` at step ``t`` is
-the pairwise marginal ``P(y_{t-1} = i, y_t = j)``, proportional to ``alpha_t[i] M_t[i, j] beta_t[j]``. The prefix
-vectors ``alpha`` and suffix vectors ``beta`` of every leaf come from one top-down pass over the saved tree
-(vector-matrix products, log2(N) levels), and each leaf's marginals are normalised to sum to one, so no scale
-factor has to be tracked.
-
-Viterbi (decoding)
-------------------
-Meet in the middle: a forward max-plus pass from the first token and a backward one from each row's last token
-run in the same loop (side by side on the row axis) until they meet at the middle token, so the loop has about
-T / 2 steps of three tensor operations each (add, max, add); everything else is prepared outside the loop and no
-step needs masking. The loop keeps maxima only (a max over the outer axis of a (tag, tag, row) layout is a
-vectorised reduction, a max with indices is not); the back-pointers are recovered every few steps by comparing the
-kept sums with their maxima. The backtrace is a loop of about T / 2 ``gather`` calls. Paths equal pytorch-crf's
-except where two paths' scores tie to within rounding.
+- log Z (training): ``"tree"`` (a balanced tree of matrix products in exp space: few operations, K^3 work per
+  node; few tags, long rows) or ``"sequential"`` (the forward recursion in exp space with a (B, K) x (K, K)
+  product per step, the backward recursion in the same loop when gradients are needed; K^2 work per step).
+  Both run in float64 whatever the input dtype, rescale every factor by its largest entry (the logarithms of the
+  scale factors are summed on the side and take no gradient: they cancel), and have a hand-written backward
+  (``_LogLikelihood``): the gradient of the gold score counts the path's emissions and moves, that of log Z is
+  the marginals, each normalised to sum to one so that no scale factor has to be tracked. Only entries below
+  ``exp(-700)`` times the largest of their factor or step are lost, so long sequences with large emissions stay
+  exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
+  about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
+- Viterbi (decoding): ``"python"`` (the recursion on Python floats, for tiny inputs where one torch operation
+  costs more than all the arithmetic), ``"middle"`` (a forward and a backward max-plus pass meeting in the middle,
+  about T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums every few steps) or
+  ``"middle_rows"`` (the same in a row-major layout with back-pointers recomputed along the path only: many
+  tags). Paths equal the reference's except where two paths' scores tie to within rounding.
 """
 
 from typing import List, Optional, Tuple
@@ -358,9 +345,9 @@ class LinearChainCRF(torch.nn.Module):
     def effective_scores(self) -> Tuple[Tensor, Tensor, Tensor]:
         """(start (K,), transitions (K, K), end (K,)) with forbidden moves at FORBIDDEN_SCORE (differentiable)."""
         return (
-            self.start_transitions.masked_fill(~self.start_allowed, FORBIDDEN_SCORE),
-            self.transitions.masked_fill(~self.transition_allowed, FORBIDDEN_SCORE),
-            self.end_transitions.masked_fill(~self.end_allowed, FORBIDDEN_SCORE),
+            torch.where(self.start_allowed, self.start_transitions, FORBIDDEN_SCORE),
+            torch.where(self.transition_allowed, self.transitions, FORBIDDEN_SCORE),
+            torch.where(self.end_allowed, self.end_transitions, FORBIDDEN_SCORE),
         )
 
     def _validate(

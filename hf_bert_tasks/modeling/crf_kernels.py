@@ -97,10 +97,37 @@ def _bit_reversal(n: int, device: torch.device) -> Tensor:
 
 
 def tree_forward(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
-    """log Z (B,) by the product tree, and what the backward pass needs.
+    """log Z (B,) by the product tree, and what the backward pass needs (:func:`tree_backward`).
 
     All floating inputs share one dtype (float64 in practice). emissions (B, T, K), mask (B, T) right-padded bool,
     start (K,), transitions (K, K), end (K,).
+
+    In exp space ``Z`` is a chain of small matrix products. With ``a = exp(start + E_0)``, step matrices
+    ``M_t = exp(trans) diag(exp(E_t))`` for 1 <= t < L and ``b = exp(end)``::
+
+        Z = a^T M_1 M_2 ... M_N b        (M_t = identity at padded steps; N = T - 1 rounded up to a power of two)
+
+    Matrix products are associative, so the chain is reduced as a balanced binary tree: log2(N) levels of one batched
+    matrix product each, instead of T - 1 sequential steps. The first level comes straight from the factors:
+    ``exp(trans) diag(x) exp(trans) diag(y) = (x @ W) * y`` with ``W[j, (i, l)] = exp(trans)[i, j] exp(trans)[j, l]``,
+    one (N/2 * B, K) x (K, K^2) product. Every factor and every tree node is divided by its largest entry and the
+    logarithms of these factors are summed on the side; the gradient does not flow through them (they cancel). The
+    tree runs in float64 whatever the input dtype, so only entries below ``exp(-700)`` times a node's largest entry
+    are lost, and long sequences with large emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal
+    path at all under the constraints: ``Z`` is then about ``exp(-10000)``), the batch is recomputed with the
+    sequential forward algorithm in log space.
+
+    Leaves are stored in bit-reversed time order: the two children of every node are then at the same position in the
+    first and second halves of the level below, so each level is one ``bmm`` over contiguous memory. All levels, and
+    the vectors of the backward pass, share one buffer: on Linux each fresh large allocation is page-faulted in again
+    at every call, and with one allocation per level that cost more than the arithmetic.
+
+    The backward pass is written by hand (``_LogLikelihood``). The gradient of the gold score counts the path's
+    emissions and moves. The gradient of ``log Z`` with respect to the score of the move ``i -> j`` at step ``t`` is
+    the pairwise marginal ``P(y_{t-1} = i, y_t = j)``, proportional to ``alpha_t[i] M_t[i, j] beta_t[j]``. The prefix
+    vectors ``alpha`` and suffix vectors ``beta`` of every leaf come from one top-down pass over the saved tree
+    (vector-matrix products, log2(N) levels), and each leaf's marginals are normalised to sum to one, so no scale
+    factor has to be tracked.
     """
     batch, length, k = emissions.shape
     # Leaves are the steps t = 1..T-1, padded with identities to a power of two (at least 2).
