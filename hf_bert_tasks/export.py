@@ -9,10 +9,11 @@ batch and length are dynamic axes. The CRF's *effective* scores (``LinearChainCR
 the model all live in one file; the folder the model came from still gives the tokenizer and the window settings.
 
 What stays outside: the CRF's decoding. Viterbi and the marginals are loops over time of tiny (K, K) steps whose
-length depends on the data; in a graph they would be ``Loop``/``Scan`` ops that runtimes handle poorly, while in
-numpy they cost microseconds per sentence next to the encoder's milliseconds. They are written here
-(:func:`viterbi_decode`, :func:`crf_marginals`) in float64, vectorised over the batch, and the tests check them
-against ``model.decode``/``model.tag_probabilities`` and against brute force.
+length depends on the data; in a graph they would be ``Loop``/``Scan`` ops that runtimes handle poorly, while outside
+they cost little next to the encoder. ONNX inference decodes with the package's own ``LinearChainCRF``, rebuilt from
+the effective scores in the file (unconstrained: the forbidden moves are already at ``FORBIDDEN_SCORE`` in them, so
+its paths and marginals are the original model's), through ``BertCrfForTokenClassification``'s own ``decode`` and
+``tag_probabilities``: one CRF implementation for PyTorch and ONNX inference.
 
 The exporter is ``torch.onnx.export(dynamo=True)`` (``torch.export`` + onnxscript). The legacy TorchScript tracer
 is not used: it bakes transformers' attention-mask branches in as constants, and on a random tiny BERT its logits
@@ -21,17 +22,21 @@ ONNX Runtime must reproduce PyTorch's logits on a batch of another shape than th
 
 Predicting
 ----------
-:class:`OnnxNerPredictor` is a :class:`~hf_bert_tasks.ner.predictor.NerPredictor` whose model is an ONNX Runtime
-session: words, windows (``features.encode_words``), merging (``features.merge_windows``) and entities
-(``tagging.entities_from_words``) are the predictor's own code; only the forward pass and the CRF decoding differ.
-:class:`OnnxTokenClassifier` gives the session the small model interface that the predictor uses (``config``,
-``eval()``, ``parameters()``, ``__call__(**inputs).logits``, and ``decode``/``tag_probabilities`` for a CRF).
+:class:`OnnxNerPredictor` is a :class:`~hf_bert_tasks.ner.predictor.NerPredictor` (so, through it, the custom
+pipeline of ``modeling/pipeline_bert_crf.py``) whose model is an ONNX Runtime session: words, windows, merging and
+entities are the predictor's own code; only the forward pass differs. :class:`OnnxTokenClassifier` gives the session
+the small model interface the pipeline uses (``config``, ``device``, ``eval()``, ``__call__(**inputs).logits``, and
+``decode``/``tag_probabilities`` for a CRF).
+
+Command line: ``python -m hf_bert_tasks.export MODEL_DIR OUT_DIR`` writes ``OUT_DIR/model.onnx``, checks that ONNX
+Runtime and PyTorch find the same entities in sample text, and prints where it wrote (``--help`` for the options).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
@@ -41,6 +46,8 @@ import torch
 from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
 from transformers.modeling_outputs import TokenClassifierOutput
 
+from .modeling.crf import LinearChainCRF
+from .modeling.modeling_bert_crf import BertCrfForTokenClassification
 from .ner.predictor import NerPredictor
 
 __all__ = [
@@ -48,10 +55,10 @@ __all__ = [
     "OnnxCrfTokenClassifier",
     "OnnxNerPredictor",
     "OnnxTokenClassifier",
-    "crf_marginals",
     "export_onnx",
+    "check_parity",
     "load_onnx_token_classifier",
-    "viterbi_decode",
+    "main",
 ]
 
 DEFAULT_OPSET = 18
@@ -60,108 +67,6 @@ METADATA_CRF = "hf_bert_tasks.crf"  # JSON {"start": (K,), "transitions": (K, K)
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
 
 PathLike = str | os.PathLike
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# CRF decoding in numpy
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def _check_crf_inputs(emissions, mask, start, transitions, end):
-    emissions = np.asarray(emissions, dtype=np.float64)
-    if emissions.ndim != 3:
-        raise ValueError(f"emissions must have shape (batch, length, num_tags), got {emissions.shape}")
-    batch, length, k = emissions.shape
-    mask = np.asarray(mask).astype(bool)
-    if mask.shape != (batch, length):
-        raise ValueError(f"mask must have shape {(batch, length)} like emissions[..., 0], got {mask.shape}")
-    start, transitions, end = (np.asarray(x, dtype=np.float64) for x in (start, transitions, end))
-    for name, value, shape in (("start", start, (k,)), ("transitions", transitions, (k, k)), ("end", end, (k,))):
-        if value.shape != shape:
-            raise ValueError(f"{name} must have shape {shape} for {k} tags, got {value.shape}")
-    if batch:
-        if length == 0 or not mask[:, 0].all():
-            row = 0 if length == 0 else int(np.flatnonzero(~mask[:, 0])[0])
-            raise ValueError(f"row {row} has no tokens: every sequence needs at least one position in the mask")
-        gaps = (mask[:, 1:] & ~mask[:, :-1]).any(axis=1)
-        if gaps.any():
-            row = int(np.flatnonzero(gaps)[0])
-            raise ValueError(f"mask must be right-padded (True then False in each row), row {row} is not")
-    return emissions, mask, start, transitions, end
-
-
-def viterbi_decode(emissions, mask, start, transitions, end) -> np.ndarray:
-    """Best tag path of each row under a linear-chain CRF (the model of ``hf_bert_tasks.modeling.crf``).
-
-    Args:
-        emissions: ``(batch, length, K)`` scores.
-        mask: ``(batch, length)`` bool, right-padded, at least one True per row.
-        start, transitions, end: ``(K,)``, ``(K, K)`` (``transitions[i, j]``: from tag i to tag j), ``(K,)``; pass
-            the CRF's *effective* scores (forbidden moves already at ``FORBIDDEN_SCORE``).
-    Returns:
-        ``(batch, length)`` int64 tag ids, -1 outside the mask. Float64 throughout; among exactly tied paths the one
-        with the lowest tag ids at the end wins (``argmax`` takes the first maximum).
-    """
-    emissions, mask, start, transitions, end = _check_crf_inputs(emissions, mask, start, transitions, end)
-    batch, length, k = emissions.shape
-    path = np.full((batch, length), -1, dtype=np.int64)
-    if batch == 0:
-        return path
-    lengths = mask.sum(axis=1)
-    score = start + emissions[:, 0]  # (B, K): best score of a path over 0..t ending in each tag
-    back = np.zeros((length, batch, k), dtype=np.int64)  # back[t, b, j]: best tag at t - 1 before tag j at t
-    for t in range(1, length):
-        candidates = score[:, :, None] + transitions[None]  # (B, K_in, K_out)
-        back[t] = candidates.argmax(axis=1)
-        stepped = np.take_along_axis(candidates, back[t][:, None, :], axis=1)[:, 0] + emissions[:, t]
-        score = np.where(mask[:, t, None], stepped, score)  # a finished row keeps its final score
-    tag = (score + end).argmax(axis=1)  # (B,) tag at each row's last position
-    rows = np.arange(batch)
-    for t in range(length - 1, -1, -1):
-        inside = t < lengths
-        path[inside, t] = tag[inside]
-        if t:
-            tag = np.where(inside, back[t, rows, tag], tag)
-    return path
-
-
-def _logsumexp(x: np.ndarray, axis: int) -> np.ndarray:
-    top = x.max(axis=axis, keepdims=True)
-    return (top + np.log(np.exp(x - top).sum(axis=axis, keepdims=True))).squeeze(axis)
-
-
-def crf_marginals(emissions, mask, start, transitions, end) -> np.ndarray:
-    """Marginal probabilities ``p(y_t = k | x)`` under the CRF, by the forward-backward algorithm in log space.
-
-    Arguments as for :func:`viterbi_decode`. Returns ``(batch, length, K)`` float64, each row of a masked position
-    summing to 1, zeros outside the mask.
-    """
-    emissions, mask, start, transitions, end = _check_crf_inputs(emissions, mask, start, transitions, end)
-    batch, length, k = emissions.shape
-    if batch == 0:
-        return np.zeros((0, length, k))
-    alpha = np.empty((length, batch, k))  # log-sum over paths 0..t ending in each tag, emission at t included
-    alpha[0] = start + emissions[:, 0]
-    for t in range(1, length):
-        stepped = _logsumexp(alpha[t - 1][:, :, None] + transitions[None], axis=1) + emissions[:, t]
-        alpha[t] = np.where(mask[:, t, None], stepped, alpha[t - 1])
-    beta = np.empty((length, batch, k))  # log-sum over the rest of the path after tag i at t (end included)
-    beta[length - 1] = end
-    for t in range(length - 2, -1, -1):
-        stepped = _logsumexp(transitions[None] + (emissions[:, t + 1] + beta[t + 1])[:, None, :], axis=2)
-        beta[t] = np.where(mask[:, t + 1, None], stepped, end)  # t is the row's last position: only the end move
-    log_z = _logsumexp(alpha[length - 1] + end, axis=1)  # alpha stops changing after each row's last position
-    marginals = np.exp(alpha + beta - log_z[None, :, None]).transpose(1, 0, 2)
-    return np.where(mask[:, :, None], marginals, 0.0)
-
-
-def _compact(tag_mask: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Left-align each row's labelled positions (as ``modeling_bert_crf.compact_positions``): ``index`` and
-    ``mask`` ``(batch, n)``, n the largest count (at least 1)."""
-    counts = tag_mask.sum(axis=1)
-    width = max(int(counts.max()), 1) if tag_mask.size else 1
-    index = np.argsort(~tag_mask, axis=1, kind="stable")[:, :width]
-    return index, np.arange(width)[None, :] < counts[:, None]
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -257,26 +162,28 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
 
 
 class OnnxTokenClassifier:
-    """An ONNX Runtime session that looks, to :class:`~hf_bert_tasks.ner.predictor.NerPredictor`, like a token
-    classifier with a softmax head: ``model(**inputs).logits`` (torch tensors in and out, CPU).
+    """An ONNX Runtime session that looks, to :class:`~hf_bert_tasks.ner.predictor.NerPredictor` and its pipeline,
+    like a token classifier with a softmax head: ``model(**inputs).logits`` (torch tensors in and out, CPU).
 
     Args:
         session: an ``onnxruntime.InferenceSession`` of a file written by :func:`export_onnx`.
         config: the model's config (labels, tag scheme, window settings).
     """
 
+    device = torch.device("cpu")  # ONNX Runtime takes and gives host memory; the pipeline puts inputs here
+
     def __init__(self, session, config):
         self.session = session
         self.config = config
         self.input_names = [i.name for i in session.get_inputs()]
-        self._device_probe = torch.empty(0)
 
     def eval(self):
         return self
 
-    def parameters(self):
-        # The predictor asks the first parameter where to put its inputs: ONNX Runtime takes them on the CPU.
-        yield self._device_probe
+    def to(self, device):
+        if torch.device(device).type != "cpu":
+            raise ValueError(f"the ONNX model runs in ONNX Runtime on the CPU, not on {device}")
+        return self
 
     def __call__(self, **inputs: torch.Tensor) -> TokenClassifierOutput:
         missing = [name for name in self.input_names if name not in inputs]
@@ -288,50 +195,29 @@ class OnnxTokenClassifier:
 
 
 class OnnxCrfTokenClassifier(OnnxTokenClassifier):
-    """:class:`OnnxTokenClassifier` plus the CRF's ``decode`` and ``tag_probabilities`` (same signatures and
-    results as ``BertCrfForTokenClassification``'s), computed in numpy from the scores stored in the file.
+    """:class:`OnnxTokenClassifier` plus the CRF: ``decode`` and ``tag_probabilities`` are
+    ``BertCrfForTokenClassification``'s own methods (they need only ``crf`` and ``num_labels``), running a
+    ``LinearChainCRF`` whose scores are the effective scores stored in the file.
 
     Args:
         crf_scores: ``(start (K,), transitions (K, K), end (K,))`` effective scores.
     """
 
-    def __init__(self, session, config, crf_scores: tuple[np.ndarray, np.ndarray, np.ndarray]):
+    decode = BertCrfForTokenClassification.decode
+    tag_probabilities = BertCrfForTokenClassification.tag_probabilities
+
+    def __init__(self, session, config, crf_scores):
         super().__init__(session, config)
-        self.start, self.transitions, self.end = (np.asarray(s, dtype=np.float64) for s in crf_scores)
-
-    def _rows(self, logits: torch.Tensor, tag_mask: torch.Tensor):
-        """Rows with labelled positions, their compacted emissions and masks."""
-        tag_mask = tag_mask.bool().cpu().numpy()
-        rows = np.flatnonzero(tag_mask.any(axis=1))
-        index, mask = _compact(tag_mask[rows])
-        gathered = np.take_along_axis(logits.detach().float().cpu().numpy()[rows], index[:, :, None], axis=1)
-        return tag_mask, rows, index, mask, gathered
-
-    def decode(self, logits: torch.Tensor, tag_mask: torch.Tensor) -> torch.Tensor:
-        """Viterbi over the labelled positions: `(batch, seq_len)` long tag ids, -100 where `tag_mask` is False."""
-        tag_mask, rows, index, mask, gathered = self._rows(logits, tag_mask)
-        tags = np.full(tag_mask.shape, -100, dtype=np.int64)
-        if len(rows):
-            path = viterbi_decode(gathered, mask, self.start, self.transitions, self.end)
-            # Both boolean selections walk row-major order, and the compaction kept each row's order.
-            row_tags = tags[rows]
-            row_tags[tag_mask[rows]] = path[mask]
-            tags[rows] = row_tags
-        return torch.from_numpy(tags)
-
-    def tag_probabilities(self, logits: torch.Tensor, tag_mask: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
-        """Marginal probability of `tags` at each labelled position, `(batch, seq_len)` float32, 0 elsewhere."""
-        tag_mask, rows, index, mask, gathered = self._rows(logits, tag_mask)
-        probabilities = np.zeros(tag_mask.shape, dtype=np.float32)
-        if len(rows):
-            marginals = crf_marginals(gathered, mask, self.start, self.transitions, self.end)
-            row_tags = np.take_along_axis(tags.cpu().numpy()[rows], index, axis=1)
-            row_tags = np.where(mask, row_tags, 0)
-            chosen = np.take_along_axis(marginals, row_tags[:, :, None], axis=2)[:, :, 0]
-            row_probabilities = probabilities[rows]
-            row_probabilities[tag_mask[rows]] = chosen[mask].clip(0.0, 1.0)
-            probabilities[rows] = row_probabilities
-        return torch.from_numpy(probabilities)
+        start, transitions, end = (torch.tensor(s, dtype=torch.float32) for s in crf_scores)
+        self.num_labels = len(start)
+        # Unconstrained: forbidden moves are already at FORBIDDEN_SCORE in the effective scores, so this CRF's
+        # effective scores are exactly the original's.
+        self.crf = LinearChainCRF(self.num_labels)
+        with torch.no_grad():
+            self.crf.start_transitions.copy_(start)
+            self.crf.transitions.copy_(transitions)
+            self.crf.end_transitions.copy_(end)
+        self.crf.eval()
 
 
 def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | None = None,
@@ -383,3 +269,83 @@ class OnnxNerPredictor(NerPredictor):
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
         model = load_onnx_token_classifier(onnx_path, config, threads=threads, providers=providers)
         super().__init__(model, tokenizer, **kwargs)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Command line
+# ---------------------------------------------------------------------------------------------------------------
+
+SAMPLE_TEXTS = (
+    "Angela Weber, chief executive of Northwind Bank, flew from Dublin to Toronto on Monday.",
+    "The Riverside Harriers beat Porto Alegre United in the Atlantic Cup final.",
+    "明朝建立于1368年，开国皇帝是朱元璋。",
+    # several windows of any encoder: the windowing and merging are checked too
+    " ".join(["Reuters said the European Commission met officials of Siemens in Berlin and Tokyo."] * 30),
+)
+
+
+def check_parity(model_dir: PathLike, onnx_path: PathLike, onnx_dir: PathLike | None = None,
+                 texts: Sequence[str] = SAMPLE_TEXTS) -> dict:
+    """Entities of ``texts`` by PyTorch (``NerPredictor`` on ``model_dir``) and by ONNX Runtime (``OnnxNerPredictor``
+    on ``onnx_path`` with the config and tokenizer of ``onnx_dir``, default ``model_dir``).
+
+    Returns ``{"texts", "entities", "mismatches" (texts whose (type, start, end) lists differ), "max_score_difference"
+    (over the entities both found)}``."""
+    reference = NerPredictor.from_pretrained(str(model_dir))(list(texts))
+    got = OnnxNerPredictor(onnx_path, onnx_dir or model_dir)(list(texts))
+    mismatches, difference = [], 0.0
+    for text, want, have in zip(texts, reference, got):
+        if [(e["type"], e["start"], e["end"]) for e in want] != [(e["type"], e["start"], e["end"]) for e in have]:
+            mismatches.append(text)
+        else:
+            difference = max([difference] + [abs(a["score"] - b["score"]) for a, b in zip(want, have)])
+    return {"texts": len(texts), "entities": sum(map(len, reference)), "mismatches": mismatches,
+            "max_score_difference": difference}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    import argparse
+    import shutil
+
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_bert_tasks.export",
+        description="Export a token-classification model folder (BERT+CRF or softmax head) to ONNX. Writes "
+                    "OUT_DIR/model.onnx (encoder and emission layer; the CRF's scores and the labels in its metadata) "
+                    "and copies beside it what inference needs from MODEL_DIR (config, tokenizer, custom code; not "
+                    "the weights), checks that ONNX Runtime reproduces PyTorch's logits and finds the same entities "
+                    "in sample text, and prints where it wrote. Predict with "
+                    "hf_bert_tasks.export.OnnxNerPredictor('OUT_DIR/model.onnx', 'OUT_DIR').",
+    )
+    parser.add_argument("model_dir", help="a saved model folder (save_pretrained) with its tokenizer")
+    parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs)")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--text", action="append", default=None,
+                        help="sample text for the parity check (repeatable; default: four built-in texts in English "
+                             "and Chinese, one of them several windows long)")
+    args = parser.parse_args(argv)
+
+    model_dir, out_dir = Path(args.model_dir), Path(args.out_dir)
+    if not (model_dir / "config.json").is_file():
+        parser.error(f"{model_dir} is not a model folder: {model_dir / 'config.json'} not found")
+    if out_dir.resolve() == model_dir.resolve():
+        parser.error("OUT_DIR must differ from MODEL_DIR")
+    onnx_path = export_onnx(model_dir, out_dir / "model.onnx", opset=args.opset)
+    for path in model_dir.iterdir():
+        if path.is_file() and path.suffix not in (".safetensors", ".bin", ".onnx", ".pt", ".pth", ".ckpt"):
+            shutil.copy2(path, out_dir / path.name)
+    parity = check_parity(model_dir, onnx_path, out_dir, args.text or SAMPLE_TEXTS)
+    if parity["mismatches"]:
+        print(f"error: ONNX Runtime and PyTorch found different entities in {len(parity['mismatches'])} of "
+              f"{parity['texts']} sample texts, e.g. {parity['mismatches'][0][:80]!r}", file=sys.stderr)
+        return 1
+    size = onnx_path.stat().st_size / 2**20
+    print(f"wrote {onnx_path} ({size:.1f} MiB) and the config, tokenizer and code beside it in {out_dir}")
+    print(f"parity: ONNX Runtime and PyTorch find the same {parity['entities']} entities in {parity['texts']} sample "
+          f"texts (largest score difference {parity['max_score_difference']:.2g})")
+    print(f"predict: from hf_bert_tasks.export import OnnxNerPredictor; "
+          f"OnnxNerPredictor({str(onnx_path)!r}, {str(out_dir)!r})(text)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,115 +1,27 @@
-"""ONNX export (hf_bert_tasks/export.py): the numpy CRF decoding against brute force and the model's own decoding,
-the exported graph against PyTorch on other shapes, and OnnxNerPredictor against NerPredictor."""
+"""ONNX export (hf_bert_tasks/export.py): the exported graph against PyTorch on other shapes, the ONNX model's CRF
+decoding (the package's LinearChainCRF) against the model's, OnnxNerPredictor against NerPredictor (tiny models and
+the real CoNLL-2003 dev set), and the command line."""
 
-import itertools
 import json
+import os
 import random
 import shutil
+import subprocess
+from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from conftest import CHARACTERS, WORDS, minilm_path, tiny_bert_config
-from hf_bert_tasks import BertCrfForTokenClassification, LinearChainCRF, allowed_transitions
-from hf_bert_tasks.export import (
-    METADATA_CRF,
-    OnnxNerPredictor,
-    crf_marginals,
-    export_onnx,
-    load_onnx_token_classifier,
-    viterbi_decode,
-)
+from conftest import CHARACTERS, PYTHON, ROOT, WORDS, minilm_path, shared_data_path, tiny_bert_config
+from hf_bert_tasks import BertCrfForTokenClassification
+from hf_bert_tasks.export import METADATA_CRF, OnnxNerPredictor, export_onnx, load_onnx_token_classifier
 from hf_bert_tasks.ner.predictor import NerPredictor
 
 onnx = pytest.importorskip("onnx")
 onnxruntime = pytest.importorskip("onnxruntime")
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
-
-
-def random_crf(labels, seed, constrained=True) -> LinearChainCRF:
-    generator = torch.Generator().manual_seed(seed)
-    allowed = allowed_transitions(labels, "BIO") if constrained else None
-    crf = LinearChainCRF(len(labels), allowed=allowed)
-    with torch.no_grad():
-        for parameter in crf.parameters():
-            parameter.copy_(torch.randn(parameter.shape, generator=generator))
-    return crf
-
-
-def effective(crf):
-    return tuple(score.detach().double().numpy() for score in crf.effective_scores())
-
-
-def path_score(emissions, path, start, transitions, end):
-    score = start[path[0]] + emissions[0, path[0]] + end[path[-1]]
-    for t in range(1, len(path)):
-        score += transitions[path[t - 1], path[t]] + emissions[t, path[t]]
-    return score
-
-
-def random_case(generator, batch, length, k):
-    emissions = generator.normal(0.0, 2.0, (batch, length, k))
-    lengths = generator.integers(1, length + 1, batch)
-    lengths[0] = length
-    return emissions, np.arange(length)[None, :] < lengths[:, None]
-
-
-# -- numpy CRF decoding ---------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("constrained", [True, False])
-def test_viterbi_and_marginals_match_brute_force(constrained):
-    labels = ["O", "B-PER", "I-PER"]
-    start, transitions, end = effective(random_crf(labels, seed=3, constrained=constrained))
-    generator = np.random.default_rng(0)
-    for _ in range(20):
-        emissions, mask = random_case(generator, batch=3, length=int(generator.integers(1, 6)), k=3)
-        path = viterbi_decode(emissions, mask, start, transitions, end)
-        marginals = crf_marginals(emissions, mask, start, transitions, end)
-        for row in range(3):
-            n = int(mask[row].sum())
-            paths = list(itertools.product(range(3), repeat=n))
-            scores = np.array([path_score(emissions[row], p, start, transitions, end) for p in paths])
-            assert path[row, :n].tolist() == list(paths[int(scores.argmax())])
-            assert (path[row, n:] == -1).all()
-            probabilities = np.exp(scores - scores.max())
-            probabilities /= probabilities.sum()
-            expected = np.zeros((n, 3))
-            for p, probability in zip(paths, probabilities):
-                expected[np.arange(n), list(p)] += probability
-            np.testing.assert_allclose(marginals[row, :n], expected, atol=1e-9)
-            assert (marginals[row, n:] == 0).all()
-        if constrained:  # the best path is legal: never a forbidden move
-            for row in range(3):
-                n = int(mask[row].sum())
-                assert all(transitions[a, b] > -1000 for a, b in zip(path[row, : n - 1], path[row, 1:n]))
-
-
-def test_viterbi_matches_the_torch_crf_on_random_cases():
-    labels = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
-    generator = np.random.default_rng(1)
-    for seed in range(30):
-        crf = random_crf(labels, seed=seed, constrained=seed % 2 == 0)
-        emissions, mask = random_case(generator, batch=int(generator.integers(1, 9)),
-                                      length=int(generator.integers(1, 40)), k=len(labels))
-        expected = crf.decode(torch.tensor(emissions, dtype=torch.float32), torch.tensor(mask)).numpy()
-        got = viterbi_decode(emissions.astype(np.float32), mask, *effective(crf))
-        np.testing.assert_array_equal(got, expected)
-
-
-def test_decoding_rejects_bad_input_with_a_clear_error():
-    start, transitions, end = effective(random_crf(LABELS, seed=0))
-    emissions = np.zeros((2, 4, 5))
-    with pytest.raises(ValueError, match="right-padded"):
-        viterbi_decode(emissions, np.array([[1, 0, 1, 0], [1, 1, 1, 1]], bool), start, transitions, end)
-    with pytest.raises(ValueError, match="row 1 has no tokens"):
-        crf_marginals(emissions, np.array([[1, 0, 0, 0], [0, 0, 0, 0]], bool), start, transitions, end)
-    with pytest.raises(ValueError, match=r"transitions must have shape \(5, 5\)"):
-        viterbi_decode(emissions, np.ones((2, 4), bool), start, transitions[:3], end)
-    with pytest.raises(ValueError, match="emissions must have shape"):
-        viterbi_decode(emissions[0], np.ones((2, 4), bool), start, transitions, end)
 
 
 # -- export ---------------------------------------------------------------------------------------------------------
@@ -179,7 +91,7 @@ def test_exported_graph_has_dynamic_batch_and_length_and_matches_pytorch(exporte
         np.testing.assert_allclose(got, expected.numpy(), atol=1e-4)
 
 
-def test_numpy_decoding_matches_the_model_on_its_logits(exported):
+def test_onnx_decoding_is_the_models_own_crf(exported):
     folder, onnx_path, model = exported
     classifier = load_onnx_token_classifier(onnx_path, model.config)
     generator = torch.Generator().manual_seed(2)
@@ -189,9 +101,12 @@ def test_numpy_decoding_matches_the_model_on_its_logits(exported):
     expected_tags = model.decode(logits, tag_mask)
     tags = classifier.decode(logits, tag_mask)
     assert torch.equal(tags, expected_tags)
+    assert (tags[~tag_mask] == -100).all() and (tags[tag_mask] >= 0).all()
+    # The same LinearChainCRF code on the same effective scores: the same marginals, to float32 rounding.
     expected = model.tag_probabilities(logits, tag_mask, tags.clamp(min=0))
     torch.testing.assert_close(classifier.tag_probabilities(logits, tag_mask, tags.clamp(min=0)), expected,
-                               atol=1e-5, rtol=0)
+                               atol=1e-6, rtol=0)
+    assert type(classifier.crf).__name__ == "LinearChainCRF"
 
 
 def entity_keys(entities):
@@ -278,3 +193,55 @@ def test_minilm_crf_model_exports_and_predicts_like_pytorch(tmp_path):
     got = OnnxNerPredictor(onnx_path, tmp_path)(texts)
     assert sum(len(e) for e in expected) > 0
     assert [entity_keys(e) for e in got] == [entity_keys(e) for e in expected]
+
+
+def test_command_line_writes_checks_and_says_where(exported, tmp_path):
+    from transformers import AutoTokenizer
+
+    folder, _, model = exported
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONPATH": str(ROOT)}
+    help_text = subprocess.run([PYTHON, "-m", "hf_bert_tasks.export", "--help"], capture_output=True, text=True,
+                               env=env)
+    assert help_text.returncode == 0 and "MODEL_DIR" in help_text.stdout.upper() and "--opset" in help_text.stdout
+    out = tmp_path / "onnx-out"
+    result = subprocess.run([PYTHON, "-m", "hf_bert_tasks.export", str(folder), str(out), "--text",
+                             "john visited paris with mary smith", "--text", " ".join(WORDS * 3)],
+                            capture_output=True, text=True, env=env)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"wrote {out / 'model.onnx'}" in result.stdout
+    assert "parity: ONNX Runtime and PyTorch find the same" in result.stdout and "in 2 sample texts" in result.stdout
+    assert (out / "model.onnx").is_file() and (out / "config.json").is_file() and (out / "tokenizer.json").is_file()
+    assert not list(out.glob("*.safetensors"))  # the weights are in the ONNX file only
+    texts = random_texts(seed=3, count=8)
+    reference = NerPredictor(model, AutoTokenizer.from_pretrained(folder))(texts)
+    assert [entity_keys(e) for e in OnnxNerPredictor(out / "model.onnx", out)(texts)] == \
+        [entity_keys(e) for e in reference]
+    bad = subprocess.run([PYTHON, "-m", "hf_bert_tasks.export", str(tmp_path / "nothing"), str(out)],
+                         capture_output=True, text=True, env=env)
+    assert bad.returncode == 2 and "is not a model folder" in bad.stderr
+
+
+def conll_model_dir():
+    """The CoNLL-2003 CRF model the benchmarks train (runs/conll_minilm_crf, or HF_BERT_TASKS_CONLL_MODEL)."""
+    path = Path(os.environ.get("HF_BERT_TASKS_CONLL_MODEL", ROOT / "runs" / "conll_minilm_crf"))
+    if not (path / "config.json").is_file():
+        pytest.skip(f"no CoNLL-2003 model at {path}: train one with recipes/ner.py (benchmarks/README.md, "
+                    "'Pipeline') or set HF_BERT_TASKS_CONLL_MODEL")
+    return path
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_onnx_predictor_equals_pytorch_on_the_conll_dev_set(tmp_path):
+    """Every sentence of CoNLL-2003 dev (eng.testa): ONNX Runtime finds PyTorch's entities."""
+    from hf_bert_tasks.ner.data import read_conll
+
+    dev = shared_data_path("conll2003", "eng.testa")
+    model_dir = conll_model_dir()
+    onnx_path = export_onnx(model_dir, tmp_path / "model.onnx")
+    sentences = read_conll(dev)["tokens"]
+    assert len(sentences) == 3250
+    reference = NerPredictor.from_pretrained(str(model_dir)).predict_words(sentences)
+    got = OnnxNerPredictor(onnx_path, model_dir).predict_words(sentences)
+    assert got[0] == reference[0]
+    assert sum(tag != "O" for tags in got[0] for tag in tags) > 3000
