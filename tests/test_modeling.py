@@ -257,3 +257,31 @@ def test_crf_loss_under_bf16_autocast_is_finite_and_matches_float32():
     assert torch.isfinite(out.loss)
     # The encoder runs in bf16 (about 3 significant digits); the CRF itself adds no further error.
     torch.testing.assert_close(out.loss, expected, rtol=2e-2, atol=2e-2)
+
+
+@pytest.mark.parametrize("edit, words", [
+    (lambda c: (c.pop("id2label"), c.pop("label2id")), "id2label and label2id are missing"),
+    (lambda c: (c.pop("id2label"), c.pop("label2id"), c.update(num_labels=5)), "LABEL_0 .. LABEL_4"),
+    (lambda c: c.update(num_labels=7), "num_labels is 7 but id2label has 5 tags"),
+    (lambda c: c.update(label2id={**c["label2id"], "O": 3}), "label2id is not the inverse of id2label"),
+    (lambda c: c.update(id2label={str(i + 1): t for i, t in enumerate(LABELS)}), "ids of id2label are [1, 2, 3, 4, 5]"),
+    (lambda c: c.pop("id2label"), "label2id is given (5 tags) but id2label is missing"),
+])
+def test_inconsistent_labels_in_config_json_are_named(tmp_path, edit, words):
+    make_model().config.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    edit(config)
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    with pytest.raises(ValueError) as info:
+        BertCrfConfig.from_pretrained(tmp_path)
+    message = str(info.value)
+    assert message.startswith("the config's labels are inconsistent: ") and words in message
+    assert "id2label (id -> tag), label2id (tag -> id) and num_labels" in message
+
+
+def test_a_config_without_label2id_gets_the_inverse_of_id2label(tmp_path):
+    make_model().config.save_pretrained(tmp_path)
+    config = json.loads((tmp_path / "config.json").read_text())
+    del config["label2id"]
+    (tmp_path / "config.json").write_text(json.dumps(config))
+    assert BertCrfConfig.from_pretrained(tmp_path).label2id == {label: i for i, label in enumerate(LABELS)}

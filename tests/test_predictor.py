@@ -104,3 +104,14 @@ def test_non_text_input_is_refused(predictor):
         predictor.predict_document("flew from Dublin")
     with pytest.raises(TypeError, match="sentence 0 is a str"):
         predictor.predict_words(["flew from Dublin"])
+
+
+def test_a_model_folder_without_tokenizer_files_names_the_folder_and_the_files(predictor, tmp_path):
+    predictor.model.save_pretrained(tmp_path)  # the weights and config, no tokenizer
+    with pytest.raises(FileNotFoundError) as info:
+        NerPredictor.from_pretrained(str(tmp_path))
+    message = str(info.value)
+    assert message.startswith(f"{tmp_path} has no tokenizer files: expected tokenizer.json")
+    assert "config.json" in message and "model.safetensors" in message
+    predictor.tokenizer.save_pretrained(tmp_path)
+    assert NerPredictor.from_pretrained(str(tmp_path))("john visited paris .") == predictor("john visited paris .")

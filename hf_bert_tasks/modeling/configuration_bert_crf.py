@@ -76,7 +76,38 @@ class BertCrfConfig(PreTrainedConfig):
         self.max_seq_length = max_seq_length
         self.stride = stride
         self.context_window = context_window
+        given = {key: kwargs.get(key) for key in ("id2label", "label2id", "num_labels")}
         super().__init__(**kwargs)
+        if encoder is not None:  # transformers also builds a bare BertCrfConfig() to diff against: no labels there
+            self._check_labels(**given)
+
+    def _check_labels(self, id2label, label2id, num_labels) -> None:
+        """A model's labels are its tags: `id2label` (ids 0..n-1), `label2id` (its inverse) and `num_labels` must
+        agree. transformers would otherwise invent `LABEL_0`... names or drop one of them without a word."""
+
+        def inconsistent(what: str) -> ValueError:
+            return ValueError(f"the config's labels are inconsistent: {what}. In config.json, id2label (id -> tag), "
+                              "label2id (tag -> id) and num_labels must describe the same tags, ids 0..num_labels-1")
+
+        if id2label is None:
+            if label2id:
+                raise inconsistent(f"label2id is given ({len(label2id)} tags) but id2label is missing")
+            n = num_labels if num_labels is not None else self.num_labels
+            raise inconsistent(f"id2label and label2id are missing (num_labels {n} alone would name the tags "
+                               f"LABEL_0 .. LABEL_{n - 1}, which fit no tag scheme)")
+        ids = sorted(int(i) for i in id2label)
+        if ids != list(range(len(ids))):
+            raise inconsistent(f"the ids of id2label are {ids}, not 0..{len(ids) - 1}")
+        if num_labels is not None and num_labels != len(ids):
+            raise inconsistent(f"num_labels is {num_labels} but id2label has {len(ids)} tags")
+        expected = {tag: int(i) for i, tag in id2label.items()}
+        if len(expected) != len(ids):
+            raise inconsistent("id2label names a tag twice")
+        if label2id is None:
+            self.label2id = expected
+        elif {tag: int(i) for tag, i in label2id.items()} != expected:
+            differ = sorted(set(label2id.items()) ^ set(expected.items()), key=str)[:4]
+            raise inconsistent(f"label2id is not the inverse of id2label (differing entries: {differ})")
 
 
 __all__ = ["BertCrfConfig"]

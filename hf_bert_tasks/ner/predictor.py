@@ -16,9 +16,10 @@ raises `TypeError` naming the type received; an empty or blank text has no entit
 
 from collections.abc import Sequence
 
-from transformers import AutoModelForTokenClassification, AutoTokenizer
+from transformers import AutoModelForTokenClassification
 
 from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences, check_texts
+from ..recipe_checks import load_tokenizer
 from .tagging import entities_from_words, split_words
 
 
@@ -58,7 +59,7 @@ class NerPredictor:
     def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
         """Load model and tokenizer from a folder or Hub id (custom code is trusted: the CRF lives in it)."""
         model = AutoModelForTokenClassification.from_pretrained(path, revision=revision, trust_remote_code=True)
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision, trust_remote_code=True)
+        tokenizer = load_tokenizer(path, revision=revision, trust_remote_code=True)  # names missing files
         if device is not None:
             model.to(device)
         return cls(model, tokenizer, **kwargs)

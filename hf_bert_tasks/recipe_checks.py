@@ -1,0 +1,329 @@
+"""What every recipe checks and sets before it trains, written once (``RecipeChecks``), and the tokenizer-folder check
+that the predictors share (``load_tokenizer``).
+
+A recipe makes three calls::
+
+    checks = RecipeChecks(training_args)                          # first, before any model is loaded
+    checks.check_max_seq_length(data_args.max_seq_length, model.config)   # before the data is tokenized
+    checks.attach(trainer, **extra_metrics)                       # once the Trainer exists
+
+Decisions:
+
+- **Positions.** ``--max_seq_length`` above the encoder's ``max_position_embeddings`` fails at the first long batch
+  with "The size of tensor a (1024) must match the size of tensor b (512)" (and passes silently when the data happen
+  to be short), so it is refused up front with the limit. RoBERTa-family encoders start their position ids after the
+  padding index, so two of their 514 positions are not usable.
+- **Unknown tokens.** ``attach`` counts the ``[UNK]`` pieces among the word pieces of the training features
+  (special tokens left out; pieces repeated by overlapping windows or document context counted each time, as the
+  model sees them). The share goes to the log and to ``all_results.json`` as ``train_unk_share``
+  (with ``train_unk_tokens`` and ``train_tokens``); above 5% an :class:`UnknownTokensWarning` points to
+  ``python -m hf_bert_tasks.vocab`` (MiniLM, an English tokenizer, turns about 60% of Chinese characters into
+  ``[UNK]``).
+- **Logging steps.** transformers logs the training loss every 500 steps by default, so a short run never logs it.
+  When the command line (or the JSON file of options) sets no ``--logging_steps``, the loss is logged about 50 times
+  per run: every ``ceil(max_steps / 50)`` steps, and at least every 500.
+- **First-run noise.** On a machine without an accelerator ``dataloader_pin_memory`` is turned off (torch would warn
+  at every data loader that pinning needs an accelerator; pinning does nothing there anyway). The encoder's pooler
+  weights are left out of transformers' load reports (UNEXPECTED: the token-classification and QA heads have no
+  pooler, so they are never used), and a report with nothing else is not printed; its other rows (a new head's
+  weights, MISSING) are kept. The model config's
+  PAD/BOS/EOS ids are aligned with the tokenizer's before the Trainer does it, without its warning: an encoder
+  uses only the padding id, and the tokenizer's is the one the data were padded with.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import re
+import sys
+import warnings
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from transformers import TrainerCallback
+
+__all__ = [
+    "UNK_WARNING_SHARE",
+    "LoggingStepsCallback",
+    "RecipeChecks",
+    "UnknownTokensWarning",
+    "check_max_seq_length",
+    "check_tokenizer_files",
+    "default_logging_steps",
+    "load_tokenizer",
+    "logging_steps_given",
+    "position_limit",
+    "quiet_loading_reports",
+    "unknown_token_share",
+]
+
+UNK_WARNING_SHARE = 0.05
+MAX_LOGGING_STEPS = 500
+LOGS_PER_RUN = 50
+
+# Encoders whose position ids start after the padding index (transformers' create_position_ids_from_input_ids).
+_PADDING_OFFSET_MODEL_TYPES = {"roberta", "xlm-roberta", "xlm-roberta-xl", "camembert", "data2vec-text",
+                               "longformer", "roberta-prelayernorm"}
+
+
+class UnknownTokensWarning(UserWarning):
+    """Much of the training text is ``[UNK]`` to the tokenizer."""
+
+
+# --------------------------------------------------------------------------------------------------------- tokenizer
+
+_TOKENIZER_FILES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                    "tokenizer.model")
+
+
+def check_tokenizer_files(path: str | os.PathLike) -> None:
+    """Raise ``FileNotFoundError`` when the local folder ``path`` holds no tokenizer, naming the folder, the files a
+    tokenizer needs and the files it has. transformers would otherwise try to convert a slow tokenizer and fail with
+    "Couldn't instantiate the backend tokenizer ... You need to have sentencepiece or tiktoken installed". A Hub id
+    (no such folder here) is left to transformers."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    if any((folder / name).is_file() for name in _TOKENIZER_FILES) or any(folder.glob("*.model")):
+        return
+    present = sorted(p.name for p in folder.iterdir())
+    raise FileNotFoundError(
+        f"{folder} has no tokenizer files: expected tokenizer.json (or vocab.txt for WordPiece, vocab.json with "
+        f"merges.txt for BPE, a sentencepiece *.model); the folder holds {', '.join(present) or 'nothing'}. Save "
+        "the tokenizer next to the model (tokenizer.save_pretrained(folder)), as the recipes do"
+    )
+
+
+def load_tokenizer(path: str | os.PathLike, **kwargs):
+    """``AutoTokenizer.from_pretrained(path, **kwargs)`` after :func:`check_tokenizer_files`."""
+    from transformers import AutoTokenizer
+
+    check_tokenizer_files(path)
+    return AutoTokenizer.from_pretrained(path, **kwargs)
+
+
+# --------------------------------------------------------------------------------------------------------- positions
+
+
+def position_limit(config) -> int | None:
+    """The longest input, in tokens, the encoder's position embeddings allow; None when it has no absolute ones.
+
+    ``config`` is a model config; a config with an ``encoder`` sub-config (``BertCrfConfig``) is read through it."""
+    encoder = getattr(config, "encoder", None)
+    if encoder is not None and hasattr(encoder, "model_type"):
+        config = encoder
+    positions = getattr(config, "max_position_embeddings", None)
+    if not positions or getattr(config, "position_biased_input", True) is False:  # DeBERTa: relative positions only
+        return None
+    if config.model_type in _PADDING_OFFSET_MODEL_TYPES:
+        padding_index = getattr(config, "pad_token_id", None)
+        positions -= (1 if padding_index is None else padding_index) + 1
+    return positions
+
+
+def check_max_seq_length(max_seq_length: int, config, flag: str = "--max_seq_length") -> None:
+    """Refuse a window longer than the encoder's position embeddings, saying the limit (``ValueError``)."""
+    limit = position_limit(config)
+    if limit is not None and max_seq_length > limit:
+        encoder = getattr(config, "encoder", config)
+        name = getattr(config, "name_or_path", "") or getattr(encoder, "model_type", "the encoder")
+        raise ValueError(
+            f"{flag} {max_seq_length} is longer than the encoder can read: {name} has {limit} positions "
+            f"(max_position_embeddings {encoder.max_position_embeddings}). Use {flag} {limit} or less; longer "
+            "texts are cut into windows"
+        )
+
+
+# ---------------------------------------------------------------------------------------------------- unknown tokens
+
+
+def _flat_ids(rows) -> np.ndarray:
+    """All token ids of a column of id lists (a ``datasets.Dataset`` is read through Arrow, without Python loops)."""
+    if hasattr(rows, "data") and hasattr(rows, "column_names"):  # a datasets.Dataset
+        import pyarrow.compute as pc
+
+        column = rows.data.column("input_ids")
+        return pc.list_flatten(column).to_numpy(zero_copy_only=False) if len(column) else np.zeros(0, np.int64)
+    return np.fromiter((i for row in rows for i in row), dtype=np.int64)
+
+
+def unknown_token_share(tokenizer, rows) -> dict[str, float | int]:
+    """``{"train_unk_share", "train_unk_tokens", "train_tokens"}`` of ``rows`` (a Dataset with ``input_ids`` or a
+    list of id lists): ``[UNK]`` pieces over all pieces, special tokens left out."""
+    ids = _flat_ids(rows)
+    special = [i for i in tokenizer.all_special_ids if i != tokenizer.unk_token_id]
+    ids = ids[~np.isin(ids, special)]
+    unknown = int(np.count_nonzero(ids == tokenizer.unk_token_id)) if tokenizer.unk_token_id is not None else 0
+    total = int(ids.size)
+    return {"train_unk_share": unknown / total if total else 0.0, "train_unk_tokens": unknown, "train_tokens": total}
+
+
+def _warn_unknown_tokens(counts: dict, tokenizer) -> None:
+    if counts["train_unk_share"] <= UNK_WARNING_SHARE:
+        return
+    name = getattr(tokenizer, "name_or_path", "") or "the tokenizer"
+    warnings.warn(UnknownTokensWarning(
+        f"{100 * counts['train_unk_share']:.1f}% of the training word pieces are [UNK] ({counts['train_unk_tokens']} "
+        f"of {counts['train_tokens']}): {name} lacks many of the data's characters or words, and the model cannot "
+        f"tell them apart. `python -m hf_bert_tasks.vocab mine --tokenizer {name} --files TRAIN_FILE --output "
+        "tokens.txt` lists what is missing and `python -m hf_bert_tasks.vocab expand` adds it (README: vocabulary "
+        "expansion)"), stacklevel=3)
+
+
+# ----------------------------------------------------------------------------------------------------- logging steps
+
+
+def logging_steps_given(argv: Sequence[str] | None = None) -> bool:
+    """Whether the command line sets ``--logging_steps`` (also ``--logging-steps``, or the key of the one JSON file
+    of options a recipe may take instead of flags)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        options = json.loads(Path(argv[0]).read_text(encoding="utf-8"))
+        return "logging_steps" in options
+    return any(re.match(r"--logging[_-]steps(=|$)", arg) for arg in argv)
+
+
+def default_logging_steps(max_steps: int) -> int:
+    """About ``LOGS_PER_RUN`` logs per run, at least one every ``MAX_LOGGING_STEPS`` steps."""
+    return max(1, min(MAX_LOGGING_STEPS, math.ceil(max_steps / LOGS_PER_RUN)))
+
+
+class LoggingStepsCallback(TrainerCallback):
+    """Log the training loss every :func:`default_logging_steps` steps (the user set no ``--logging_steps``)."""
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        if state.max_steps and state.max_steps > 0:
+            state.logging_steps = default_logging_steps(state.max_steps)
+
+
+# ------------------------------------------------------------------------------------------------------ quiet loading
+
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+_POOLER_KEY = re.compile(r"(^|\.)pooler\.")
+
+
+def _without_unused_pooler(message: str) -> str | None:
+    """A transformers load report without its rows of pooler weights marked UNEXPECTED (and without the note on
+    UNEXPECTED when no such row is left); None when nothing is left to report. Other messages come back as they are."""
+    text = _ANSI.sub("", message)
+    if "LOAD REPORT" not in text:
+        return message
+    lines = text.splitlines()
+
+    def cells(line: str) -> list[str]:
+        return [cell.strip() for cell in line.split("|")]
+
+    def unused_pooler(line: str) -> bool:
+        row = cells(line)
+        return "|" in line and len(row) > 1 and bool(_POOLER_KEY.search(row[0])) and row[1] == "UNEXPECTED"
+
+    if not any(unused_pooler(line) for line in lines):
+        return message
+    kept = [line for line in lines if not unused_pooler(line)]
+    rows = [line for line in kept if "|" in line and cells(line)[0] != "Key"]
+    if not rows:
+        return None
+    if not any(cells(line)[1] == "UNEXPECTED" for line in rows):
+        kept = [line for line in kept if not line.startswith("- UNEXPECTED:")]
+    return "\n".join(kept)
+
+
+class _DropUnusedPoolerReport(logging.Filter):
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        shorter = _without_unused_pooler(message)
+        if shorter is None:
+            return False
+        if shorter is not message:
+            record.msg, record.args = shorter, None
+        return True
+
+
+class _DropMessage(logging.Filter):
+    def __init__(self, start: str):
+        super().__init__()
+        self.start = start
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith(self.start)
+
+
+def quiet_loading_reports() -> None:
+    """Leave the encoder's unused pooler weights out of transformers' load reports, and a report of nothing else
+    out of the log (idempotent, process-wide)."""
+    logger = logging.getLogger("transformers.modeling_utils")
+    if not any(isinstance(f, _DropUnusedPoolerReport) for f in logger.filters):
+        logger.addFilter(_DropUnusedPoolerReport())
+
+
+def _align_special_tokens_quietly(model, tokenizer) -> None:
+    """transformers' own alignment of the config's PAD/BOS/EOS ids with the tokenizer, without its warning."""
+    from transformers.trainer_utils import align_special_tokens
+
+    logger = logging.getLogger("transformers.trainer_utils")
+    quiet = _DropMessage("The tokenizer has new PAD/BOS/EOS tokens")
+    logger.addFilter(quiet)
+    try:
+        align_special_tokens(model, tokenizer)
+    finally:
+        logger.removeFilter(quiet)
+
+
+def _has_accelerator() -> bool:
+    import torch
+
+    accelerator = getattr(torch, "accelerator", None)
+    if accelerator is not None and hasattr(accelerator, "is_available"):
+        return accelerator.is_available()
+    return torch.cuda.is_available()
+
+
+# ------------------------------------------------------------------------------------------------------------ recipes
+
+
+class RecipeChecks:
+    """The checks and quiet defaults of one recipe run (module docstring).
+
+    Args:
+        training_args: the run's ``TrainingArguments``; ``dataloader_pin_memory`` is turned off without an
+            accelerator.
+        argv: the command line (default ``sys.argv[1:]``), read to tell whether ``--logging_steps`` was given.
+    """
+
+    def __init__(self, training_args, argv: Sequence[str] | None = None):
+        self.training_args = training_args
+        self.default_logging = not logging_steps_given(argv)
+        self.metrics: dict = {}
+        if training_args.dataloader_pin_memory and not _has_accelerator():
+            training_args.dataloader_pin_memory = False
+        quiet_loading_reports()
+
+    def check_max_seq_length(self, max_seq_length: int, config, flag: str = "--max_seq_length") -> None:
+        """:func:`check_max_seq_length`; call it before tokenizing."""
+        check_max_seq_length(max_seq_length, config, flag)
+
+    def attach(self, trainer, **metrics) -> dict:
+        """Finish the run's set-up on its ``trainer``: the default logging steps, the special-token alignment, the
+        ``[UNK]`` share of the training features (when training), and ``metrics`` of the data (e.g. repaired tags).
+        They are printed and written to ``data_results.json`` and ``all_results.json`` now, so that they are there
+        whatever happens next. Returns them."""
+        if self.default_logging:
+            trainer.add_callback(LoggingStepsCallback())
+        tokenizer = trainer.processing_class
+        model = getattr(trainer, "model", None)
+        if tokenizer is not None and model is not None and hasattr(model, "config"):
+            _align_special_tokens_quietly(model, tokenizer)
+        self.metrics.update(metrics)
+        if self.training_args.do_train and trainer.train_dataset is not None and tokenizer is not None:
+            counts = unknown_token_share(tokenizer, trainer.train_dataset)
+            _warn_unknown_tokens(counts, tokenizer)
+            self.metrics.update(counts)
+        if self.metrics:
+            os.makedirs(trainer.args.output_dir, exist_ok=True)
+            trainer.log_metrics("data", self.metrics)
+            trainer.save_metrics("data", self.metrics)
+        return self.metrics
