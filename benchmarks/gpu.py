@@ -23,6 +23,12 @@ name (H100 and H200: 989 TFLOP/s, A100: 312) or `--peak_tflops`; the name and th
 "Parameters" counts every parameter (embeddings too); the attention score products (12 x layers x length x hidden
 FLOPs per token, about 2% here) are not in 6N and are reported apart.
 
+The CRF alone at each of `--crf_tags` (default 9 and 73 tags: CoNLL's BIO labels, OntoNotes' 18 types in BIOES):
+log-likelihood forward + backward and Viterbi decoding on random float32 emissions of the step's shape (batch x
+sequence length, rows of random lengths between half and all of it), ours with the algorithm the CRF chooses and
+pytorch-crf 0.7.2 where it is installed; the algorithms' crossovers were measured on a CPU, so these figures are
+also the check of that choice on a GPU.
+
 A time budget (`--time_budget_seconds`) skips what would not fit, and the JSON (benchmarks/results/gpu.json) is
 rewritten after every measurement, so a run cut short still leaves what it measured.
 """
@@ -64,6 +70,8 @@ class GpuArguments:
         "help": "Peak dense bf16 TFLOP/s for the MFU (default: from the device name's table entry)."})
     time_budget_seconds: float = field(default=420.0, metadata={
         "help": "Skip configurations that would start after this many seconds (the run must end in 8 minutes)."})
+    crf_tags: str = field(default="9,73", metadata={
+        "help": "Comma-separated tag counts at which the CRF alone is timed (forward + backward and decoding)."})
     seed: int = field(default=0, metadata={"help": "Seed of the weights and the random batch."})
     output: str = field(default=str(ROOT / "benchmarks" / "results" / "gpu.json"),
                         metadata={"help": "Where the JSON results go."})
@@ -200,6 +208,51 @@ def measure(config, head: str, compiled: bool, batch: dict, args, device, peak, 
     return entry
 
 
+def measure_crf_alone(tags: int, args, device) -> dict:
+    """The CRF alone at `tags` tags on (batch, seq_len) emissions: ours and, if installed, pytorch-crf."""
+    from hf_bert_tasks import LinearChainCRF
+
+    generator = torch.Generator().manual_seed(args.seed)
+    b, t = args.batch_size, args.seq_len
+    emissions = torch.randn(b, t, tags, generator=generator).to(device)
+    gold = torch.randint(tags, (b, t), generator=generator).to(device)
+    lengths = torch.randint(max(1, t // 2), t + 1, (b,), generator=generator)
+    lengths[0] = t
+    mask = (torch.arange(t)[None, :] < lengths[:, None]).to(device)
+    implementations = {"ours": LinearChainCRF(tags).to(device)}
+    try:
+        import torchcrf
+
+        implementations["pytorch_crf"] = torchcrf.CRF(tags, batch_first=True).to(device)
+    except ImportError:
+        pass
+    entry = {}
+    for name, crf in implementations.items():
+        leaf = emissions.clone().requires_grad_(True)
+
+        def forward_backward():
+            leaf.grad = None
+            crf.zero_grad(set_to_none=True)
+            (-crf(leaf, gold, mask, reduction="sum")).backward()
+
+        def decode():
+            with torch.no_grad():
+                crf.decode(emissions, mask)
+
+        time_calls(forward_backward, 2, device)
+        time_calls(decode, 2, device)
+        entry[name] = {
+            "forward_backward_ms": 1e3 * statistics.median(time_calls(forward_backward, args.crf_repeats, device)),
+            "decode_ms": 1e3 * statistics.median(time_calls(decode, args.crf_repeats, device)),
+        }
+    if "pytorch_crf" in entry:
+        entry["speedup"] = {m: entry["pytorch_crf"][m] / entry["ours"][m] for m in entry["ours"]}
+    from hf_bert_tasks.modeling.crf_kernels import choose_log_likelihood, choose_viterbi
+
+    entry["algorithms"] = {"log_likelihood": choose_log_likelihood(b, t, tags), "decode": choose_viterbi(b, t, tags)}
+    return entry
+
+
 def main():
     (args,) = HfArgumentParser(GpuArguments).parse_args_into_dataclasses()
     began = time.perf_counter()
@@ -222,7 +275,7 @@ def main():
         "peak_bf16_flops": peak, "peak_source": "--peak_tflops" if args.peak_tflops else "table by device name",
         "torch": torch.__version__, "tokens_per_step": args.batch_size * args.seq_len,
         "attention_flops_per_token": 12 * encoder.num_hidden_layers * args.seq_len * encoder.hidden_size,
-        "configurations": {}, "skipped": [],
+        "configurations": {}, "crf_alone": {}, "skipped": [],
     }
 
     def save():
@@ -255,6 +308,16 @@ def main():
                   + (f", {entry['graph_breaks']} graph breaks, first step {entry['first_step_seconds']:.0f} s"
                      if compiled else ""))
             save()
+
+    for tags in (int(k) for k in args.crf_tags.split(",") if k.strip()):
+        if out_of_time(f"crf_alone_tags{tags}"):
+            continue
+        entry = measure_crf_alone(tags, args, device)
+        report["crf_alone"][f"tags_{tags}"] = entry
+        print(f"CRF alone, {tags} tags, {args.batch_size} x {args.seq_len}: "
+              + ", ".join(f"{name} forward+backward {v['forward_backward_ms']:.2f} ms, decode {v['decode_ms']:.2f} ms"
+                          for name, v in entry.items() if name in ("ours", "pytorch_crf")))
+        save()
 
     configurations = report["configurations"]
     for head in ("softmax", "crf"):
