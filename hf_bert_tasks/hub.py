@@ -56,7 +56,18 @@ from transformers.dynamic_module_utils import get_relative_imports
 from .ner.tagging import split_tag, split_words
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
-NER_CARD_TEMPLATE = REPO_ROOT / "model_cards" / "ner.md"
+
+
+def _model_cards_folder() -> Path:
+    """Where the card templates are. `model_cards/` at the repository root is their one source, where users read and
+    edit them; pyproject.toml ships that folder in the wheel as package data, at `hf_bert_tasks/model_cards/`. So: the
+    installed package's copy when there is one (`pip install .`), else the checkout's (source tree, editable install)."""
+    installed = Path(__file__).resolve().parent / "model_cards"
+    return installed if installed.is_dir() else REPO_ROOT / "model_cards"
+
+
+MODEL_CARDS = _model_cards_folder()
+NER_CARD_TEMPLATE = MODEL_CARDS / "ner.md"
 
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
@@ -96,10 +107,10 @@ NER_CARD = TaskCard("token-classification", "Named Entity Recognition", "NER", M
 TASK_CARDS = {
     "ForSequenceClassification": TaskCard("text-classification", "Text Classification", "Text Classification",
                                           (("accuracy", "Accuracy"), ("macro_f1", "Macro F1")), "accuracy", "",
-                                          REPO_ROOT / "model_cards" / "classification.md"),
+                                          MODEL_CARDS / "classification.md"),
     "ForQuestionAnswering": TaskCard("question-answering", "Question Answering", "Question Answering",
                                      (("exact_match", "Exact match"), ("f1", "F1")), "exact_match", "",
-                                     REPO_ROOT / "model_cards" / "qa.md"),
+                                     MODEL_CARDS / "qa.md"),
 }
 EXAMPLE_TEXTS = {"zh": "明朝建立于1368年，开国皇帝是朱元璋。",
                  "en": "Angela Weber flew from Dublin to Toronto on Monday."}

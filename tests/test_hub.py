@@ -41,8 +41,8 @@ RESULTS_A = {"epoch": 3.0, "eval_loss": 1.25, "eval_precision": 0.8125, "eval_re
 RESULTS_B = {**RESULTS_A, "eval_f1": 0.8421, "test_f1": 0.7999, "eval_PER_f1": 0.95}
 TRAINING = {"learning_rate": 5e-05, "crf_learning_rate": 0.001, "num_train_epochs": 3, "seed": 42}
 PUSHED = {".gitattributes", "README.md", "config.json", "model.safetensors", "configuration_bert_crf.py",
-          "modeling_bert_crf.py", "crf.py", "crf_kernels.py", "tokenizer.json", "tokenizer_config.json",
-          "all_results.json"}
+          "modeling_bert_crf.py", "crf.py", "crf_kernels.py", "pipeline_bert_crf.py", "tagging.py", "windows.py",
+          "tokenizer.json", "tokenizer_config.json", "all_results.json"}
 
 
 def save_recipe_output(path: Path, seed: int, results: dict) -> BertCrfForTokenClassification:
@@ -256,6 +256,10 @@ def test_model_card_metadata_scores_and_usage(pushed, tmp_path):
     text = card.text
     assert 'AutoModelForTokenClassification.from_pretrained("alice/tiny-ner", trust_remote_code=True)' in text
     assert 'NerPredictor.from_pretrained("alice/tiny-ner")' in text
+    # Usage: the CRF's pipeline first, then NerPredictor; and what the hosted widget does with custom code.
+    pipeline_call = 'pipeline("token-classification", model="alice/tiny-ner", trust_remote_code=True'
+    assert text.index(pipeline_call) < text.index("NerPredictor.from_pretrained")
+    assert "does not run code stored in a model repository" in text
     assert ", ".join(f"`{label}`" for label in LABELS) in text
     assert "| PER | 0.9500 | 0.8500 |" in text and "| validation | 0.8125 | 0.7903 | 0.8421 |" in text
     assert "| crf_learning_rate | 0.001 |" in text and "## Limitations" in text
