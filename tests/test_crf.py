@@ -701,6 +701,7 @@ def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
     assert crf_kernels.choose_viterbi(1, 16, 5) == "python"
     assert crf_kernels.choose_viterbi(32, 128, 73) == "middle_rows"
     assert crf_kernels.choose_viterbi(32, 128, 9) == "middle"
+    assert crf_kernels.choose_viterbi(1, 64, 9) == "tree"
     assert crf_kernels.choose_log_likelihood(1, 512, 9) == "tree"
     assert crf_kernels.choose_log_likelihood(32, 128, 73) == "sequential"
     # the module asks the dispatcher with the longest row's length, not the padded one

@@ -40,7 +40,8 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
   about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
 - Viterbi (decoding): ``"python"`` (the recursion on Python floats, for tiny inputs where one torch operation
-  costs more than all the arithmetic), ``"middle"`` (a forward and a backward max-plus pass meeting in the middle,
+  costs more than all the arithmetic), ``"tree"`` (max-plus matrix products combined as a balanced tree: few
+  operations, K^3 work per node; a few short rows with few tags), ``"middle"`` (a forward and a backward max-plus pass meeting in the middle,
   about T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums every few steps) or
   ``"middle_rows"`` (the same in a row-major layout with back-pointers recomputed along the path only: many
   tags). Paths equal the reference's except where two paths' scores tie to within rounding.
@@ -61,6 +62,7 @@ from .crf_kernels import (
     viterbi_middle,
     viterbi_middle_rows,
     viterbi_python,
+    viterbi_tree,
 )
 
 __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "normalize_scheme"]
@@ -69,7 +71,7 @@ __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_trans
 FORBIDDEN_SCORE = -10000.0
 # Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
 LOG_LIKELIHOOD_ALGORITHMS = ("tree", "sequential")
-VITERBI_ALGORITHMS = ("python", "middle", "middle_rows", "sequential")
+VITERBI_ALGORITHMS = ("python", "tree", "middle", "middle_rows", "sequential")
 
 # The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
 # module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
@@ -276,6 +278,8 @@ def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor
     """Best path (B, T) by one of VITERBI_ALGORITHMS (all give the same path up to ties within rounding)."""
     if algorithm == "python":
         return viterbi_python(emissions, mask, start, transitions, end)
+    if algorithm == "tree":
+        return viterbi_tree(emissions, mask, start, transitions, end)
     if algorithm == "middle":
         return viterbi_middle(emissions, mask, start, transitions, end)
     if algorithm == "middle_rows":

@@ -21,10 +21,14 @@ Viterbi (decoding):
 
 - ``python``: the recursion on Python floats (float64), for tiny inputs where one torch operation (microseconds)
   costs more than the whole arithmetic.
+- ``tree``: a tree of max-plus matrix products (K^3 work per node, about 5 log2(T) operations), for a few short
+  rows with few tags (see :func:`viterbi_tree`).
 - ``middle``: meet in the middle (a forward and a backward max-plus pass in one loop of about T / 2 steps, see
-  :func:`viterbi_middle`), with back-pointers either recovered from the kept sums every few steps (``chunks``:
-  few tags) or recomputed along the path during the backtrace (``recompute``: many tags, where the kept sums
-  cost more memory traffic than the loop itself).
+  :func:`viterbi_middle`), layout (tag, tag, row), back-pointers recovered from the kept sums every few steps:
+  few tags.
+- ``middle_rows``: the same loop in a row-major layout, back-pointers recomputed along the path during the
+  backtrace (see :func:`viterbi_middle_rows`): many tags, where keeping the sums costs more memory traffic than
+  the loop itself.
 
 The choice (:func:`choose_log_likelihood`, :func:`choose_viterbi`) uses crossovers measured on the CPU with
 ``python benchmarks/crf_speed.py --crossovers`` (see the constants below); any choice gives the same results up to
@@ -54,6 +58,9 @@ TREE_MAX_WORK_PER_STEP = 12000  # tree while B * K^3 (its arithmetic per time st
 # Viterbi: Python floats while B * T * K^2 (the whole arithmetic) is at most this; the row-major layout (and
 # back-pointers recomputed along the path) from this many tags on, when B * K^2 is large enough to matter.
 PYTHON_VITERBI_MAX_WORK = 2500
+# The max-plus tree while B * T * K^3 (its whole arithmetic) is at most this, for a few rows.
+TREE_VITERBI_MAX_WORK = 65536
+TREE_VITERBI_MAX_BATCH = 8
 ROWS_LAYOUT_MIN_TAGS = 16
 ROWS_LAYOUT_MIN_WORK_PER_STEP = 1600  # B * K^2
 
@@ -66,9 +73,11 @@ def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
 
 
 def choose_viterbi(batch: int, length: int, num_tags: int) -> str:
-    """``"python"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input."""
+    """``"python"``, ``"tree"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input."""
     if batch * length * num_tags**2 <= PYTHON_VITERBI_MAX_WORK:
         return "python"
+    if batch <= TREE_VITERBI_MAX_BATCH and batch * length * num_tags**3 <= TREE_VITERBI_MAX_WORK:
+        return "tree"
     if num_tags >= ROWS_LAYOUT_MIN_TAGS and batch * num_tags**2 >= ROWS_LAYOUT_MIN_WORK_PER_STEP:
         return "middle_rows"
     return "middle"
@@ -512,3 +521,48 @@ def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transiti
         traced[s - 1] = tag
     traced = torch.stack(traced).view(steps, 2 * batch)  # (S, 2B)
     return _middle_path(traced, middle_tag, lengths, mask)
+
+
+def viterbi_tree(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask, by a tree of max-plus matrix products: for short rows.
+
+    The Viterbi analogue of :func:`tree_forward`: the step matrices ``M_t[i, j] = trans[i, j] + em_t[j]`` (the
+    max-plus identity at padded steps: 0 on the diagonal, -inf elsewhere) are combined pairwise,
+    ``C[i, l] = max_j A[i, j] + B[j, l]``, keeping the maximising ``j`` of every node (the first, as ``torch.max``
+    picks it), in log2(T) levels of one operation pair each (leaves in bit-reversed time order, so the children
+    of a node sit at the same position of the two halves of the level below). The root gives the best first and
+    last tags at once; going down, each node's kept ``j`` at its two boundary tags is the tag between its
+    children. About 5 log2(T) + 20 operations in all, but K^3 work per node: the choice for few, short rows with
+    few tags, where the per-step loops cost more in operations than this costs in arithmetic.
+    """
+    batch, length, k = emissions.shape
+    device = emissions.device
+    if length == 1:
+        return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
+    n = 1 << (max(length - 1, 2) - 1).bit_length()  # leaves: steps 1..T-1, padded to a power of two
+    perm = _bit_reversal(n, device)
+    steps = emissions[:, 1:]
+    live = mask[:, 1:]
+    if n > length - 1:
+        steps = torch.cat([steps, steps.new_zeros(batch, n - length + 1, k)], dim=1)
+        live = torch.cat([live, live.new_zeros(batch, n - length + 1)], dim=1)
+    steps = steps.transpose(0, 1).index_select(0, perm)  # (N, B, K)
+    live = live.t().index_select(0, perm)[:, :, None, None]  # (N, B, 1, 1)
+    identity = torch.full((k, k), float("-inf"), dtype=emissions.dtype, device=device).fill_diagonal_(0.0)
+    node = torch.where(live, transitions + steps[:, :, None, :], identity)  # (N, B, K_from, K_to)
+    pointers = []
+    while node.shape[0] > 1:
+        half = node.shape[0] // 2
+        node, between = (node[:half, :, :, :, None] + node[half:, :, None, :, :]).max(dim=3)
+        pointers.append(between)  # (half, B, K, K): the tag between the two children, per boundary pair
+    total = (start + emissions[:, 0])[:, :, None] + node[0] + end  # (B, K_first, K_last)
+    best = total.view(batch, k * k).argmax(dim=1)
+    first, last = best // k, best % k  # (B,)
+    # Top-down: the parents' boundary tags (left, right) at positions [0, c) give the middle tag; left children
+    # keep positions [0, c), right children go to [c, 2c).
+    left, right = first[None, :], last[None, :]  # (c, B)
+    for between in reversed(pointers):
+        middle = between.view(between.shape[0], batch, k * k).gather(2, (left * k + right)[..., None])[..., 0]
+        left, right = torch.cat([left, middle]), torch.cat([middle, right])
+    tags = right.index_select(0, perm)[: length - 1].t()  # (B, T - 1): the tag at the end of each step
+    return torch.cat([first[:, None], tags], dim=1).masked_fill(~mask, -1)
