@@ -13,7 +13,7 @@ Log-partition function and its gradient (training), both in float64, each with a
 - ``tree``: Z as a balanced tree of matrix products in exp space, log2(T) batched products but K^3 work per node
   (see :func:`tree_forward`). Few operations, much arithmetic: best for few tags and long, few sequences.
 - ``sequential``: the forward algorithm in exp space, one (B, K) x (K, K) product per step (K^2 work per step),
-  rescaled at every step; with gradients on, the backward recursion runs in the same loop, side by side, and the
+  rescaled every second step; with gradients on, the backward recursion runs in the same loop, side by side, and the
   marginals are then a few batched operations (see :func:`sequential_forward`). About 4 T small operations:
   best once K or B is large.
 
@@ -41,6 +41,10 @@ from typing import Dict, Tuple
 import torch
 from torch import Tensor
 
+# The sequential recursion divides its vectors by their sum every this many steps (and at the last): a vector
+# can then shrink by at most two steps' factors before it is rescaled, as a tree node covers two leaves at its
+# first level, so only entries below exp(-700) times the largest of two steps' product can be lost.
+RESCALE_EVERY = 2
 # Viterbi steps whose back-pointers are recovered together (keeps the kept sums small).
 _POINTER_CHUNK = 8
 
@@ -269,8 +273,9 @@ def sequential_forward(
 
     All floating inputs share one dtype (float64 in practice). With ``W = exp(trans - max trans)`` and
     ``E_t = exp(em_t - max em_t)`` the forward vectors are ``a_0 = exp(start - max) E_0``, ``a_t = (a_{t-1} W) E_t``,
-    each divided by its sum ``c_t`` (whose logarithms, with the shifts, make up ``log Z``): one (B, K) x (K, K)
-    product and three small operations per step, no masking (a row's ``log Z`` is read at its own last step).
+    every ``RESCALE_EVERY`` steps divided by its sum ``c_t`` (whose logarithms, with the shifts, make up
+    ``log Z``): one (B, K) x (K, K) product and two or three small operations per step, no masking (a row's
+    ``log Z`` is read at its own last step).
 
     For the gradient the backward vectors ``h_t = E_t beta_t`` (``beta`` the suffix sums, ``beta_{L-1} =
     exp(end)``) follow ``h_{t-1} = (h_t W^T) E_{t-1}``, the same form. Each row runs it from its own last token
@@ -302,11 +307,13 @@ def sequential_forward(
     vectors[0].div_(sums[0])
     mats = torch.stack([w, w.t()])[:directions]  # (D, K, K)
     vector_steps, sum_steps, em_steps = vectors.unbind(0), sums.unbind(0), steps.unbind(0)
+    sums[1:] = 1.0
     for t in range(1, length):
         current = torch.bmm(vector_steps[t - 1], mats, out=vector_steps[t])
         current.mul_(em_steps[t])
-        torch.sum(current, dim=2, keepdim=True, out=sum_steps[t])
-        current.div_(sum_steps[t])
+        if t % RESCALE_EVERY == 0 or t == length - 1:
+            torch.sum(current, dim=2, keepdim=True, out=sum_steps[t])
+            current.div_(sum_steps[t])
     log_sums = sums[:, 0, :, 0].log().masked_fill_(~mask.t(), 0.0).sum(dim=0)  # (B,)
     last = vectors[lengths - 1, 0, rows]  # (B, K): each row's a_{L-1}
     shifts = em_max[..., 0].masked_fill(~mask, 0.0).sum(dim=1) + (lengths - 1) * trans_max + start_max + end_max
