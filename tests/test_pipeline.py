@@ -3,14 +3,16 @@
 `NerPredictor`'s entities (the CRF's Viterbi path, never the argmax), for text of any length."""
 
 import json
+import os
 import subprocess
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
 from transformers import pipeline
 
-from conftest import PYTHON, WORDS, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, WORDS, shared_data_path, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.ner.predictor import NerPredictor
 from hf_bert_tasks.ner.tagging import split_words, tags_to_spans
@@ -179,3 +181,73 @@ def test_long_text_is_windowed_the_same_at_every_batch_size(ner):
     one = ner(LONG_TEXT, batch_size=1)
     assert len(one) > 20 and one[-1]["end"] > len(LONG_TEXT) - 25  # the end of the text is tagged too
     assert spans(ner(LONG_TEXT, batch_size=7), "entity_group") == spans(one, "entity_group")
+
+
+# -- real data: the pipeline without the package against NerPredictor ------------------------------------------------
+
+REMOTE_PIPELINE = """
+import json, sys
+sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
+from transformers import pipeline
+folder, texts_file, out_file = sys.argv[1:]
+texts = json.load(open(texts_file, encoding="utf-8"))
+ner = pipeline("token-classification", model=folder, trust_remote_code=True, aggregation_strategy="simple",
+               device="cpu")
+assert type(ner).__module__.startswith("transformers_modules"), type(ner).__module__
+results = ner(texts, batch_size=32)
+json.dump([[(e["entity_group"], e["start"], e["end"]) for e in r] for r in results], open(out_file, "w"))
+"""
+
+
+def trained_model(env_name: str, default: str):
+    """A model trained by recipes/ner.py (see benchmarks/README.md, 'The pipeline'), or skip."""
+    path = Path(os.environ.get(env_name, ROOT / "runs" / default))
+    if not (path / "config.json").is_file():
+        pytest.skip(f"no model at {path}: train one as benchmarks/README.md ('The pipeline') says, or set {env_name}")
+    return path
+
+
+def compare_on_real_text(model_dir, texts, tmp_path):
+    """Entities (type, start, end) of every text: the pipeline built by transformers from a freshly saved folder in a
+    process without hf_bert_tasks, and NerPredictor here."""
+    from transformers import AutoTokenizer
+
+    predictor = NerPredictor.from_pretrained(str(model_dir))
+    folder = tmp_path / "model"  # saved with the current code, so it ships the current pipeline
+    predictor.model.save_pretrained(folder)
+    AutoTokenizer.from_pretrained(model_dir).save_pretrained(folder)
+    (tmp_path / "texts.json").write_text(json.dumps(texts, ensure_ascii=False), encoding="utf-8")
+    result = subprocess.run([PYTHON, "-c", REMOTE_PIPELINE, str(folder), str(tmp_path / "texts.json"),
+                             str(tmp_path / "out.json")], capture_output=True, text=True, cwd=tmp_path,
+                            env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+                                 "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}, timeout=3600)
+    assert result.returncode == 0, result.stderr[-3000:]
+    remote = [[tuple(e) for e in r] for r in json.loads((tmp_path / "out.json").read_text())]
+    expected = [spans(r) for r in predictor(texts)]
+    differing = [i for i, (a, b) in enumerate(zip(remote, expected)) if a != b]
+    assert len(remote) == len(texts) and differing == [], [(texts[i], remote[i], expected[i]) for i in differing[:3]]
+    return sum(map(len, expected))
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_pipeline_equals_the_predictor_on_the_conll_dev_set(tmp_path):
+    from hf_bert_tasks.ner.data import read_conll
+
+    dev = read_conll(shared_data_path("conll2003", "eng.testa"))
+    texts = [" ".join(tokens) for tokens in dev["tokens"]]
+    assert len(texts) == 3250
+    model_dir = trained_model("HF_BERT_TASKS_CONLL_MODEL", "conll_minilm_crf")
+    assert compare_on_real_text(model_dir, texts, tmp_path) > 3000
+
+
+@pytest.mark.slow
+@pytest.mark.data
+def test_pipeline_equals_the_predictor_on_the_msra_test_set(tmp_path):
+    from hf_bert_tasks.ner.data import read_char_bio
+
+    test = read_char_bio(shared_data_path("msra_ner", "msra_test_bio"))
+    texts = ["".join(chars) for chars in test["tokens"]]
+    assert len(texts) > 3000 and max(map(len, texts)) > 128  # sentences longer than one window
+    model_dir = trained_model("HF_BERT_TASKS_MSRA_MODEL", "msra_minilm_crf")
+    assert compare_on_real_text(model_dir, texts, tmp_path) > 1000

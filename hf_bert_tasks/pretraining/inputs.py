@@ -18,7 +18,7 @@ Decisions:
 - **Randomness** comes from torch's global generator (which `Trainer` seeds and restores on resuming), or from a
   private generator when the collator is given a `seed` (reproducible draws in tests).
 - **Chunks.** A text longer than the window is cut at word boundaries into consecutive chunks
-  (`windows.plan_windows` with no overlap), each with `[CLS]`/`[SEP]` around it; a single word longer than a
+  (`modeling.windows.plan_windows` with no overlap), each with `[CLS]`/`[SEP]` around it; a single word longer than a
   window is truncated to it.
 """
 
@@ -35,7 +35,7 @@ from ..vocab import (
     get_segmenter,
     segment,
 )
-from ..windows import plan_windows
+from ..modeling.windows import plan_windows
 
 
 def encode_for_mlm(tokenizer, texts: Sequence[str], *, max_length: int,
