@@ -36,8 +36,8 @@ import argparse
 import importlib.util
 import json
 import os
+import math
 import platform
-import resource
 import statistics
 import subprocess
 import sys
@@ -102,7 +102,8 @@ def build_pair(torchcrf, crf_module, tags, seed):
 
 def path_scores(crf, emissions, paths, mask):
     """Score (B,) of each row's path (a list of tags), in float64, from pytorch-crf's parameters."""
-    start, trans, end = (getattr(crf, n).detach().double() for n in ("start_transitions", "transitions", "end_transitions"))
+    names = ("start_transitions", "transitions", "end_transitions")
+    start, trans, end = (getattr(crf, n).detach().double() for n in names)
     em = emissions.double()
     scores = []
     for row, path in enumerate(paths):
@@ -283,8 +284,8 @@ def crossover_point(crf_module, b, t, k, args):
             named_calls, reset = make_calls(crf, emissions, tags, mask, algorithm)
             calls.append(named_calls[measure])
             resets.append(reset)
-        times, _ = time_in_blocks(calls, lambda: [r() for r in resets], args.repeats, args.block, args.warmup,
-                                  args.point_seconds)
+        times, _ = time_in_blocks(calls, lambda resets=resets: [r() for r in resets], args.repeats, args.block,
+                                  args.warmup, args.point_seconds)
         ms = {a: statistics.median(x) for a, x in zip(algorithms, times)}
         fastest = min(ms, key=ms.get)
         entry[measure] = {"ms": ms, "fastest": fastest, "chosen": chosen,
@@ -315,7 +316,7 @@ def draw_heat_maps(report, folder: Path, stem: str):
         image = axis.imshow(grid, cmap="RdYlGn", norm=LogNorm(vmin=0.5, vmax=32), aspect="auto")
         for i, row in enumerate(grid):
             for j, value in enumerate(row):
-                if value == value:
+                if not math.isnan(value):
                     axis.text(j, i, f"{value:.1f}x", ha="center", va="center", fontsize=8,
                               fontweight="bold" if value < 2 else "normal")
         axis.set_xticks(range(len(tags)), [str(k) for k in tags])
@@ -384,8 +385,8 @@ def measure_memory(shapes, threads):
         entry["ours_over_pytorch_crf"] = (entry["ours"]["peak_above_start_mib"]
                                           / entry["pytorch_crf"]["peak_above_start_mib"])
         print(f"B={b} T={t} K={k}: peak memory of forward + backward above the start: pytorch-crf "
-              f"{entry['pytorch_crf']['peak_above_start_mib']:.1f} MiB, ours {entry['ours']['peak_above_start_mib']:.1f}"
-              f" MiB ({entry['ours_over_pytorch_crf']:.2f}x)")
+              f"{entry['pytorch_crf']['peak_above_start_mib']:.1f} MiB, "
+              f"ours {entry['ours']['peak_above_start_mib']:.1f} MiB ({entry['ours_over_pytorch_crf']:.2f}x)")
         results.append(entry)
     return results
 
@@ -406,7 +407,8 @@ def main():
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls of each first (default 10; grid 1)")
     parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--grid", action="store_true", help="every shape of --grid-batches x --grid-lengths x --grid-tags")
+    parser.add_argument("--grid", action="store_true",
+                        help="every shape of --grid-batches x --grid-lengths x --grid-tags")
     parser.add_argument("--grid-batches", type=parse_shape_list, default=GRID["batch"], help="e.g. 1,8,32,128")
     parser.add_argument("--grid-lengths", type=parse_shape_list, default=GRID["length"], help="e.g. 16,64,128,512")
     parser.add_argument("--grid-tags", type=parse_shape_list, default=GRID["tags"], help="e.g. 5,9,21,41,73,133")

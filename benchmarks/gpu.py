@@ -230,12 +230,12 @@ def measure_crf_alone(tags: int, args, device) -> dict:
     for name, crf in implementations.items():
         leaf = emissions.clone().requires_grad_(True)
 
-        def forward_backward():
+        def forward_backward(crf=crf, leaf=leaf):
             leaf.grad = None
             crf.zero_grad(set_to_none=True)
             (-crf(leaf, gold, mask, reduction="sum")).backward()
 
-        def decode():
+        def decode(crf=crf):
             with torch.no_grad():
                 crf.decode(emissions, mask)
 

@@ -730,8 +730,9 @@ def test_kernels_file_imports_only_torch_and_the_standard_library():
     """crf_kernels.py is copied next to saved weights: nothing of this package, nothing but torch and stdlib."""
     import ast
     import sys
+    from pathlib import Path
 
-    tree = ast.parse(open(crf_kernels.__file__).read())
+    tree = ast.parse(Path(crf_kernels.__file__).read_text())
     modules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):

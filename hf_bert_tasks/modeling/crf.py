@@ -41,10 +41,10 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
 - Viterbi (decoding): ``"python"`` (the recursion on Python floats, for tiny inputs where one torch operation
   costs more than all the arithmetic), ``"tree"`` (max-plus matrix products combined as a balanced tree: few
-  operations, K^3 work per node; a few short rows with few tags), ``"middle"`` (a forward and a backward max-plus pass meeting in the middle,
-  about T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums every few steps) or
-  ``"middle_rows"`` (the same in a row-major layout with back-pointers recomputed along the path only: many
-  tags). Paths equal the reference's except where two paths' scores tie to within rounding.
+  operations, K^3 work per node; a few short rows with few tags), ``"middle"`` (a forward and a backward max-plus
+  pass meeting in the middle, about T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums
+  every few steps) or ``"middle_rows"`` (the same in a row-major layout with back-pointers recomputed along the
+  path only: many tags). Paths equal the reference's except where two paths' scores tie to within rounding.
 """
 
 from typing import List, Optional, Tuple

@@ -454,7 +454,8 @@ def viterbi_middle(emissions: Tensor, mask: Tensor, start: Tensor, transitions: 
     weight_type = torch.uint8 if k <= 256 else torch.int32
     weights = torch.arange(k - 1, -1, -1, dtype=weight_type, device=device)
     first_hit = torch.empty(steps, k, rows2, dtype=weight_type, device=device)  # K - 1 - back-pointer
-    chunk_steps, value_steps, added_steps, score_steps = chunk.unbind(0), values.unbind(0), added.unbind(0), scores.unbind(0)
+    chunk_steps, value_steps = chunk.unbind(0), values.unbind(0)
+    added_steps, score_steps = added.unbind(0), scores.unbind(0)
     for s in range(1, steps + 1):
         c = (s - 1) % chunk_size
         sums = torch.add(score_steps[s - 1].unsqueeze(1), table, out=chunk_steps[c])  # (K_in, K_out, 2B)
