@@ -59,6 +59,7 @@ from hf_bert_tasks.classification.predictor import (
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.training import (
     FineTuneArguments,
     OrderedEvalTrainer,
@@ -121,6 +122,7 @@ class DataArguments:
 def main():
     model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
         ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
+    checks = RecipeChecks(training_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
     if data_args.predictions_format not in (None, "tsv", "jsonl"):
@@ -155,9 +157,7 @@ def main():
                                   max_seq_length=data_args.max_seq_length, stride=data_args.stride,
                                   head_tokens=data_args.head_tokens)
     threshold = resolve_threshold(config if trained else None, data_args.threshold)
-    positions = getattr(config, "max_position_embeddings", None)
-    if positions is not None and settings["max_seq_length"] > positions:
-        raise ValueError(f"--max_seq_length {settings['max_seq_length']} exceeds the encoder's {positions} positions")
+    checks.check_max_seq_length(settings["max_seq_length"], config)
     # Saved with the model, so that the predictor (TextClassifier) cuts long texts as in training.
     saved = {**settings, "classification_threshold": threshold}
     for key in SAVED_SETTINGS:
@@ -195,6 +195,7 @@ def main():
         optimizers=(finetune_args.optimizer(model, training_args), None),
         callbacks=finetune_args.callbacks(),
     )
+    checks.attach(trainer)
 
     if training_args.do_train:
         train_and_save(trainer, training_args, lora_args, lora_model)

@@ -28,10 +28,11 @@ from transformers import (
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.ner.data import load_ner_dataset, write_tagged_file
+from hf_bert_tasks.ner.data import column_separator, load_ner_dataset, repair_counts, write_tagged_file
 from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.ner.metrics import entity_scores
 from hf_bert_tasks.ner.tagging import convert_tags, label_list, split_tag
+from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.training import (
     FineTuneArguments,
     OrderedEvalTrainer,
@@ -63,6 +64,13 @@ class DataArguments:
     dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration name."})
     data_format: str = field(default="auto", metadata={"help": "auto, conll, char, cluener or jsonl."})
     tag_column: int = field(default=-1, metadata={"help": "Tag column of CoNLL files (default: the last)."})
+    column_separator: str | None = field(default=None, metadata={
+        "help": "Column separator of CoNLL files: tab (for tokens that contain spaces), space, or any string; "
+                "default: runs of spaces and tabs."})
+    repair_tags: bool = field(default=False, metadata={
+        "help": "Repair invalid tag sequences (the conlleval rule: a tag that cannot continue the current entity "
+                "starts a new one) instead of refusing them; how many tags in how many sentences of each file "
+                "changed goes to the log and to all_results.json (<split>_repaired_tags, _repaired_sentences)."})
     source_scheme: str | None = field(default=None, metadata={"help": "Tag scheme of the files (IOB1 for the "
                                                                      "original CoNLL-2003); default: --scheme."})
     scheme: str = field(default="BIO", metadata={"help": "Scheme the model learns: IOB1, BIO, BIOES or BMES."})
@@ -82,6 +90,7 @@ class DataArguments:
 def main():
     model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
         ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
+    checks = RecipeChecks(training_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -91,12 +100,15 @@ def main():
         dataset_name=data_args.dataset_name, dataset_config=data_args.dataset_config_name,
         format=data_args.data_format, tag_column=data_args.tag_column,
         source_scheme=source_scheme, target_scheme=data_args.scheme,
+        separator=column_separator(data_args.column_separator), repair_tags=data_args.repair_tags,
+        document_context=data_args.context_window > 0,
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
     tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
 
     model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)
+    checks.check_max_seq_length(data_args.max_seq_length, model.config)
     # peft adapts `model` in place; the Trainer gets the PeftModel (adapter-only checkpoints), the rest uses `model`.
     lora_model = lora_args.apply(model)
     labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
@@ -159,6 +171,7 @@ def main():
         optimizers=(finetune_args.optimizer(model, training_args), None),
         callbacks=finetune_args.callbacks(),
     )
+    checks.attach(trainer, **repair_counts(raw))
 
     if training_args.do_train:
         train_and_save(trainer, training_args, lora_args, lora_model)

@@ -33,7 +33,8 @@ from transformers import (
 
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.qa.data import load_qa_dataset
+from hf_bert_tasks.recipe_checks import RecipeChecks
+from hf_bert_tasks.qa.data import load_qa_dataset, require_training_questions
 from hf_bert_tasks.qa.inputs import prepare_eval_features, prepare_train_features
 from hf_bert_tasks.qa.metrics import detect_language, qa_scores
 from hf_bert_tasks.qa.predictor import postprocess_predictions, write_predictions
@@ -84,6 +85,7 @@ class DataArguments:
 def main():
     model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
         ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
+    checks = RecipeChecks(training_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -94,12 +96,16 @@ def main():
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
+    if training_args.do_train and "train" in raw:
+        require_training_questions(raw["train"], data_args.train_file or f"{data_args.dataset_name}[train]",
+                                   data_args.version_2_with_negative)
     language = data_args.language
     if language == "auto":
         language = detect_language(raw[next(iter(raw))]["context"][:200])
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = AutoModelForQuestionAnswering.from_pretrained(model_args.model_name_or_path)
+    checks.check_max_seq_length(data_args.max_seq_length, model.config)
     settings = {key: getattr(data_args, key) for key in (
         "max_seq_length", "doc_stride", "max_question_length", "n_best_size", "max_answer_length",
         "version_2_with_negative", "null_score_diff_threshold")}
@@ -157,6 +163,7 @@ def main():
         optimizers=(finetune_args.optimizer(model, training_args), None),
         callbacks=finetune_args.callbacks(),
     )
+    checks.attach(trainer)
 
     if training_args.do_train:
         train_and_save(trainer, training_args, lora_args, lora_model, train_questions=len(raw["train"]),

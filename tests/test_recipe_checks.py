@@ -189,3 +189,101 @@ def test_a_model_folder_without_tokenizer_files_is_named(tmp_path, tiny_encoder_
     message = str(info.value)
     assert message.startswith(f"{tmp_path} has no tokenizer files: expected tokenizer.json")
     assert "the folder holds config.json, model.safetensors" in message
+
+
+# ---------------------------------------------------------------------------------------------- through the recipes
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+COMMON = ["--save_strategy", "no", "--report_to", "none", "--seed", 1, "--disable_tqdm", "true"]
+NOISE = ("pin_memory", "pooler", "UNEXPECTED", "PAD/BOS/EOS", "-DOCSTART-")
+
+
+def run(recipe, *args, check=True):
+    result = subprocess.run([PYTHON, str(ROOT / "recipes" / recipe), *map(str, COMMON), *map(str, args)],
+                            capture_output=True, text=True, env=ENV, timeout=600)
+    if check:
+        assert result.returncode == 0, result.stdout[-2000:] + result.stderr[-4000:]
+    return result
+
+
+def write(path, text):
+    path.write_text(text, encoding="utf-8")
+    return path
+
+
+# Tab-separated, a token with a space, no -DOCSTART-, and invalid BIO in train (2 tags, 2 sentences) and test (1).
+NER_TRAIN = "".join(
+    f"New York\tB-LOC\nis\tO\nbig\tO\n\nmary\tI-PER\nsmith\tI-PER\nvisited\tO\nparis\tB-LOC\n\n"
+    f"the\tO\nbank\tB-ORG\ngroup\tI-ORG\nmet\tO\njohn\tI-PER\n\n" for _ in range(8))
+NER_TEST = "john\tB-PER\nvisited\tO\nparis\tB-LOC\n\nthe\tO\nbank\tI-ORG\n"
+RECIPE_DATA = {
+    "ner.py": lambda tmp: ["--train_file", write(tmp / "train.tsv", NER_TRAIN), "--validation_file",
+                           write(tmp / "test.tsv", NER_TEST), "--test_file", tmp / "test.tsv",
+                           "--column_separator", "tab", "--repair_tags", "--max_seq_length", 16, "--stride", 4],
+    "classify.py": lambda tmp: ["--train_file", FIXTURES / "classify_news_train.txt",
+                                "--validation_file", FIXTURES / "classify_news_dev.txt", "--max_seq_length", 16],
+    "qa.py": lambda tmp: ["--train_file", FIXTURES / "qa_squad_v1.json", "--validation_file",
+                          FIXTURES / "qa_squad_v1.json", "--max_seq_length", 48, "--doc_stride", 8,
+                          "--max_question_length", 16],
+}
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_DATA))
+def test_every_recipe_runs_quietly_logs_the_loss_and_reports_unknown_tokens(recipe, tiny_encoder_dir, tmp_path):
+    out = tmp_path / "out"
+    result = run(recipe, "--model_name_or_path", tiny_encoder_dir, "--output_dir", out, *RECIPE_DATA[recipe](tmp_path),
+                 "--do_train", "--do_eval", "--num_train_epochs", 1, "--per_device_train_batch_size", 4)
+    for noise in NOISE:
+        assert noise not in result.stderr, (noise, result.stderr[-3000:])
+    # No --logging_steps: a run of a few steps still logs its training loss (transformers' default is every 500).
+    assert result.stdout.count("{'loss': ") >= 2, result.stdout[-2000:]
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0.0 <= results["train_unk_share"] < 1.0 and results["train_tokens"] > 0
+    assert json.loads((out / "data_results.json").read_text())["train_unk_share"] == results["train_unk_share"]
+    if recipe == "ner.py":  # the repaired files are counted, the test file too
+        assert (results["train_repaired_tags"], results["train_repaired_sentences"]) == (16, 16)
+        assert (results["validation_repaired_tags"], results["test_repaired_tags"]) == (1, 1)
+        assert "train.tsv: repaired 16 tag(s) in 16 of 24 sentences" in result.stderr
+        assert "test.tsv: repaired 1 tag(s) in 1 of 2 sentences" in result.stderr
+
+
+def test_the_unknown_token_warning_names_the_vocabulary_tool(tiny_encoder_dir, tmp_path):
+    # MSRA-like characters the tiny vocabulary lacks: most pieces are [UNK].
+    train = write(tmp_path / "zh.txt", "".join("龍\tB-LOC\n鳳\tI-LOC\n凰\tO\n王\tO\n\n" for _ in range(8)))
+    result = run("ner.py", "--model_name_or_path", tiny_encoder_dir, "--output_dir", tmp_path / "out",
+                 "--train_file", train, "--do_train", "--max_steps", 1)
+    assert "UnknownTokensWarning: 75.0% of the training word pieces are [UNK]" in result.stderr
+    assert "python -m hf_bert_tasks.vocab mine" in result.stderr
+
+
+@pytest.mark.parametrize("recipe", sorted(RECIPE_DATA))
+def test_max_seq_length_above_the_encoder_positions_is_refused_before_tokenizing(recipe, tiny_encoder_dir, tmp_path):
+    args = [arg for arg in RECIPE_DATA[recipe](tmp_path)]
+    args[args.index("--max_seq_length") + 1] = 1024  # the tiny encoder has 512 positions
+    result = run(recipe, "--model_name_or_path", tiny_encoder_dir, "--output_dir", tmp_path / "out", *args,
+                 "--do_train", check=False)
+    assert result.returncode != 0
+    assert "ValueError: --max_seq_length 1024 is longer than the encoder can read" in result.stderr
+    assert "512 positions" in result.stderr and "Map" not in result.stderr
+
+
+def test_ner_recipe_refuses_invalid_tags_without_repair_and_names_the_line(tiny_encoder_dir, tmp_path):
+    args = [arg for arg in RECIPE_DATA["ner.py"](tmp_path) if arg != "--repair_tags"]
+    result = run("ner.py", "--model_name_or_path", tiny_encoder_dir, "--output_dir", tmp_path / "out", *args,
+                 "--do_train", check=False)
+    assert result.returncode != 0
+    expected = f"{tmp_path / 'train.tsv'}:5: 16 of 24 sentences are not valid BIO: line 5: I-PER follows the start"
+    assert expected in result.stderr
+    assert "--repair_tags" in result.stderr
+
+
+def test_qa_recipe_says_no_training_question_is_left(tiny_encoder_dir, tmp_path):
+    data = {"data": [{"title": "t", "paragraphs": [{"context": "john smith visited paris on monday .", "qas": [
+        {"id": "a", "question": "when ?", "answers": [{"text": "on friday", "answer_start": 3}]}]}]}]}
+    train = write(tmp_path / "train.json", json.dumps(data))
+    result = run("qa.py", "--model_name_or_path", tiny_encoder_dir, "--output_dir", tmp_path / "out",
+                 "--train_file", train, "--do_train", "--max_seq_length", 48, "--doc_stride", 8,
+                 "--max_question_length", 16, check=False)
+    assert result.returncode != 0
+    assert f"{train}: no training question is left of 1" in result.stderr
+    assert "No columns in the dataset" not in result.stderr

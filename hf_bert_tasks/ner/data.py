@@ -64,6 +64,7 @@ __all__ = [
     "NerDataError",
     "NerDataWarning",
     "canonical_labels",
+    "column_separator",
     "detect_format",
     "load_ner_dataset",
     "ner_features",
@@ -578,7 +579,8 @@ def _convert_sentences(
             tags = fixed
         converted = list(convert_tags(tags, source, target))
         if len(converted) != len(tags):
-            raise NerDataError(path, sentence.lines[0], f"convert_tags changed the sentence length ({source} -> {target})")
+            message = f"convert_tags changed the sentence length ({source} -> {target})"
+            raise NerDataError(path, sentence.lines[0], message)
         sentence.tags = converted
     if repaired_lines:
         n_sentences = sum(1 for sentence in sentences if sentence.repaired)
@@ -768,6 +770,17 @@ def load_ner_dataset(
         split: _build_dataset(path, sentences, labels, label_origin, repair_tags)
         for split, (path, sentences) in sources.items()
     })
+
+
+_SEPARATOR_NAMES = {"tab": "\t", "\\t": "\t", "space": " "}
+
+
+def column_separator(value: str | None) -> str | None:
+    """A CoNLL column separator as typed on a command line: ``tab`` (or the two characters ``\\t``, what a shell
+    passes for ``"\\t"``) is a tab, ``space`` a space, anything else itself; None: runs of spaces and tabs."""
+    if value is None or value == "":
+        return None
+    return _SEPARATOR_NAMES.get(value.lower() if len(value) > 1 else value, value)
 
 
 def repair_counts(dataset: DatasetDict) -> dict[str, int]:
