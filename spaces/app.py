@@ -1,39 +1,48 @@
-"""The demo Space: paste text, see the named entities a BERT+CRF model finds in it.
+"""The demo Space: whichever model it is pointed at, NER, text classification or extractive QA, on one page.
 
 Decisions:
 
-- **One prediction path.** The demo calls `hf_bert_tasks.ner.predictor.NerPredictor`, the code behind the recipe's
-  predictions and `python -m hf_bert_tasks.predictor`, so what the Space shows is what users of the package get
-  (words split the same way, windows over long text, CRF decoding, scores). The Space's `requirements.txt`
-  therefore installs the `hf_bert_tasks` package (which brings torch and transformers) instead of a second copy of
-  the prediction code.
-- **Which model.** `MODEL_ID` (a Space variable: a Hub id, or a local folder written by `recipes/ner.py`), else
-  `DEFAULT_MODEL_ID`. It loads once, at start-up, and is shared by all requests (inference only reads it).
+- **The model decides the page.** `MODEL_ID` (a Space variable: a Hub id, or a local folder written by one of the
+  recipes), else `DEFAULT_MODEL_ID`. Its `config.json` says the task (`hf_bert_tasks.predictor.task_of`, the rule
+  `python -m hf_bert_tasks.predictor` uses): a token classifier (the CRF model, or a softmax head) gets the entity
+  page, a sequence classifier the label page, a question-answering model the question page. One Space demonstrates
+  one model; point it at another model (of any of the three kinds) and it restarts as that model's demo.
+- **One prediction path per task.** The pages call the package's predictors, the code behind the recipes'
+  predictions and `python -m hf_bert_tasks.predictor`, so what the Space shows is what users of the package get:
+  `ner.predictor.NerPredictor` (words split the same way, windows over long text, CRF decoding, scores),
+  `classification.predictor.TextClassifier` (long text as the model was trained: truncation, head + tail or
+  windows whose logits are averaged, from the model's config), `qa.predictor.answer_questions` (windows over long
+  contexts, the exact n-best search, the no-answer threshold of a 2.0-style model). `push_space` uploads those
+  modules beside this file, so the Space's `requirements.txt` lists only their dependencies.
+- **The model loads once**, at start-up, and is shared by all requests (inference only reads it).
 - **A model that cannot load does not take the Space down.** The app starts anyway, shows a banner that says which
-  model failed and why, and answers every submit with the same message; the traceback goes to the Space's log.
-  A typo in a Space variable should explain itself on the page, not crash-loop the container.
-- **Bad input is answered in the status line**, not with an exception: empty text, and text over `MAX_INPUT_CHARS`
-  characters (default 20,000; a Space variable too). The predictor handles any length (overlapping windows); the
-  cap bounds the CPU time one visitor can take on a shared Space.
+  model failed and why, and answers every submit with the same message; the traceback goes to the Space's log. A
+  typo in a Space variable should explain itself on the page, not crash-loop the container. When not even the
+  config can be read the task is unknown, and the page is the entity page (the project's own kind of model).
+- **Bad input is answered in the status line**, not with an exception: empty text (question or context), and text
+  over `MAX_INPUT_CHARS` characters (default 20,000; a Space variable too). The predictors handle any length
+  (windows); the cap bounds the CPU time one visitor can take on a shared Space.
 - **Load limits.** `queue(default_concurrency_limit=2, max_size=32)`: two predictions at a time (a free CPU Space
   has two vCPUs), at most 32 waiting; beyond that Gradio tells the visitor the queue is full.
-- **Highlights use the predictor's character offsets** (`{"text", "entities": [{"entity", "start", "end"}]}`), so the
-  highlighted text is the input exactly as typed. Each label reads `TYPE score` (score to two decimals); all labels
-  of one type share the type's colour. The colour map is fixed when the app is built (every `TYPE 0.00` ...
-  `TYPE 1.00` label of the model's types), so the endpoint returns plain values, not component updates.
+- **Highlights use character offsets**, so the highlighted text is the input exactly as typed: entities labelled
+  `TYPE score` (all labels of one type share the type's colour; the colour map is fixed when the app is built, every
+  `TYPE 0.00` ... `TYPE 1.00` label, so the endpoint returns plain values), the answer labelled `answer score` in
+  its context. Classification shows every label's probability (`gr.Label`; for a multi-label model the status line
+  lists the labels over the threshold).
 - **No data leaves or stays.** `GRADIO_ANALYTICS_ENABLED=False` stops Gradio's own calls home. A `gr.Blocks` app has
-  no Flag button (flagging, and its `flagging_mode`, belong to `gr.Interface`), so no visitor text is stored.
+  no Flag button (flagging belongs to `gr.Interface`), so no visitor text is stored.
 - **Host and port.** `HOST`/`PORT` when set; otherwise Gradio's own `GRADIO_SERVER_NAME`/`GRADIO_SERVER_PORT`,
   which Spaces set, and 127.0.0.1:7860 on a laptop.
 
-Further tasks (classification, extractive QA) get a tab each once their predictors exist: see `TASK_TABS`.
+The endpoints (for `gradio_client`): `/tag_entities` (text -> highlight, table, status), `/classify` (text ->
+probabilities, status), `/answer` (question, context -> highlight, answer, status).
 """
 
 import logging
 import os
 import time
-from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 # Before gradio is imported: it reads these at import time.
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
@@ -41,30 +50,47 @@ os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 
 import gradio as gr  # noqa: E402
 
+from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 from hf_bert_tasks.ner.tagging import split_tag  # noqa: E402
+from hf_bert_tasks.predictor import task_of  # noqa: E402
+from hf_bert_tasks.qa.predictor import answer_questions  # noqa: E402
 
 logger = logging.getLogger("hf_bert_tasks.demo")
 
 DEFAULT_MODEL_ID = "hf-bert-tasks/bert-crf-ner"
 DEFAULT_MAX_INPUT_CHARS = 20_000
-EXAMPLES = [
-    "明朝建立于1368年，开国皇帝是朱元璋。",
-    "Angela Weber, chief executive of Northwind Bank, flew from Dublin to Toronto on Monday.",
-]
+TITLES = {"ner": "Named-entity recognition", "classification": "Text classification",
+          "qa": "Extractive question answering"}
+RECIPES = {"ner": "recipes/ner.py", "classification": "recipes/classify.py", "qa": "recipes/qa.py"}
+CHINESE_EXAMPLE = "明朝建立于1368年，开国皇帝是朱元璋。"
+ENGLISH_EXAMPLE = "Angela Weber, chief executive of Northwind Bank, flew from Dublin to Toronto on Monday."
+EXAMPLES = {
+    "ner": [CHINESE_EXAMPLE, ENGLISH_EXAMPLE],
+    "classification": ["The team won the cup final on Monday.", CHINESE_EXAMPLE],
+    "qa": [["Who flew to Toronto?", ENGLISH_EXAMPLE], ["开国皇帝是谁？", CHINESE_EXAMPLE]],
+}
 TABLE_HEADERS = ["type", "text", "start", "end", "score"]
 # Light colours, so that the text on them stays readable in the light and the dark theme.
 PALETTE = ["#fca5a5", "#93c5fd", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#5eead4", "#fdba74"]
 
-# The hook for further tasks. An entry `ENV_VARIABLE: (tab title, build_tab)` adds a tab when the environment
-# variable names a model: `build_tab(model_id)` is called inside the open `gr.Tab` and creates that tab's
-# components and events (load the model there, and answer load failures and bad input as the NER tab does).
-# Planned, once their predictors exist in `hf_bert_tasks`:
-#     "CLASSIFIER_ID": ("Text classification", build_classifier_tab)
-#     "QA_MODEL_ID": ("Question answering", build_qa_tab)
-TabBuilder = Callable[[str], None]
-TASK_TABS: dict[str, tuple[str, TabBuilder]] = {}
-PLANNED_TASK_VARIABLES = ("CLASSIFIER_ID", "QA_MODEL_ID")
+
+class QaModel(NamedTuple):
+    """A question-answering model and its tokenizer, loaded once (`answer_questions` takes both)."""
+
+    model: object
+    tokenizer: object
+
+    @classmethod
+    def from_pretrained(cls, model_id: str) -> "QaModel":
+        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
+
+        return cls(AutoModelForQuestionAnswering.from_pretrained(model_id).eval(),
+                   AutoTokenizer.from_pretrained(model_id))
+
+
+LOADERS = {"ner": NerPredictor.from_pretrained, "classification": TextClassifier.from_pretrained,
+           "qa": QaModel.from_pretrained}
 
 
 def max_input_chars() -> int:
@@ -81,23 +107,49 @@ def max_input_chars() -> int:
     return limit
 
 
-def load_predictor(model_id: str) -> tuple[NerPredictor | None, str | None]:
-    """`(predictor, None)`, or `(None, message)` saying in one paragraph why the model could not be loaded."""
+class LoadedModel(NamedTuple):
+    """What `load_model` found: the task, its predictor (None when loading failed) and why it failed."""
+
+    task: str
+    predictor: object | None
+    error: str | None
+
+
+def load_model(model_id: str) -> LoadedModel:
+    """The task of `model_id` (from its config) and its predictor, or the task (`"ner"` when not even the config
+    loads), None and a one-paragraph message saying why the model could not be loaded."""
+    from transformers import AutoConfig
+
+    task = "ner"
     try:
         # A missing folder would otherwise be reported as a malformed Hub id.
         if model_id.startswith(("/", ".", "~")) and not Path(model_id).expanduser().is_dir():
             raise FileNotFoundError(f"there is no folder {Path(model_id).expanduser()}")
-        return NerPredictor.from_pretrained(model_id), None
+        task = task_of(AutoConfig.from_pretrained(model_id, trust_remote_code=True))
+        return LoadedModel(task, LOADERS[task](model_id), None)
     except Exception as error:  # any failure (no such folder or id, no network, broken files) must leave the app up
-        logger.exception("could not load the NER model %r", model_id)
+        logger.exception("could not load the model %r", model_id)
         lines = str(error).strip().splitlines()
         reason = f"{type(error).__name__}: {lines[0]}" if lines else type(error).__name__
-        return None, (
-            f"**The NER model `{model_id}` could not be loaded.** {reason}\n\n"
-            "Set the Space variable `MODEL_ID` to a Hub model id or a folder saved by `recipes/ner.py`."
-        )
+        return LoadedModel(task, None, (
+            f"**The model `{model_id}` could not be loaded.** {reason}\n\n"
+            "Set the Space variable `MODEL_ID` to a Hub model id or a folder saved by `recipes/ner.py`, "
+            "`recipes/classify.py` or `recipes/qa.py`."
+        ))
 
 
+def input_problem(text: str | None, limit: int, empty: str, what: str = "text") -> str | None:
+    """Why `text` cannot be used (`empty` when it is blank, or it is longer than `limit` characters), else None."""
+    if text is None or not text.strip():
+        return empty
+    if len(text) > limit:
+        return (f"The {what} is {len(text):,} characters long; this demo takes at most {limit:,}. "
+                "Shorten it, or run the package's predictor yourself (`python -m hf_bert_tasks.predictor`): it "
+                "takes text of any length.")
+    return None
+
+
+# --- named entities --------------------------------------------------------------------------------------------------
 def entity_label(entity: dict) -> str:
     """The label shown on a highlighted entity: `"PER 0.98"`."""
     return f"{entity['type']} {entity['score']:.2f}"
@@ -114,28 +166,30 @@ def label_colours(predictor: NerPredictor) -> dict[str, str]:
     }
 
 
-def input_problem(text: str | None, limit: int) -> str | None:
-    """Why `text` cannot be tagged (empty, or longer than `limit` characters), or None when it can."""
-    if text is None or not text.strip():
-        return "Enter some text to tag (the box is empty)."
-    if len(text) > limit:
-        return (
-            f"The text is {len(text):,} characters long; this demo tags at most {limit:,}. "
-            "Shorten it, or run `hf_bert_tasks.ner.predictor.NerPredictor` yourself: it takes text of any length."
-        )
-    return None
+def tag_entities(predictor: NerPredictor, text: str, limit: int):
+    """Entities of `text`: (highlighted text, table rows, status line)."""
+    problem = input_problem(text, limit, "Enter some text to tag (the box is empty).")
+    if problem is not None:
+        return None, [], problem
+    began = time.perf_counter()
+    entities = predictor(text)
+    seconds = time.perf_counter() - began
+    highlighted = {
+        "text": text,
+        "entities": [{"entity": entity_label(e), "start": e["start"], "end": e["end"]} for e in entities],
+    }
+    rows = [[e["type"], e["text"], e["start"], e["end"], round(e["score"], 4)] for e in entities]
+    found = f"{len(entities)} entit{'y' if len(entities) == 1 else 'ies'}"
+    return highlighted, rows, f"Found {found} in {len(text):,} characters ({seconds:.2f} s)."
 
 
-def build_ner_tab(model_id: str, limit: int) -> None:
-    """The NER tab's components and events (call inside an open `gr.Tab`)."""
-    predictor, load_error = load_predictor(model_id)
-
+def build_ner_page(model_id: str, loaded: LoadedModel, limit: int) -> None:
+    predictor = loaded.predictor
     gr.Markdown(
         f"Model: `{model_id}`. Paste Chinese or English text, up to {limit:,} characters; long texts are tagged "
         "in overlapping windows. Each entity is shown with its type and score (the mean probability of its tags: "
         "CRF marginals, or softmax for a softmax head)."
     )
-    gr.Markdown(load_error or "", visible=load_error is not None, elem_id="ner-model-error")
     text = gr.Textbox(
         label="Text", lines=6, max_lines=20, elem_id="ner-text",
         placeholder="明朝建立于1368年，开国皇帝是朱元璋。 / Angela Weber flew from Dublin to Toronto on Monday.",
@@ -151,49 +205,130 @@ def build_ner_tab(model_id: str, limit: int) -> None:
         label="Entities (character offsets: text[start:end])", elem_id="ner-table",
     )
 
-    def tag_entities(text: str):
-        """Entities of `text`: (highlighted text, table rows, status line)."""
-        problem = load_error or input_problem(text, limit)
-        if problem is not None:
-            return None, [], problem
-        began = time.perf_counter()
-        entities = predictor(text)
-        seconds = time.perf_counter() - began
-        highlighted = {
-            "text": text,
-            "entities": [{"entity": entity_label(e), "start": e["start"], "end": e["end"]} for e in entities],
-        }
-        rows = [[e["type"], e["text"], e["start"], e["end"], round(e["score"], 4)] for e in entities]
-        found = f"{len(entities)} entit{'y' if len(entities) == 1 else 'ies'}"
-        return highlighted, rows, f"Found {found} in {len(text):,} characters ({seconds:.2f} s)."
+    def tag(text: str):
+        if loaded.error:
+            return None, [], loaded.error
+        return tag_entities(predictor, text, limit)
 
     outputs = [highlight, table, status]
-    submit.click(tag_entities, inputs=text, outputs=outputs, api_name="tag_entities")
+    submit.click(tag, inputs=text, outputs=outputs, api_name="tag_entities")
     # Not cached: caching would run the model at start-up (on Spaces by default), before anyone asks.
-    gr.Examples(
-        examples=[[example] for example in EXAMPLES], inputs=text, outputs=outputs, fn=tag_entities,
-        run_on_click=True, cache_examples=False, elem_id="ner-examples",
+    gr.Examples(examples=[[example] for example in EXAMPLES["ner"]], inputs=text, outputs=outputs, fn=tag,
+                run_on_click=True, cache_examples=False, elem_id="ner-examples")
+
+
+# --- text classification ---------------------------------------------------------------------------------------------
+def long_text_note(classifier: TextClassifier) -> str:
+    """How the model reads text longer than its window, in words (the settings it was trained with)."""
+    window = f"{classifier.max_length}-token"
+    if classifier.long_text == "windows":
+        return (f"Longer texts are read in overlapping {window} windows (stride {classifier.stride}) whose logits "
+                "are averaged, as the model was trained.")
+    if classifier.long_text == "head_tail":
+        return (f"Longer texts are cut to their first {classifier.head_tokens} and last tokens of one {window} "
+                "input, as the model was trained.")
+    return f"Longer texts are truncated to one {window} input, as the model was trained."
+
+
+def classify_text(classifier: TextClassifier, text: str, limit: int):
+    """The classifier's record for `text` as (label -> probability, status line)."""
+    problem = input_problem(text, limit, "Enter some text to classify (the box is empty).")
+    if problem is not None:
+        return None, problem
+    began = time.perf_counter()
+    record = classifier(text)
+    seconds = time.perf_counter() - began
+    if classifier.multi_label:
+        chosen = ", ".join(f"{label} ({score:.2f})" for label, score in zip(record["label"], record["score"]))
+        decision = (f"Labels: {chosen}" if chosen else "No label") + f" (threshold {classifier.threshold:g})"
+    else:
+        decision = f"Label: {record['label']} ({record['score']:.2f})"
+    return record["probabilities"], f"{decision}; {len(text):,} characters ({seconds:.2f} s)."
+
+
+def build_classification_page(model_id: str, loaded: LoadedModel, limit: int) -> None:
+    classifier = loaded.predictor
+    about = ""
+    if classifier is not None:
+        kind = "multi-label (independent probabilities)" if classifier.multi_label else "one label per text"
+        about = f" Labels: {', '.join(classifier.labels)}; {kind}. {long_text_note(classifier)}"
+    gr.Markdown(f"Model: `{model_id}`. Paste text, up to {limit:,} characters.{about}")
+    text = gr.Textbox(label="Text", lines=6, max_lines=20, elem_id="cls-text",
+                      placeholder="The team won the cup final on Monday.")
+    submit = gr.Button("Classify", variant="primary", elem_id="cls-submit")
+    status = gr.Markdown(elem_id="cls-status")
+    label = gr.Label(label="Probabilities", elem_id="cls-label")
+
+    def classify(text: str):
+        if loaded.error:
+            return None, loaded.error
+        return classify_text(classifier, text, limit)
+
+    outputs = [label, status]
+    submit.click(classify, inputs=text, outputs=outputs, api_name="classify")
+    gr.Examples(examples=[[example] for example in EXAMPLES["classification"]], inputs=text, outputs=outputs,
+                fn=classify, run_on_click=True, cache_examples=False, elem_id="cls-examples")
+
+
+# --- question answering ----------------------------------------------------------------------------------------------
+def answer_question(qa: QaModel, question: str, context: str, limit: int):
+    """The model's answer to `question` from `context`: (the context with the answer highlighted, the answer, status
+    line)."""
+    problem = (input_problem(question, limit, "Enter a question (the box is empty).", "question")
+               or input_problem(context, limit, "Enter the context to answer from (the box is empty).", "context"))
+    if problem is not None:
+        return None, "", problem
+    began = time.perf_counter()
+    result = answer_questions(qa.model, [question], [context], tokenizer=qa.tokenizer)[0]
+    seconds = time.perf_counter() - began
+    timing = f"{len(context):,} characters of context ({seconds:.2f} s)"
+    if result["start"] is None:  # a 2.0-style model abstains
+        return ({"text": context, "entities": []}, "",
+                f"No answer in the context (probability {result['score']:.2f}); {timing}.")
+    highlighted = {"text": context, "entities": [
+        {"entity": f"answer {result['score']:.2f}", "start": result["start"], "end": result["end"]}]}
+    return highlighted, result["answer"], (
+        f"Answer at characters {result['start']:,}-{result['end']:,} (score {result['score']:.2f}); {timing}.")
+
+
+def build_qa_page(model_id: str, loaded: LoadedModel, limit: int) -> None:
+    gr.Markdown(
+        f"Model: `{model_id}`. Ask a question about a context (up to {limit:,} characters each); the answer is a "
+        "span of the context, highlighted with its score (its probability among the model's best spans). Long "
+        "contexts are read in overlapping windows."
     )
+    question = gr.Textbox(label="Question", lines=1, elem_id="qa-question", placeholder="Who flew to Toronto?")
+    context = gr.Textbox(label="Context", lines=6, max_lines=20, elem_id="qa-context",
+                         placeholder="Angela Weber flew from Dublin to Toronto on Monday.")
+    submit = gr.Button("Answer", variant="primary", elem_id="qa-submit")
+    status = gr.Markdown(elem_id="qa-status")
+    answer = gr.Textbox(label="Answer", interactive=False, elem_id="qa-answer")
+    highlight = gr.HighlightedText(label="Answer in its context", show_legend=False, elem_id="qa-highlight",
+                                   color_map={f"answer {h / 100:.2f}": PALETTE[3] for h in range(101)})
+
+    def ask(question: str, context: str):
+        if loaded.error:
+            return None, "", loaded.error
+        return answer_question(loaded.predictor, question, context, limit)
+
+    outputs = [highlight, answer, status]
+    submit.click(ask, inputs=[question, context], outputs=outputs, api_name="answer")
+    gr.Examples(examples=EXAMPLES["qa"], inputs=[question, context], outputs=outputs, fn=ask, run_on_click=True,
+                cache_examples=False, elem_id="qa-examples")
+
+
+PAGES = {"ner": build_ner_page, "classification": build_classification_page, "qa": build_qa_page}
 
 
 def build_demo(model_id: str | None = None) -> gr.Blocks:
-    """The whole app, queued: the NER tab on `model_id` (default: `MODEL_ID`, else `DEFAULT_MODEL_ID`), and a tab
-    for each configured task of `TASK_TABS`."""
+    """The whole app, queued, for `model_id` (default: `MODEL_ID`, else `DEFAULT_MODEL_ID`): the page of its task."""
     model_id = model_id or os.environ.get("MODEL_ID") or DEFAULT_MODEL_ID
     limit = max_input_chars()
-    for variable in PLANNED_TASK_VARIABLES:
-        if os.environ.get(variable) and variable not in TASK_TABS:
-            logger.warning("%s is set, but this demo has no tab for that task yet: ignoring it", variable)
-    with gr.Blocks(title="BERT+CRF named entities", analytics_enabled=False) as demo:
-        gr.Markdown("# BERT+CRF named-entity recognition")
-        with gr.Tabs():
-            with gr.Tab("Named entities"):
-                build_ner_tab(model_id, limit)
-            for variable, (title, build_tab) in TASK_TABS.items():
-                task_model_id = os.environ.get(variable)
-                if task_model_id:
-                    with gr.Tab(title):
-                        build_tab(task_model_id)
+    loaded = load_model(model_id)
+    with gr.Blocks(title=TITLES[loaded.task], analytics_enabled=False) as demo:
+        gr.Markdown(f"# {TITLES[loaded.task]}")
+        gr.Markdown(loaded.error or "", visible=loaded.error is not None, elem_id="model-error")
+        PAGES[loaded.task](model_id, loaded, limit)
     return demo.queue(default_concurrency_limit=2, max_size=32)
 
 

@@ -1,16 +1,18 @@
-"""The demo Space (`spaces/app.py`) run for real: a server on 127.0.0.1, called with `gradio_client` and driven in
-headless Chromium.
+"""The demo Space (`spaces/app.py`) run for real: servers on 127.0.0.1, called with `gradio_client` and driven in
+headless Chromium, for each kind of model the app serves.
 
-The model is the tiny random BERT of conftest with a CRF head, trained here for about a second on a handful of
-sentences until it tags the names in them (fixed seed, one thread: the same weights every run). The app is started
-the way a Space starts it (`python spaces/app.py`, model and port from the environment); the model-cannot-load case
-uses `build_demo` in this process. The browser test needs Debian's chromium at /usr/bin/chromium and the
-`playwright` package (not `playwright install`); it is skipped, saying which is missing, without them.
+The models are the tiny random BERT of conftest with a CRF head (trained here for about a second on a handful of
+sentences until it tags the names in them), and the classifier and QA model of tests/tiny_models.py (trained the same
+way; fixed seeds, one thread: the same weights every run). Each app is started the way a Space starts it (`python
+spaces/app.py`, model and port from the environment), the three side by side; the model-cannot-load cases use
+`build_demo` in this process. The browser test needs Debian's chromium at /usr/bin/chromium and the `playwright`
+package (not `playwright install`); it is skipped, saying which is missing, without them.
 """
 
 import importlib.util
 import os
 import re
+import shutil
 import socket
 import subprocess
 import time
@@ -20,22 +22,25 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from tiny_models import CLASSES, save_classifier, save_qa_model
+from transformers import BertForMaskedLM
 
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
 from gradio_client import Client  # noqa: E402
 
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification  # noqa: E402
+from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.inputs import WindowCollator, encode_words  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
+from hf_bert_tasks.qa.predictor import answer_questions  # noqa: E402
 
 # gradio's queue calls pandas 3 with options it deprecates; nothing this project can change.
 pytestmark = pytest.mark.filterwarnings(r"ignore::DeprecationWarning:gradio\.queueing")
 
 APP = ROOT / "spaces" / "app.py"
 CHROMIUM = Path("/usr/bin/chromium")
-SCREENSHOT = ROOT / "tests" / "artifacts" / "demo.png"
+ARTIFACTS = ROOT / "tests" / "artifacts"
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 # (words separated by spaces, one tag per word); Chinese is split into characters as `tagging.split_words` does.
 TRAINING = [
@@ -123,25 +128,46 @@ def wait_until_up(url: str, process: subprocess.Popen | None = None, log: Path |
 
 
 @pytest.fixture(scope="module")
-def app_url(ner_model_dir, tmp_path_factory):
-    """`python spaces/app.py` serving the fixture model, as a Space runs it (model and address from the env)."""
-    port = free_port()
-    env = {**os.environ, **APP_ENV, "MODEL_ID": str(ner_model_dir), "HOST": "127.0.0.1", "PORT": str(port)}
-    env.pop("MAX_INPUT_CHARS", None)  # the default limit is what the tests expect
-    log = tmp_path_factory.mktemp("demo-log") / "app.log"
-    with open(log, "w") as out:
-        process = subprocess.Popen([PYTHON, str(APP)], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT)
-    url = f"http://127.0.0.1:{port}"
+def classifier_dir(tmp_path_factory) -> Path:
+    return save_classifier(tmp_path_factory.mktemp("demo-classifier"))
+
+
+@pytest.fixture(scope="module")
+def qa_model_dir(tmp_path_factory) -> Path:
+    return save_qa_model(tmp_path_factory.mktemp("demo-qa"))
+
+
+@pytest.fixture(scope="module")
+def app_urls(ner_model_dir, classifier_dir, qa_model_dir, tmp_path_factory):
+    """`python spaces/app.py` for each model, as a Space runs it (model and address from the environment); the three
+    start side by side. {task: url}."""
+    logs = tmp_path_factory.mktemp("demo-log")
+    started = {}
     try:
-        wait_until_up(url + "/config", process, log)
-        yield url
+        for task, model_dir in (("ner", ner_model_dir), ("classification", classifier_dir), ("qa", qa_model_dir)):
+            port = free_port()
+            env = {**os.environ, **APP_ENV, "MODEL_ID": str(model_dir), "HOST": "127.0.0.1", "PORT": str(port)}
+            env.pop("MAX_INPUT_CHARS", None)  # the default limit is what the tests expect
+            with open(logs / f"{task}.log", "w") as out:
+                process = subprocess.Popen([PYTHON, str(APP)], cwd=ROOT, env=env, stdout=out,
+                                           stderr=subprocess.STDOUT)
+            started[task] = (process, f"http://127.0.0.1:{port}")
+        for task, (process, url) in started.items():
+            wait_until_up(url + "/config", process, logs / f"{task}.log")
+        yield {task: url for task, (_, url) in started.items()}
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        for process, _ in started.values():
+            process.terminate()
+            try:
+                process.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+@pytest.fixture(scope="module")
+def app_url(app_urls):
+    return app_urls["ner"]
 
 
 @pytest.fixture(scope="module")
@@ -183,11 +209,74 @@ def test_empty_text_gets_a_message(client, text):
 def test_too_long_text_gets_a_message(client):
     highlight, rows, status = tag(client, "Paris " * 16_667)  # 100,002 characters
     assert highlight is None and rows == []
-    assert status.startswith("The text is 100,002 characters long; this demo tags at most 20,000.")
+    assert status.startswith("The text is 100,002 characters long; this demo takes at most 20,000.")
     # One character under the limit is tagged.
     assert tag(client, "Paris".ljust(20_000))[2].startswith("Found 1 entity in 20,000 characters")
 
 
+# --- text classification --------------------------------------------------------------------------------------------
+SPORTS = "The team won the cup final."
+POLITICS = "The president met the minister."
+
+
+def classify(client: Client, text: str):
+    """({label: probability}, headline label, status line) from the app's classification endpoint."""
+    value, status = client.predict(text, api_name="/classify")
+    if value.get("confidences") is None:  # the app cleared the label ({} or {"label": None})
+        assert value.get("label") is None, value
+        return None, None, status
+    return {c["label"]: c["confidence"] for c in value["confidences"]}, value["label"], status
+
+
+def test_classification_matches_the_text_classifier_with_its_long_text_settings(app_urls, classifier_dir):
+    client = Client(app_urls["classification"], verbose=False, download_files=False, analytics_enabled=False)
+    classifier = TextClassifier.from_pretrained(str(classifier_dir))
+    assert (classifier.long_text, classifier.max_length, classifier.stride) == ("windows", 16, 4)
+    # Sports first, then much politics: truncation sees the sports sentence only, the model's windows see it all.
+    long_text = " ".join([SPORTS] + [POLITICS] * 12)
+    truncated = TextClassifier.from_pretrained(str(classifier_dir), long_text="truncate")(long_text)
+    assert truncated["label"] == "sports" and classifier(long_text)["label"] == "politics"
+    for text, expected_label in ((SPORTS, "sports"), (POLITICS, "politics"), (long_text, "politics")):
+        expected = classifier(text)
+        assert expected["label"] == expected_label
+        probabilities, headline, status = classify(client, text)
+        assert headline == expected_label
+        assert probabilities.keys() == set(CLASSES)
+        assert probabilities == pytest.approx(expected["probabilities"], abs=1e-6)
+        assert status.startswith(f"Label: {expected_label} ({expected['score']:.2f}); {len(text):,} characters")
+    assert classify(client, "  ") == (None, None, "Enter some text to classify (the box is empty).")
+    assert classify(client, "x" * 20_001)[2].startswith("The text is 20,001 characters long")
+
+
+# --- question answering ---------------------------------------------------------------------------------------------
+def ask(client: Client, question: str, context: str):
+    """(highlight value, answer, status line) from the app's QA endpoint."""
+    return client.predict(question, context, api_name="/answer")
+
+
+def test_answers_match_answer_questions_and_are_highlighted_in_the_context(app_urls, qa_model_dir):
+    client = Client(app_urls["qa"], verbose=False, download_files=False, analytics_enabled=False)
+    # The long context needs several of the model's 48-token windows (stride 16); the answer is in a later one.
+    long_context = "the president met the minister . " * 8 + "Mary met Anna in London."
+    cases = [("Where did John go?", "John visited Paris on Monday.", "Paris"),
+             ("Who met Anna?", "Mary met Anna in London.", "Mary"),
+             ("Where did Mary meet Anna?", long_context, "London")]
+    expected = answer_questions(str(qa_model_dir), [q for q, _, _ in cases], [c for _, c, _ in cases])
+    assert [e["answer"] for e in expected] == [a for _, _, a in cases]
+    for (question, context, _), answer in zip(cases, expected):
+        highlight, text, status = ask(client, question, context)
+        assert text == answer["answer"] == context[answer["start"]:answer["end"]]
+        assert "".join(token["token"] for token in highlight) == context  # the context exactly, cut at the answer
+        labelled = [(t["token"], t["class_or_confidence"]) for t in highlight if t["class_or_confidence"]]
+        assert labelled == [(answer["answer"], f"answer {answer['score']:.2f}")]
+        assert status.startswith(f"Answer at characters {answer['start']:,}-{answer['end']:,} "
+                                 f"(score {answer['score']:.2f}); {len(context):,} characters of context")
+    assert ask(client, "", "John visited Paris.") == (None, "", "Enter a question (the box is empty).")
+    assert ask(client, "Who?", " ") == (None, "", "Enter the context to answer from (the box is empty).")
+    assert ask(client, "Who?", "x" * 20_001)[2].startswith("The context is 20,001 characters long")
+
+
+# --- one app, the page of the model's task ---------------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def app():
     """spaces/app.py imported as a module (it is a script in a folder, not part of the package)."""
@@ -197,45 +286,70 @@ def app():
     return module
 
 
-def test_model_that_cannot_load_leaves_the_app_up_with_a_message(app, tmp_path, monkeypatch):
+def element_ids(demo) -> set[str]:
+    return {c["props"]["elem_id"] for c in demo.config["components"] if c["props"].get("elem_id")}
+
+
+def endpoints(demo) -> set[str]:
+    return {d["api_name"] for d in demo.config["dependencies"] if d.get("api_name")}
+
+
+def test_the_model_config_decides_the_page(app, ner_model_dir, classifier_dir, qa_model_dir, monkeypatch):
     monkeypatch.delenv("MAX_INPUT_CHARS", raising=False)
-    missing = tmp_path / "no-such-model"
-    demo = app.build_demo(str(missing))
+    inputs = {"ner": {"ner-text"}, "classification": {"cls-text"}, "qa": {"qa-question", "qa-context"}}
+    pages = [("ner", ner_model_dir, "tag_entities"), ("classification", classifier_dir, "classify"),
+             ("qa", qa_model_dir, "answer")]
+    for task, model_dir, endpoint in pages:
+        demo = app.build_demo(str(model_dir))
+        ids = element_ids(demo)
+        assert inputs[task] <= ids
+        assert not set().union(*(inputs[other] for other in inputs if other != task)) & ids, (task, ids)
+        assert endpoint in endpoints(demo)
+        assert not {"tag_entities", "classify", "answer"} - {endpoint} & endpoints(demo)
+        assert demo.title == app.TITLES[task]
+    monkeypatch.setenv("MODEL_ID", str(qa_model_dir))  # the Space variable, when no id is passed
+    assert "qa-question" in element_ids(app.build_demo())
+
+
+def banner_and_status(demo, api_name: str, *inputs):
     port = free_port()
     demo.launch(server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True)
     try:
         url = f"http://127.0.0.1:{port}"
         wait_until_up(url + "/config")
-        config = Client(url, verbose=False, download_files=False, analytics_enabled=False).config
-        banner = next(c["props"] for c in config["components"] if c["props"].get("elem_id") == "ner-model-error")
-        assert banner["visible"] is True
-        assert banner["value"].startswith(
-            f"**The NER model `{missing}` could not be loaded.** FileNotFoundError: there is no folder {missing}")
-        highlight, rows, status = tag(Client(url, verbose=False, download_files=False), ENGLISH)
-        assert highlight is None and rows == []
-        assert status == banner["value"]
+        client = Client(url, verbose=False, download_files=False, analytics_enabled=False)
+        banner = next(c["props"] for c in client.config["components"] if c["props"].get("elem_id") == "model-error")
+        return banner, client.predict(*inputs, api_name=api_name)
     finally:
         demo.close()
 
 
-def test_task_tab_appears_only_when_its_model_is_configured(app, ner_model_dir, monkeypatch):
-    built = []
+def test_model_that_cannot_load_leaves_the_app_up_with_a_message(app, tmp_path, monkeypatch):
+    monkeypatch.delenv("MAX_INPUT_CHARS", raising=False)
+    missing = tmp_path / "no-such-model"
+    banner, (highlight, table, status) = banner_and_status(app.build_demo(str(missing)), "/tag_entities", ENGLISH)
+    assert banner["visible"] is True
+    assert banner["value"].startswith(
+        f"**The model `{missing}` could not be loaded.** FileNotFoundError: there is no folder {missing}")
+    assert highlight is None and table["data"] == []
+    assert status == banner["value"]
 
-    def build_tab(model_id):
-        built.append(model_id)
-        app.gr.Markdown(f"classifier {model_id}")
 
-    monkeypatch.setattr(app, "TASK_TABS", {"CLASSIFIER_ID": ("Text classification", build_tab)})
-
-    def tab_labels(demo):
-        return [c["props"]["label"] for c in demo.config["components"] if c["type"] == "tabitem"]
-
-    monkeypatch.delenv("CLASSIFIER_ID", raising=False)
-    assert tab_labels(app.build_demo(str(ner_model_dir))) == ["Named entities"]
-    assert built == []
-    monkeypatch.setenv("CLASSIFIER_ID", "some/classifier")
-    assert tab_labels(app.build_demo(str(ner_model_dir))) == ["Named entities", "Text classification"]
-    assert built == ["some/classifier"]
+def test_model_of_another_task_is_named_and_a_broken_classifier_keeps_its_page(app, classifier_dir, tmp_path,
+                                                                               monkeypatch):
+    monkeypatch.delenv("MAX_INPUT_CHARS", raising=False)
+    masked_lm = tmp_path / "masked-lm"
+    BertForMaskedLM(tiny_bert_config()).save_pretrained(masked_lm)
+    loaded = app.load_model(str(masked_lm))
+    assert loaded.predictor is None
+    assert "ValueError: cannot tell the task of a model with architectures 'BertForMaskedLM'" in loaded.error
+    # The config names a classifier but the weights are gone: the classification page, answering with the reason.
+    broken = tmp_path / "broken-classifier"
+    shutil.copytree(classifier_dir, broken)
+    (broken / "model.safetensors").unlink()
+    banner, (value, status) = banner_and_status(app.build_demo(str(broken)), "/classify", SPORTS)
+    assert banner["value"].startswith(f"**The model `{broken}` could not be loaded.**")
+    assert not value and status == banner["value"]  # no probabilities ({}: gr.Label's empty value)
 
 
 def test_bad_max_input_chars_is_named(app, monkeypatch):
@@ -249,10 +363,13 @@ def test_bad_max_input_chars_is_named(app, monkeypatch):
     assert app.max_input_chars() == 5000
 
 
-def test_browser_types_submits_and_sees_entities(app_url):
+# --- a real browser --------------------------------------------------------------------------------------------------
+def test_browser_uses_each_kind_of_model(app_urls):
     if not CHROMIUM.exists():
         pytest.skip(f"no Chromium at {CHROMIUM}: apt-get install -y chromium")
     sync_api = pytest.importorskip("playwright.sync_api", reason="the playwright package is missing: pip install playwright")
+    expect = sync_api.expect
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_api.sync_playwright() as playwright:
         browser = playwright.chromium.launch(
             executable_path=str(CHROMIUM),
@@ -262,26 +379,51 @@ def test_browser_types_submits_and_sees_entities(app_url):
         try:
             page = browser.new_page(viewport={"width": 1100, "height": 900})
             page.set_default_timeout(20_000)
-            page.goto(app_url)
+
+            # Named entities: type, submit, see the entities highlighted and in the table.
+            page.goto(app_urls["ner"])
             page.locator("#ner-text textarea").fill(ENGLISH)
             page.locator("#ner-submit").click()
             status = page.locator("#ner-status")
-            sync_api.expect(status).to_contain_text("Found 5 entities")
+            expect(status).to_contain_text("Found 5 entities")
             highlighted = page.locator("#ner-highlight .token.highlighted")
-            sync_api.expect(highlighted.locator(".text")).to_have_text(["John", "Paris", "Mary", "Anna", "London"])
-            sync_api.expect(highlighted.filter(has_text="Paris").locator(".label")).to_have_text(
+            expect(highlighted.locator(".text")).to_have_text(["John", "Paris", "Mary", "Anna", "London"])
+            expect(highlighted.filter(has_text="Paris").locator(".label")).to_have_text(
                 re.compile(r"^LOC (0\.\d\d|1\.00)$"))
             table = page.locator("#ner-table")
-            sync_api.expect(table.get_by_role("row").filter(has_text="Paris")).to_contain_text("LOC")
-
+            expect(table.get_by_role("row").filter(has_text="Paris")).to_contain_text("LOC")
             # A clickable example fills the box and runs the model.
             page.locator("#ner-examples").get_by_text(CHINESE).click()
-            sync_api.expect(page.locator("#ner-text textarea")).to_have_value(CHINESE)
-            sync_api.expect(status).to_contain_text(f"in {len(CHINESE)} characters")
-            sync_api.expect(highlighted.locator(".text")).to_contain_text(["朱元璋"])
-            sync_api.expect(table.get_by_role("row").filter(has_text="朱元璋")).to_contain_text("PER")
-            SCREENSHOT.parent.mkdir(parents=True, exist_ok=True)
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            expect(page.locator("#ner-text textarea")).to_have_value(CHINESE)
+            expect(status).to_contain_text(f"in {len(CHINESE)} characters")
+            expect(highlighted.locator(".text")).to_contain_text(["朱元璋"])
+            expect(table.get_by_role("row").filter(has_text="朱元璋")).to_contain_text("PER")
+            page.screenshot(path=str(ARTIFACTS / "demo-ner.png"), full_page=True)
+
+            # Text classification: the label and every probability.
+            page.goto(app_urls["classification"])
+            expect(page.locator("body")).to_contain_text("Labels: sports, business, politics")
+            page.locator("#cls-text textarea").fill(POLITICS)
+            page.locator("#cls-submit").click()
+            expect(page.locator("#cls-status")).to_contain_text(re.compile(r"Label: politics \((0\.\d\d|1\.00)\)"))
+            label = page.locator("#cls-label")
+            expect(label).to_contain_text("politics")
+            for name in CLASSES:
+                expect(label).to_contain_text(name)
+            page.screenshot(path=str(ARTIFACTS / "demo-classification.png"), full_page=True)
+
+            # Question answering: the answer, highlighted in its context with its score.
+            page.goto(app_urls["qa"])
+            page.locator("#qa-question textarea").fill("Where did John go?")
+            page.locator("#qa-context textarea").fill(ENGLISH)
+            page.locator("#qa-submit").click()
+            expect(page.locator("#qa-status")).to_contain_text("Answer at characters 13-18")
+            answer = page.locator("#qa-highlight .token.highlighted")
+            expect(answer.locator(".text")).to_have_text(["Paris"])
+            expect(answer.locator(".label")).to_have_text(re.compile(r"^answer (0\.\d\d|1\.00)$"))
+            expect(page.locator("#qa-answer textarea")).to_have_value("Paris")
+            page.screenshot(path=str(ARTIFACTS / "demo-qa.png"), full_page=True)
         finally:
             browser.close()
-    assert SCREENSHOT.stat().st_size > 10_000
+    for task in ("ner", "classification", "qa"):
+        assert (ARTIFACTS / f"demo-{task}.png").stat().st_size > 10_000
