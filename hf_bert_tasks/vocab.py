@@ -603,21 +603,71 @@ def save_expanded(model, tokenizer, report: ExpansionReport, folder: str | Path)
 # ------------------------------------------------------------------------------------------------------ command line
 
 
-def read_texts(paths: Sequence[str | Path], column: int | None = None) -> list[str]:
-    """Non-empty lines of UTF-8 text files (one document or sentence per line); with `column`, that tab-separated
-    field of each line (e.g. 1 for `label<TAB>text`)."""
+NER_FORMATS = {"ner": "auto", "conll": "conll", "char": "char", "cluener": "cluener", "ner_jsonl": "jsonl"}
+CLASSIFICATION_FORMATS = {"classification": "auto", "label_text": "label_text", "text_label": "text_label",
+                          "tsv": "tsv", "csv": "csv", "jsonl": "jsonl"}
+TEXT_FORMATS = ("lines", *NER_FORMATS, *CLASSIFICATION_FORMATS, "squad")
+
+
+def read_texts(paths: Sequence[str | Path], column: int | None = None, format: str = "lines") -> list[str]:
+    """The texts of data files, for mining: every format the task readers read, read by those readers.
+
+    ``format``:
+
+    - ``lines``: non-empty lines of UTF-8 text files (one document or sentence per line); with ``column``, that
+      tab-separated field of each line, counting from 0 (1 for ``label<TAB>text``).
+    - NER files: ``ner`` (detected per file, as the NER recipe does), ``conll``, ``char``, ``cluener``,
+      ``ner_jsonl`` (``{"tokens", "ner_tags"}``). A sentence's tokens are joined with nothing when every token of
+      the file is one character (character-per-line and CLUENER files: the original text), else with spaces.
+    - classification files: ``classification`` (by suffix, as the classification recipe does), ``label_text``,
+      ``text_label``, ``tsv``, ``csv``, ``jsonl``; the text and, for sentence pairs, the second text.
+    - ``squad``: SQuAD/CMRC2018 JSON; every context once, and every question.
+
+    Malformed files raise the readers' errors, which name the file and the line.
+    """
+    if format not in TEXT_FORMATS:
+        raise ValueError(f"unknown format {format!r}; expected one of {', '.join(TEXT_FORMATS)}")
+    if column is not None and format != "lines":
+        raise ValueError(f"column is for --format lines; {format} files are read by their task's reader")
     texts = []
     for path in paths:
-        for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), 1):
-            if column is not None:
-                fields = line.split("\t")
-                if len(fields) <= column:
-                    if not line.strip():
-                        continue
-                    raise ValueError(f"{path}:{number}: no tab-separated column {column}")
-                line = fields[column]
-            if line.strip():
-                texts.append(line)
+        if format == "lines":
+            texts += _lines(path, column)
+        elif format in NER_FORMATS:
+            from .ner.data import load_ner_dataset
+
+            sentences = load_ner_dataset(test_file=path, format=NER_FORMATS[format])["test"]["tokens"]
+            glue = "" if all(len(token) == 1 for tokens in sentences for token in tokens) else " "
+            texts += [glue.join(tokens) for tokens in sentences]
+        elif format in CLASSIFICATION_FORMATS:
+            from .classification.data import read_classification_file
+
+            rows = read_classification_file(path, require_labels=False, format=CLASSIFICATION_FORMATS[format])
+            texts += rows["text"]
+            if "text_pair" in rows.column_names:
+                texts += rows["text_pair"]
+        else:
+            from .qa.data import read_squad_json
+
+            rows = read_squad_json(path, version_2_with_negative=True)
+            texts += list(dict.fromkeys(rows["context"])) + list(rows["question"])
+    return [text for text in texts if text.strip()]
+
+
+def _lines(path: str | Path, column: int | None) -> list[str]:
+    from .files import DataFileError, read_lines
+
+    texts = []
+    for number, line in enumerate(read_lines(path), 1):  # split at "\n" only: U+2028 inside a text stays there
+        if column is not None:
+            fields = line.split("\t")
+            if len(fields) <= column:
+                if not line.strip():
+                    continue
+                raise DataFileError(path, number, f"no tab-separated column {column} (columns count from 0; this "
+                                                  f"line has {len(fields)})")
+            line = fields[column]
+        texts.append(line)
     return texts
 
 
@@ -639,19 +689,31 @@ def main(argv: Sequence[str] | None = None) -> None:
     """`python -m hf_bert_tasks.vocab mine|expand ...` (see `--help` of each)."""
     parser = argparse.ArgumentParser(prog="python -m hf_bert_tasks.vocab", description=__doc__.split("\n\n")[0])
     commands = parser.add_subparsers(dest="command", required=True)
-    mine = commands.add_parser("mine", help="rank the characters/words a corpus needs; write them one per line")
+    defaults = argparse.ArgumentDefaultsHelpFormatter
+    mine = commands.add_parser("mine", help="rank the characters/words a corpus needs; write them one per line",
+                               formatter_class=defaults)
     mine.add_argument("--tokenizer", required=True, help="tokenizer (or model) folder or Hub id")
-    mine.add_argument("--files", nargs="+", required=True, help="UTF-8 text files, one document or sentence a line")
-    mine.add_argument("--column", type=int, default=None, help="read this tab-separated field of each line")
-    mine.add_argument("--level", choices=["char", "word"], default="char")
+    mine.add_argument("--files", nargs="+", required=True,
+                      help="UTF-8 data files: text lines, or the files of a task (see --format)")
+    mine.add_argument("--format", choices=TEXT_FORMATS, default="lines",
+                      help="lines: one document or sentence a line; ner (detected as the NER recipe does), conll, "
+                           "char, cluener, ner_jsonl: NER files, sentences rebuilt from their tokens; "
+                           "classification (by suffix), label_text, text_label, tsv, csv, jsonl: the texts of "
+                           "classification files; squad: SQuAD/CMRC2018 contexts and questions")
+    mine.add_argument("--column", type=int, default=None,
+                      help="--format lines: read this tab-separated field of each line, counting from 0 "
+                           "(1 for label<TAB>text); default: the whole line")
+    mine.add_argument("--level", choices=["char", "word"], default="char",
+                      help="char: characters the tokenizer maps to [UNK]; word: words it splits or loses")
     mine.add_argument("--segmenter", default=None, help="word level: 'jieba' or a word list file")
-    mine.add_argument("--min_freq", type=int, default=2)
-    mine.add_argument("--max_tokens", type=int, default=None)
+    mine.add_argument("--min_freq", type=int, default=2, help="drop candidates seen fewer times")
+    mine.add_argument("--max_tokens", type=int, default=None, help="keep at most this many (default: all)")
     mine.add_argument("--min_pieces", type=int, default=2, help="word level: a word with this many pieces is mined")
     mine.add_argument("--output", required=True, help="tokens file to write (one per line, ranked)")
     mine.add_argument("--report", default=None, help="JSON report to write (counts, pieces, before/after stats)")
 
-    expand = commands.add_parser("expand", help="add tokens to a model + tokenizer folder and save the result")
+    expand = commands.add_parser("expand", help="add tokens to a model + tokenizer folder and save the result",
+                                 formatter_class=defaults)
     expand.add_argument("--model", required=True, help="model folder (encoder, masked LM or bert_crf)")
     expand.add_argument("--tokens", default=None, help="tokens file, one per line (e.g. from `mine`)")
     expand.add_argument("--token", nargs="*", default=[], help="tokens given on the command line")
@@ -669,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     if args.command == "mine":
         tokenizer = AutoTokenizer.from_pretrained(args.tokenizer, trust_remote_code=True)
-        report = mine_tokens(read_texts(args.files, args.column), tokenizer, min_freq=args.min_freq,
+        if args.column is not None and args.format != "lines":
+            parser.error(f"--column is for --format lines; {args.format} files are read by their task's reader")
+        report = mine_tokens(read_texts(args.files, args.column, args.format), tokenizer, min_freq=args.min_freq,
                              max_tokens=args.max_tokens, level=args.level, segmenter=args.segmenter,
                              min_pieces=args.min_pieces)
         report.write_tokens(args.output)

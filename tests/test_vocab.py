@@ -6,6 +6,7 @@ import json
 import math
 import subprocess
 import textwrap
+from pathlib import Path
 from collections import Counter
 
 import pytest
@@ -383,6 +384,84 @@ def test_command_line_mine_then_expand(tiny_encoder_dir, tmp_path, capsys):
     with pytest.raises(SystemExit):
         main(["expand", "--model", str(tiny_encoder_dir), "--output_dir", str(tmp_path / "none")])
     assert "needs --tokens" in capsys.readouterr().err
+
+
+def test_mine_help_shows_defaults_and_where_columns_count_from(capsys):
+    with pytest.raises(SystemExit):
+        main(["mine", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "counting from 0" in text
+    for default in ("(default: 2)", "(default: char)", "(default: lines)"):
+        assert default in text, default
+
+
+FIXTURES = Path(__file__).resolve().parent / "fixtures"
+
+
+@pytest.mark.parametrize("format, name, expected", [
+    ("ner", "conll_docstart_before.conll", "Maria Lindqvist visited Oslo ."),
+    ("conll", "conll_docstart_before.conll", "Maria Lindqvist visited Oslo ."),
+    ("ner", "char_bio.txt", None),  # characters: joined with nothing
+    ("char", "char_bio.txt", None),
+    ("cluener", "cluener.json", None),
+    ("ner_jsonl", "tokens.jsonl", "Anna Keller visited Porto"),
+    ("classification", "classify_cnews.txt", None),
+    ("text_label", "classify_titles.txt", None),
+    ("tsv", "classify_sst2.tsv", None),
+    ("squad", "qa_squad_v1.json", None),
+])
+def test_read_texts_reads_what_the_task_readers_read(format, name, expected):
+    from hf_bert_tasks.classification.data import read_classification_file
+    from hf_bert_tasks.ner.data import load_ner_dataset
+    from hf_bert_tasks.qa.data import read_squad_json
+    from hf_bert_tasks.vocab import read_texts
+
+    path = FIXTURES / name
+    texts = read_texts([path], format=format)
+    if format in ("ner", "conll", "char", "cluener", "ner_jsonl"):
+        sentences = load_ner_dataset(test_file=path)["test"]["tokens"]
+        glue = " " if expected else ""
+        assert texts == [glue.join(tokens) for tokens in sentences]
+        if expected:
+            assert texts[0] == expected
+        if format == "cluener":  # CLUENER's tokens are its text's characters: the original texts come back
+            import json
+
+            assert texts == [json.loads(line)["text"] for line in path.read_text(encoding="utf-8").splitlines()]
+    elif format == "squad":
+        rows = read_squad_json(path)
+        assert texts == list(dict.fromkeys(rows["context"])) + list(rows["question"])
+    else:
+        reader_format = {"classification": "auto"}.get(format, format)
+        assert texts == list(read_classification_file(path, require_labels=False, format=reader_format)["text"])
+    assert texts and all(isinstance(t, str) and t.strip() for t in texts)
+
+
+def test_mine_reads_an_ner_file_directly(tiny_encoder_dir, tmp_path, capsys):
+    # A character-per-line NER file needs no conversion to sentences first.
+    train = tmp_path / "train.txt"
+    train.write_text("".join(f"{c}\tO\n" for c in "书在读") + "\n" + "".join(f"{c}\tO\n" for c in "书读") + "\n",
+                     encoding="utf-8")
+    main(["mine", "--tokenizer", str(tiny_encoder_dir), "--files", str(train), "--format", "char",
+          "--output", str(tmp_path / "tokens.txt")])
+    assert (tmp_path / "tokens.txt").read_text(encoding="utf-8").split() == ["书", "读"]  # "在" is seen once
+    with pytest.raises(SystemExit):
+        main(["mine", "--tokenizer", str(tiny_encoder_dir), "--files", str(train), "--format", "char", "--column", "0",
+              "--output", str(tmp_path / "tokens.txt")])
+    assert "--column is for --format lines" in capsys.readouterr().err
+
+
+def test_text_lines_keep_a_line_separator_inside_and_errors_name_the_line(tmp_path):
+    from hf_bert_tasks.files import DataFileError
+    from hf_bert_tasks.vocab import read_texts
+
+    path = tmp_path / "lines.txt"
+    path.write_text("news\tone\u2028two\nbad line\nnews\tthree\n", encoding="utf-8")
+    with pytest.raises(DataFileError) as info:
+        read_texts([path], column=1)
+    assert str(info.value).startswith(f"{path}:2: no tab-separated column 1 (columns count from 0")
+    path.write_text("news\tone\u2028two\nnews\tthree\n", encoding="utf-8")
+    assert read_texts([path], column=1) == ["one\u2028two", "three"]
 
 
 # ------------------------------------------------------------------------------------------------------------- MiniLM
