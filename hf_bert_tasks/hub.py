@@ -30,6 +30,7 @@ Decisions:
   `HF_ENDPOINT` selects another Hub (a mirror, or the loopback server of the tests).
 """
 
+import ast
 import json
 import os
 import re
@@ -81,7 +82,7 @@ TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.m
 RESULT_FILES = ("all_results.json", "eval_results.json", "test_results.json", "train_results.json")
 # Remote files of the kinds push_model manages: deleted when the pushed folder no longer has them.
 MANAGED_PATTERNS = ["config.json", "*.safetensors", WEIGHTS_INDEX_NAME, "*.py", *TOKENIZER_FILES, *RESULT_FILES]
-SPACE_SKIPPED = re.compile(r"(^|/)(__pycache__|\.[^/]*|flagged)(/|$)|\.pyc$")
+SPACE_FILES = ("app.py", "requirements.txt", "README.md")  # README.md: the template, rendered on push
 
 SPLIT_NAMES = {"eval": "validation", "test": "test"}
 METRICS = (("precision", "Precision"), ("recall", "Recall"), ("f1", "F1"))
@@ -544,9 +545,9 @@ def render_space_card(template: str | os.PathLike, *, repo_id: str, model_id: st
             sdk_version = version("gradio")
         except PackageNotFoundError:
             sdk_version = None  # the Hub then picks its default Gradio
-    short_description = f"Named entities with {model_id}"
+    short_description = f"Demo of {model_id}"
     if len(short_description) > 60:  # the Hub's limit
-        short_description = "Named-entity recognition with BERT and a CRF"
+        short_description = "BERT-family NER, text classification or QA demo"
     card_data = SpaceCardData(
         title=title or repo_id.split("/")[-1].replace("-", " ").replace("_", " ").title(), emoji="🏷️",
         colorFrom="blue", colorTo="indigo", sdk="gradio", sdk_version=sdk_version, app_file="app.py",
@@ -560,6 +561,63 @@ def render_space_card(template: str | os.PathLike, *, repo_id: str, model_id: st
     return text
 
 
+def space_package_modules(entry: str | os.PathLike) -> dict[str, Path]:
+    """The package's modules that the script `entry` imports, directly or through each other, with the
+    `__init__.py` of every package on the way (Python runs those on import): `{"hf_bert_tasks/ner/predictor.py":
+    path, ...}`, paths of this installed copy of the package.
+
+    Found by reading the `import` statements (`ast`), all of them, including those inside functions (a lazy import
+    runs when that function does), so the set is the closure a reader would draw and needs no list kept by hand.
+    Imports built from strings at run time (`importlib.import_module(name)`) are not seen; the package has none.
+    """
+    package_dir = Path(__file__).resolve().parent
+    package = package_dir.name
+
+    def module_file(name: str) -> Path | None:
+        parts = name.split(".")[1:]
+        for candidate in (package_dir.joinpath(*parts).with_suffix(".py") if parts else None,
+                          package_dir.joinpath(*parts, "__init__.py")):
+            if candidate is not None and candidate.is_file():
+                return candidate
+        return None
+
+    def imported_modules(path: Path, module: str | None) -> set[str]:
+        """Absolute names of the package modules that `path` (module `module`, None for the script) imports."""
+        names = set()
+        is_package = path.name == "__init__.py"
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), filename=str(path))):
+            if isinstance(node, ast.Import):
+                names.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:
+                    if module is None:
+                        continue  # a script has no package to be relative to
+                    base = module.split(".")
+                    base = base[: len(base) - node.level + (1 if is_package else 0)]
+                    base_name = ".".join(base + ([node.module] if node.module else []))
+                else:
+                    base_name = node.module or ""
+                names.add(base_name)
+                names.update(f"{base_name}.{alias.name}" for alias in node.names)  # `from pkg import module`
+        return {name for name in names if name == package or name.startswith(package + ".")}
+
+    found: dict[str, Path] = {}
+    pending = sorted(imported_modules(Path(entry), None))
+    while pending:
+        name = pending.pop()
+        path = module_file(name)
+        if path is None:
+            continue  # `from pkg.module import function`: the name of a function, not a module
+        parts = name.split(".")
+        for depth in range(1, len(parts)):  # the packages on the way are imported first
+            pending.append(".".join(parts[:depth]))
+        key = f"{package}/{path.relative_to(package_dir).as_posix()}"
+        if key not in found:
+            found[key] = path
+            pending.extend(imported_modules(path, name))
+    return dict(sorted(found.items()))
+
+
 def push_space(
     space_dir: str | os.PathLike,
     repo_id: str,
@@ -568,44 +626,41 @@ def push_space(
     token: str | None = None,
     private: bool = False,
     title: str | None = None,
-    commit_message: str = "Upload NER demo",
+    commit_message: str = "Upload demo",
 ) -> str:
     """Create (or update) a Gradio Space that demonstrates `model_id`; returns the commit sha.
 
-    `space_dir` holds `app.py`, `requirements.txt` and the README template `README.md`; every file of it is uploaded
-    (caches and hidden files aside), the README rendered with the Space metadata. The Space variable `MODEL_ID` is
-    set to `model_id`: the app reads the model to load from it.
+    The model may be of any task the app serves (NER, text classification, extractive QA): the app picks its page
+    from the model's config when the Space starts.
 
-    The package's own modules (`hf_bert_tasks/*.py`, this installed version) are uploaded beside `app.py`, so the
-    Space runs the one prediction path of the package without it being published on PyPI; `requirements.txt`
-    then needs only torch and transformers.
+    Uploaded: what the Space needs and nothing else. From `space_dir`, `app.py`, `requirements.txt` and `README.md`
+    (the template, rendered with the Space metadata; other files of the folder stay local). From the package, the
+    modules `app.py` imports, directly or through each other (`space_package_modules`, this installed version):
+    the Space runs the package's own prediction code without the package being published on PyPI, and
+    `requirements.txt` lists only what those modules need. Files of an earlier push that are no longer needed (a
+    module the app stopped importing) are deleted in the same commit. The Space variable `MODEL_ID` is set to
+    `model_id`: the app reads the model to load from it.
     """
     space_dir = Path(space_dir)
     check_repo_id(repo_id, "Space id")
     check_repo_id(model_id, "model id")
-    for name in ("app.py", "requirements.txt", "README.md"):
+    for name in SPACE_FILES:
         if not (space_dir / name).is_file():
             raise ValueError(f"{space_dir} has no {name}: a Gradio Space needs app.py, requirements.txt and the "
                              "README.md template (see spaces/ in this project)")
     card = render_space_card(space_dir / "README.md", repo_id=repo_id, model_id=model_id, title=title)
-    files = {
-        path.relative_to(space_dir).as_posix(): path
-        for path in sorted(space_dir.rglob("*"))
-        if path.is_file() and not SPACE_SKIPPED.search(path.relative_to(space_dir).as_posix())
-        and path.name != "README.md"
-    }
-    package_dir = Path(__file__).resolve().parent
-    files.update({f"hf_bert_tasks/{path.relative_to(package_dir).as_posix()}": path
-                  for path in sorted(package_dir.rglob("*.py")) if "__pycache__" not in path.parts})
+    files = {name: space_dir / name for name in SPACE_FILES if name != "README.md"}
+    files.update(space_package_modules(space_dir / "app.py"))
     token = resolve_token(token)
 
     api = HfApi(token=token)
     api.create_repo(repo_id, repo_type="space", space_sdk="gradio", private=private, exist_ok=True)
-    api.add_space_variable(repo_id, "MODEL_ID", model_id, description="Hub id of the NER model the demo loads")
+    api.add_space_variable(repo_id, "MODEL_ID", model_id,
+                           description="Hub id of the model the demo loads (NER, text classification or QA)")
     with tempfile.TemporaryDirectory(prefix="hf-bert-tasks-space-") as staging:
         _stage(files, {"README.md": card}, Path(staging))
         commit = api.upload_folder(repo_id=repo_id, repo_type="space", folder_path=staging,
-                                   commit_message=commit_message)
+                                   commit_message=commit_message, delete_patterns=["*.py"])
     return commit.oid
 
 

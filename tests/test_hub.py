@@ -11,6 +11,7 @@ import os
 import re
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -27,8 +28,9 @@ from safetensors.torch import load_file
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
-from hf_bert_tasks.hub import push_model, push_space, render_model_card
+from hf_bert_tasks.hub import push_model, push_space, render_model_card, space_package_modules
 from hub_server import HubServer, git_blob_sha1
+from tiny_models import save_classifier, save_qa_model
 
 TOKEN = "hf_loopback_alice"
 LABELS = ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
@@ -352,39 +354,132 @@ def test_the_hub_refuses_a_bad_token_and_a_foreign_namespace(hub, model_dir):
 
 
 # --- the Space ----------------------------------------------------------------------------------------------------
-def test_push_space_creates_a_gradio_space_linked_to_the_model(hub, tmp_path):
+# The snapshot's app, in a process of its own: each task's page function on its model, then the package files loaded.
+SPACE_RUN = """
+import importlib.util, json, sys
+spec = importlib.util.spec_from_file_location("space_app", "app.py")
+app = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(app)
+out = {}
+for task, model_dir in json.loads(sys.argv[1]).items():
+    loaded = app.load_model(model_dir)
+    assert loaded.error is None and loaded.task == task, (task, loaded)
+    if task == "ner":
+        out[task] = app.tag_entities(loaded.predictor, "john smith visited paris", 1000)[2]
+    elif task == "classification":
+        out[task] = app.classify_text(loaded.predictor, "the team won the cup final", 1000)[1]
+    else:
+        out[task] = app.answer_question(loaded.predictor, "where did john go ?", "john visited paris on monday .", 1000)[2]
+out["modules"] = sorted(m.__file__ for name, m in sys.modules.items() if name.split(".")[0] == "hf_bert_tasks")
+print(json.dumps(out))
+"""
+
+
+def requirement_closure(requirements: Path) -> set[str]:
+    """Distributions that `requirements` names (plus gradio, which the Space SDK brings) and everything they depend
+    on, as installed here (normalised names)."""
+    from importlib.metadata import PackageNotFoundError, requires
+
+    def normal(name):
+        return re.sub(r"[-_.]+", "-", name).lower()
+
+    pending = ["gradio"] + [re.match(r"[A-Za-z0-9_.-]+", line).group(0) for line in requirements.read_text().splitlines()
+                            if line.strip() and not line.startswith(("#", "-"))]
+    closure = set()
+    while pending:
+        name = normal(pending.pop())
+        if name in closure:
+            continue
+        closure.add(name)
+        try:
+            dependencies = requires(name) or []
+        except PackageNotFoundError:
+            continue
+        pending.extend(re.match(r"[A-Za-z0-9_.-]+", d).group(0) for d in dependencies if "extra ==" not in d)
+    return closure
+
+
+def top_level_imports(path: Path) -> set[str]:
+    """Top-level names of the absolute imports at module level of a file (what importing it needs)."""
+    import ast
+
+    names = set()
+    for node in ast.parse(path.read_text(encoding="utf-8")).body:
+        if isinstance(node, ast.Import):
+            names.update(alias.name.split(".")[0] for alias in node.names)
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module != "__future__":
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def test_push_space_uploads_what_the_app_needs_and_the_snapshot_serves_every_task(hub, tmp_path):
+    from importlib.metadata import packages_distributions
+
     space = tmp_path / "space"
     space.mkdir()
-    shutil.copy(ROOT / "spaces" / "README.md", space / "README.md")
-    (space / "app.py").write_text("import os\nMODEL_ID = os.environ['MODEL_ID']\n")
-    (space / "requirements.txt").write_text("torch\ntransformers\n")
+    for name in ("app.py", "requirements.txt", "README.md"):
+        shutil.copy(ROOT / "spaces" / name, space / name)
+    (space / "notes.txt").write_text("local notes, not for the Space\n")
     (space / "__pycache__").mkdir()
     (space / "__pycache__" / "app.cpython-311.pyc").write_bytes(b"\0")
-    sha = push_space(space, "alice/ner-demo", model_id="alice/tiny-ner", token=TOKEN)
+    # First an app that also imports the vocabulary tools, then the real one: what it no longer needs is deleted.
+    real_app = (space / "app.py").read_text()
+    (space / "app.py").write_text(real_app.replace("import gradio as gr", "import hf_bert_tasks.vocab\nimport gradio as gr"))
+    push_space(space, "alice/ner-demo", model_id="alice/tiny-ner", token=TOKEN)
     api = HfApi(token=TOKEN)
+    assert "hf_bert_tasks/vocab.py" in api.list_repo_files("alice/ner-demo", repo_type="space")
+    (space / "app.py").write_text(real_app)
+    sha = push_space(space, "alice/ner-demo", model_id="alice/tiny-ner", token=TOKEN)
     info = api.space_info("alice/ner-demo")
     assert info.sdk == "gradio" and info.sha == sha
-    package_dir = ROOT / "hf_bert_tasks"
-    package = {f"hf_bert_tasks/{path.relative_to(package_dir).as_posix()}" for path in package_dir.rglob("*.py")
-               if "__pycache__" not in path.parts}
+    modules = space_package_modules(space / "app.py")
     assert set(api.list_repo_files("alice/ner-demo", repo_type="space")) == {
-        ".gitattributes", "README.md", "app.py", "requirements.txt", *package}
-    # The Space runs the package's modules that came with it (it is not on PyPI).
-    snapshot = snapshot_download("alice/ner-demo", repo_type="space", cache_dir=tmp_path / "cache")
-    check = subprocess.run([PYTHON, "-c", "import hf_bert_tasks.predictor as p; print(p.__file__)"], cwd=snapshot,
-                           capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1"})
-    assert check.returncode == 0, check.stderr[-2000:]
+        ".gitattributes", "README.md", "app.py", "requirements.txt", *modules}
+    # Only what the app imports: the training, vocabulary, Hub, LoRA and export code stays home.
+    for unneeded in ("hub.py", "vocab.py", "lora.py", "export.py", "training.py", "pretraining/training.py",
+                     "ner/metrics.py", "qa/metrics.py"):
+        assert f"hf_bert_tasks/{unneeded}" not in modules, unneeded
+    for needed in ("__init__.py", "predictor.py", "ner/predictor.py", "classification/predictor.py",
+                   "qa/predictor.py", "modeling/modeling_bert_crf.py"):
+        assert f"hf_bert_tasks/{needed}" in modules, needed
+    # Every third-party module those files import at load time is installed by requirements.txt (or gradio).
+    distributions = packages_distributions()
+    closure = requirement_closure(space / "requirements.txt")
+    for name, path in modules.items():
+        for top in top_level_imports(path) - set(sys.stdlib_module_names) - {"hf_bert_tasks"}:
+            assert any(re.sub(r"[-_.]+", "-", d).lower() in closure for d in distributions.get(top, [top])), (
+                f"{name} imports {top}, which requirements.txt does not install")
+
+    # The snapshot runs every kind of page from the uploaded files, and loads no package file it was not given.
+    models = {"ner": tmp_path / "ner", "classification": tmp_path / "classification", "qa": tmp_path / "qa"}
+    save_recipe_output(models["ner"], seed=0, results=RESULTS_A)
+    save_classifier(models["classification"])
+    save_qa_model(models["qa"])
+    snapshot = Path(snapshot_download("alice/ner-demo", repo_type="space", cache_dir=tmp_path / "cache"))
+    check = subprocess.run(
+        [PYTHON, "-c", SPACE_RUN, json.dumps({task: str(path) for task, path in models.items()})], cwd=snapshot,
+        capture_output=True, text=True, timeout=300,
+        env={"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "GRADIO_ANALYTICS_ENABLED": "False",
+             "HF_HUB_DISABLE_TELEMETRY": "1", "OMP_NUM_THREADS": "1", "TOKENIZERS_PARALLELISM": "false",
+             "HF_HOME": str(tmp_path / "home")})
+    assert check.returncode == 0, check.stderr[-3000:]
+    ran = json.loads(check.stdout.strip().splitlines()[-1])
+    assert ran["ner"].startswith("Found ") and ran["classification"].startswith("Label: sports")
+    assert ran["qa"].startswith("Answer at characters 13-18")
     # (no resolve(): snapshot files are symlinks into the cache's blobs)
-    assert Path(check.stdout.strip()).absolute().is_relative_to(Path(snapshot).absolute()), check.stdout
+    loaded = {Path(file).absolute() for file in ran["modules"]}
+    assert all(file.is_relative_to(snapshot.absolute()) for file in loaded), loaded
+    assert {file.relative_to(snapshot.absolute()).as_posix() for file in loaded} <= set(modules)
+
     card = SpaceCard.load("alice/ner-demo", repo_type="space")
     assert card.data.sdk == "gradio" and card.data.app_file == "app.py" and card.data.models == ["alice/tiny-ner"]
     assert card.data.title and "MODEL_ID" in card.text and "alice/tiny-ner" in card.text
     assert "{{" not in card.content
     assert api.get_space_variables("alice/ner-demo")["MODEL_ID"].value == "alice/tiny-ner"
     # Updating the Space with another model: same repo, new commit, variable and card follow.
-    push_space(space, "alice/ner-demo", model_id="acme/other-ner", token=TOKEN)
-    assert api.get_space_variables("alice/ner-demo")["MODEL_ID"].value == "acme/other-ner"
-    assert SpaceCard.load("alice/ner-demo", repo_type="space").data.models == ["acme/other-ner"]
+    push_space(space, "alice/ner-demo", model_id="acme/other-classifier", token=TOKEN)
+    assert api.get_space_variables("alice/ner-demo")["MODEL_ID"].value == "acme/other-classifier"
+    assert SpaceCard.load("alice/ner-demo", repo_type="space").data.models == ["acme/other-classifier"]
     with pytest.raises(ValueError, match="model id"):
         push_space(space, "alice/ner-demo", model_id="not a model", token=TOKEN)
     (space / "app.py").unlink()
