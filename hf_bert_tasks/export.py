@@ -55,8 +55,8 @@ __all__ = [
     "OnnxCrfTokenClassifier",
     "OnnxNerPredictor",
     "OnnxTokenClassifier",
-    "export_onnx",
     "check_parity",
+    "export_onnx",
     "load_onnx_token_classifier",
     "main",
 ]

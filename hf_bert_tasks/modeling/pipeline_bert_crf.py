@@ -60,6 +60,7 @@ from .windows import encode_words, merge_windows
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 
+
 def check_text(text, name: str = "text") -> str:
     """`text` itself if it is a `str`, else `TypeError` naming what was received (bytes: decode them first)."""
     if isinstance(text, str):

@@ -7,7 +7,7 @@ re-exports its public names so that ``hf_bert_tasks.ner.tagging`` keeps working.
 """
 
 from ..modeling import tagging as _tagging
-from ..modeling.tagging import *  # noqa: F401,F403  (the public names, listed in its __all__)
-from ..modeling.tagging import STRATEGIES  # noqa: F401
+from ..modeling.tagging import *  # noqa: F403  (the public names, listed in its __all__)
+from ..modeling.tagging import STRATEGIES
 
 __all__ = list(_tagging.__all__) + ["STRATEGIES"]
