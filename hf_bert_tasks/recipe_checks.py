@@ -15,7 +15,7 @@ Decisions:
   padding index, so two of their 514 positions are not usable.
 - **Unknown tokens.** ``attach`` counts the ``[UNK]`` pieces among the word pieces of the training features
   (special tokens left out; pieces repeated by overlapping windows or document context counted each time, as the
-  model sees them). The share goes to the log and to ``all_results.json`` as ``train_unk_share``
+  model sees them; a streamed corpus is not counted). The share goes to the log and to ``all_results.json`` as ``train_unk_share``
   (with ``train_unk_tokens`` and ``train_tokens``); above 5% an :class:`UnknownTokensWarning` points to
   ``python -m hf_bert_tasks.vocab`` (MiniLM, an English tokenizer, turns about 60% of Chinese characters into
   ``[UNK]``).
@@ -169,9 +169,9 @@ def _warn_unknown_tokens(counts: dict, tokenizer) -> None:
     warnings.warn(UnknownTokensWarning(
         f"{100 * counts['train_unk_share']:.1f}% of the training word pieces are [UNK] ({counts['train_unk_tokens']} "
         f"of {counts['train_tokens']}): {name} lacks many of the data's characters or words, and the model cannot "
-        f"tell them apart. `python -m hf_bert_tasks.vocab mine --tokenizer {name} --files TRAIN_FILE --output "
-        "tokens.txt` lists what is missing and `python -m hf_bert_tasks.vocab expand` adds it (README: vocabulary "
-        "expansion)"), stacklevel=3)
+        f"tell them apart. `python -m hf_bert_tasks.vocab mine --tokenizer {name} --files TRAIN_FILE --format "
+        "ner|classification|squad|lines --output tokens.txt` lists what is missing and `python -m "
+        "hf_bert_tasks.vocab expand` adds it (README: vocabulary expansion)"), stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------------- logging steps
@@ -318,8 +318,11 @@ class RecipeChecks:
         if tokenizer is not None and model is not None and hasattr(model, "config"):
             _align_special_tokens_quietly(model, tokenizer)
         self.metrics.update(metrics)
-        if self.training_args.do_train and trainer.train_dataset is not None and tokenizer is not None:
-            counts = unknown_token_share(tokenizer, trainer.train_dataset)
+        train = trainer.train_dataset
+        # A streamed (iterable) corpus is not read ahead of training to count.
+        countable = hasattr(train, "data") and "input_ids" in (getattr(train, "column_names", None) or [])
+        if self.training_args.do_train and countable and tokenizer is not None:
+            counts = unknown_token_share(tokenizer, train)
             _warn_unknown_tokens(counts, tokenizer)
             self.metrics.update(counts)
         if self.metrics:

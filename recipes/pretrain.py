@@ -52,6 +52,7 @@ from hf_bert_tasks.pretraining.training import (
     lora_with_new_tokens,
     parse_token_ids,
 )
+from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.vocab import EXPANSION_REPORT_FILE, get_segmenter
 
 
@@ -137,11 +138,13 @@ def main():
     else:
         model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
     resolve_adaptation(model_args, lora_args)
+    checks = RecipeChecks(training_args)
     set_seed(training_args.seed)
 
     raw = load_texts(data_args, training_args)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path)
+    checks.check_max_seq_length(data_args.max_seq_length, model.config)
     segmenter = get_segmenter(data_args.word_segmenter)
     column = data_args.text_column
 
@@ -177,6 +180,7 @@ def main():
         data_collator=WholeWordMaskCollator(tokenizer, data_args.mlm_probability, data_args.mask_replace_prob,
                                             data_args.random_replace_prob),
     )
+    checks.attach(trainer)
 
     if training_args.do_train:
         resume = training_args.resume_from_checkpoint

@@ -222,6 +222,8 @@ RECIPE_DATA = {
                            "--column_separator", "tab", "--repair_tags", "--max_seq_length", 16, "--stride", 4],
     "classify.py": lambda tmp: ["--train_file", FIXTURES / "classify_news_train.txt",
                                 "--validation_file", FIXTURES / "classify_news_dev.txt", "--max_seq_length", 16],
+    "pretrain.py": lambda tmp: ["--train_files", write(tmp / "corpus.txt", "john visited paris on monday .\n" * 6),
+                                "--validation_file", tmp / "corpus.txt", "--max_seq_length", 16],
     "qa.py": lambda tmp: ["--train_file", FIXTURES / "qa_squad_v1.json", "--validation_file",
                           FIXTURES / "qa_squad_v1.json", "--max_seq_length", 48, "--doc_stride", 8,
                           "--max_question_length", 16],
