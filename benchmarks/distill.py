@@ -51,6 +51,10 @@ def arguments(argv=None):
     parser.add_argument("--speed_sentences", type=int, default=256, help="test sentences timed per batch size")
     parser.add_argument("--speed_repeats", type=int, default=3)
     parser.add_argument("--keep_models", action="store_true", help="keep the students' weights after timing")
+    parser.add_argument("--speed_only", action="store_true",
+                        help="no training: time the --teacher_dir model against students cut from it "
+                             "(--student_layers), interleaved round by round, so that a shared machine's load "
+                             "affects all alike; speed does not depend on the weights")
     parser.add_argument("--data_dir", type=Path, default=common.DATA_DIR)
     args = common.parse(parser, argv)
     if args.epochs is None:
@@ -174,12 +178,55 @@ def write_report(args, rows: list[dict], sizes: dict, complete: bool) -> dict:
     return report
 
 
+def interleaved_speed(args, work: Path, speed_texts: list[str]) -> None:
+    """--speed_only: teacher and fresh students (same architecture as trained ones) timed in alternation."""
+    from hf_bert_tasks.distillation import load_teacher, student_from_teacher
+
+    if args.teacher_dir is None:
+        sys.exit("--speed_only needs --teacher_dir")
+    teacher, tokenizer, _ = load_teacher(str(args.teacher_dir))
+    folders = {"teacher": args.teacher_dir}
+    for layers in args.student_layers:
+        folders[f"{layers}-layer"] = work / f"speed_student{layers}"
+        student, _ = student_from_teacher(teacher, layers)
+        student.save_pretrained(folders[f"{layers}-layer"])
+        tokenizer.save_pretrained(folders[f"{layers}-layer"])
+    if args.task == "conll2003":
+        from hf_bert_tasks.ner.predictor import NerPredictor as Predictor
+    else:
+        from hf_bert_tasks.classification.predictor import TextClassifier as Predictor
+    times = {(name, batch): [] for name in folders for batch in (1, 32)}
+    predictors = {(name, batch): Predictor.from_pretrained(str(folder), batch_size=batch, device="cpu")
+                  for name, folder in folders.items() for batch in (1, 32)}
+    for predictor in predictors.values():
+        predictor(speed_texts[:4])  # warm-up
+    for _ in range(args.speed_repeats):
+        for key, predictor in predictors.items():
+            started = time.perf_counter()
+            predictor(speed_texts)
+            times[key].append(time.perf_counter() - started)
+    rows = []
+    for name in folders:
+        row = {"model": name, "parameters": predictors[(name, 1)].model.num_parameters()}
+        for batch in (1, 32):
+            row[f"sentences_per_second_batch{batch}"] = round(len(speed_texts) / statistics.median(times[(name, batch)]), 1)
+            row[f"speedup_batch{batch}"] = round(statistics.median(times[("teacher", batch)])
+                                                 / statistics.median(times[(name, batch)]), 2)
+        rows.append(row)
+        print(row, flush=True)
+    common.write_json(args.output, {"settings": vars(args), "machine": common.machine_info(),
+                                    "speed_sentences": len(speed_texts), "interleaved_speed": rows})
+
+
 def main():
     args = arguments()
     common.quiet_transformers()
     work = common.work_dir(args) / args.task
     prepare = conll_files if args.task == "conll2003" else sst2_files
     data_flags, transfer, transfer_flags, speed_texts, sizes = prepare(args, work)
+    if args.speed_only:
+        interleaved_speed(args, work, speed_texts)
+        return
     teacher_recipe = "ner.py" if args.task == "conll2003" else "classify.py"
     rows = []
     teacher = args.teacher_dir
