@@ -4,6 +4,7 @@
     python benchmarks/crf_speed.py --grid [--threads 2]      # 96 shapes, about 10-15 minutes; JSON + heat maps
     python benchmarks/crf_speed.py --grid --crossovers       # our algorithms against each other (no pytorch-crf)
     python benchmarks/crf_speed.py --memory                  # peak memory of forward + backward, both libraries
+    python benchmarks/crf_speed.py --points 1x16x21,8x64x41  # a few grid points again (crf_speed_points.json)
     python benchmarks/crf_speed.py --smoke                   # proves it runs (tiny grid; results in {tmp})
 
 Both implementations get the same random case (float32 emissions, mask lengths drawn between --min-length and
@@ -412,6 +413,8 @@ def main():
     parser.add_argument("--grid-batches", type=parse_shape_list, default=GRID["batch"], help="e.g. 1,8,32,128")
     parser.add_argument("--grid-lengths", type=parse_shape_list, default=GRID["length"], help="e.g. 16,64,128,512")
     parser.add_argument("--grid-tags", type=parse_shape_list, default=GRID["tags"], help="e.g. 5,9,21,41,73,133")
+    parser.add_argument("--points", type=str, default=None,
+                        help="grid over these shapes only, e.g. 1x16x21,8x64x41 (to re-measure single points)")
     parser.add_argument("--point-seconds", type=float, default=2.5,
                         help="grid: about this many seconds of timed calls per point and measure")
     parser.add_argument("--crossovers", action="store_true",
@@ -427,6 +430,8 @@ def main():
         args.grid = True
         args.grid_batches, args.grid_lengths, args.grid_tags = (SMOKE_GRID[n] for n in ("batch", "length", "tags"))
         args.repeats, args.block, args.warmup, args.point_seconds = 1, 1, 1, 0.01
+    if args.points:
+        args.grid = args.grid or not args.crossovers
     if args.grid or args.crossovers:
         args.repeats = args.repeats or 60
         args.block = args.block or 3
@@ -435,7 +440,7 @@ def main():
     results_dir = Path(tempfile.gettempdir()) / "hf_bert_tasks_smoke" if args.smoke else ROOT / "benchmarks" / "results"
     if args.output is None:
         name = ("crf_memory" if args.memory else "crf_crossovers" if args.crossovers
-                else "crf_speed_grid" if args.grid else "crf_speed")
+                else "crf_speed_points" if args.points else "crf_speed_grid" if args.grid else "crf_speed")
         args.output = results_dir / f"{name}.json"
 
     torchcrf = None
@@ -462,6 +467,8 @@ def main():
 
     shapes = ([(b, t, k) for b in args.grid_batches for t in args.grid_lengths for k in args.grid_tags]
               if args.grid or args.crossovers else [(args.batch, args.length, args.tags)])
+    if args.points:
+        shapes = [tuple(int(x) for x in shape.split("x")) for shape in args.points.split(",")]
     began = time.perf_counter()
     points = []
     for number, (b, t, k) in enumerate(shapes, 1):
@@ -505,8 +512,9 @@ def main():
             print(f"{measure}: min {s['min_speedup']:.2f}x at B x T x K = {s['min_at']}, median "
                   f"{s['median_speedup']:.2f}x, {len(s['points_below_2x'])} points below 2x, "
                   f"{len(s['points_below_1_5x'])} below 1.5x")
-        for path in draw_heat_maps(report, args.output.parent, args.output.stem.replace("_grid", "")):
-            print(f"wrote {path}")
+        if not args.points:
+            for path in draw_heat_maps(report, args.output.parent, args.output.stem.replace("_grid", "")):
+                print(f"wrote {path}")
     else:
         point = points[0]
         report["case"].update({"batch": args.batch, "length": args.length, "tags": args.tags})
