@@ -163,8 +163,8 @@ def main():
                    "--per_device_train_batch_size", str(args.pretrain_batch_size), "--learning_rate",
                    str(args.pretrain_learning_rate), "--warmup_steps", str(max(1, args.pretrain_steps // 10)),
                    "--max_seq_length", str(args.pretrain_max_seq_length), "--word_segmenter", segmenter,
-                   "--adaptation", args.pretrain_adaptation, "--seed", str(args.seed), "--save_strategy", "no",
-                   "--report_to", "none", "--logging_steps", "50", "--disable_tqdm", "true"]
+                   "--seed", str(args.seed), "--save_strategy", "no", "--report_to", "none", "--logging_steps", "50",
+                   "--disable_tqdm", "true", *(["--lora"] if args.pretrain_adaptation == "lora" else [])]
         wall = run(command)
         metrics = json.loads((out / "all_results.json").read_text())
         results["pretraining"] = {"wall_s": wall, "train_loss": metrics.get("train_loss"),
