@@ -277,9 +277,15 @@ def crossover_point(crf_module, b, t, k, args):
         ("decode", [a for a in crf_module.VITERBI_ALGORITHMS if a != "sequential"], crf_module.choose_viterbi(b, t, k)),
         ("ll_forward_backward", list(crf_module.LOG_LIKELIHOOD_ALGORITHMS), crf_module.choose_log_likelihood(b, t, k)),
     ):
+        # skip the algorithms that are hopeless at this shape (and slow to time, or out of memory): the Python
+        # Viterbi far beyond its crossover, the trees (K^3 work per node) far beyond theirs
         kernels = sys.modules["hf_bert_tasks_crf.crf_kernels"]
         if measure == "decode" and b * t * k * k > 50 * kernels.PYTHON_VITERBI_MAX_WORK:
-            algorithms.remove("python")  # hopeless there, and slow to time
+            algorithms.remove("python")
+        if measure == "decode" and b * k**3 > 50 * kernels.TREE_VITERBI_MAX_WORK_PER_STEP:
+            algorithms.remove("tree")
+        if measure == "ll_forward_backward" and b * k**3 > 50 * kernels.TREE_MAX_WORK_PER_STEP:
+            algorithms.remove("tree")
         calls, resets = [], []
         for algorithm in algorithms:
             named_calls, reset = make_calls(crf, emissions, tags, mask, algorithm)
@@ -288,6 +294,8 @@ def crossover_point(crf_module, b, t, k, args):
         times, _ = time_in_blocks(calls, lambda resets=resets: [r() for r in resets], args.repeats, args.block,
                                   args.warmup, args.point_seconds)
         ms = {a: statistics.median(x) for a, x in zip(algorithms, times)}
+        if chosen not in ms:
+            raise AssertionError(f"B={b} T={t} K={k}: the dispatcher chose {chosen}, which was skipped as hopeless")
         fastest = min(ms, key=ms.get)
         entry[measure] = {"ms": ms, "fastest": fastest, "chosen": chosen,
                           "chosen_over_fastest": ms[chosen] / ms[fastest] if chosen in ms else None}

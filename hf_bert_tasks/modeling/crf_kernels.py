@@ -52,21 +52,23 @@ _POINTER_CHUNK = 8
 # Choosing an algorithm
 # ---------------------------------------------------------------------------------------------------------------
 
-# Measured crossovers (CPU, float32 inputs; `python benchmarks/crf_speed.py --crossovers --threads 2`, results in
-# benchmarks/results/crf_crossovers.json). Log-likelihood: the tree costs about B T K^3 arithmetic in about
-# 2 log2(T) + 30 operations, the sequential recursion B T K^2 in 4 T + 40 operations of a few microseconds each;
-# the tree wins only while its extra arithmetic stays below the sequential loop's per-operation overhead: long
-# rows, few of them, few tags.
-TREE_MIN_LENGTH = 64
-TREE_MAX_WORK_PER_STEP = 12000  # tree while B * K^3 (its arithmetic per time step) is at most this
-# Viterbi: Python floats while B * T * K^2 (the whole arithmetic) is at most this; the row-major layout (and
-# back-pointers recomputed along the path) from this many tags on, when B * K^2 is large enough to matter.
+# Measured crossovers: `python benchmarks/crf_speed.py --crossovers --threads 1 --point-seconds 0.4` times every
+# algorithm at the 96 shapes B in {1, 8, 32, 128}, T in {16, 64, 128, 512}, K in {5, 9, 21, 41, 73, 133}
+# (benchmarks/results/crf_crossovers.json; 2 shared CPU cores under load, so the boundaries are rough; any choice
+# gives the same results up to rounding, so a wrong one costs time only).
+#
+# Log-likelihood: the tree costs about B T K^3 arithmetic in about 2 log2(T) + 30 operations, the sequential
+# recursion B T K^2 in about 3 T + 40 operations of a few microseconds each: the tree wins for long rows while its
+# extra arithmetic per step, B K^3, stays small.
+TREE_MIN_LENGTH = 128
+TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
+# Viterbi: Python floats while B * T * K^2 (the whole arithmetic) is at most this; the max-plus tree while its
+# arithmetic per step, B * K^3, is at most this; the row-major loop for many tags, and from 16 tags for short rows
+# or wide batches; the (tag, tag, row) loop otherwise.
 PYTHON_VITERBI_MAX_WORK = 2500
-# The max-plus tree while B * T * K^3 (its whole arithmetic) is at most this, for a few rows.
-TREE_VITERBI_MAX_WORK = 65536
-TREE_VITERBI_MAX_BATCH = 8
-ROWS_LAYOUT_MIN_TAGS = 16
-ROWS_LAYOUT_MIN_WORK_PER_STEP = 1600  # B * K^2
+TREE_VITERBI_MAX_WORK_PER_STEP = 1024
+ROWS_LAYOUT_MIN_TAGS = 32
+ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE = 16  # when T <= 32 or B >= 32
 
 
 def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
@@ -80,9 +82,11 @@ def choose_viterbi(batch: int, length: int, num_tags: int) -> str:
     """``"python"``, ``"tree"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input."""
     if batch * length * num_tags**2 <= PYTHON_VITERBI_MAX_WORK:
         return "python"
-    if batch <= TREE_VITERBI_MAX_BATCH and batch * length * num_tags**3 <= TREE_VITERBI_MAX_WORK:
+    if batch * num_tags**3 <= TREE_VITERBI_MAX_WORK_PER_STEP:
         return "tree"
-    if num_tags >= ROWS_LAYOUT_MIN_TAGS and batch * num_tags**2 >= ROWS_LAYOUT_MIN_WORK_PER_STEP:
+    if num_tags >= ROWS_LAYOUT_MIN_TAGS or (
+        num_tags >= ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE and (length <= 32 or batch >= 32)
+    ):
         return "middle_rows"
     return "middle"
 
