@@ -32,12 +32,13 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
 - log Z (training): ``"tree"`` (a balanced tree of matrix products in exp space: few operations, K^3 work per
   node; few tags, long rows) or ``"sequential"`` (the forward recursion in exp space with a (B, K) x (K, K)
   product per step, the backward recursion in the same loop when gradients are needed; K^2 work per step).
-  Both run in float64 whatever the input dtype, rescale every factor by its largest entry (the logarithms of the
-  scale factors are summed on the side and take no gradient: they cancel), and have a hand-written backward
+  Both run in float64 whatever the input dtype and rescale as they go (the tree every factor and node by its
+  largest entry, the recursion its vector by its sum every second step; the logarithms of the scale factors are
+  summed on the side and take no gradient: they cancel), and both have a hand-written backward
   (``_LogLikelihood``): the gradient of the gold score counts the path's emissions and moves, that of log Z is
   the marginals, each normalised to sum to one so that no scale factor has to be tracked. Only entries below
-  ``exp(-700)`` times the largest of their factor or step are lost, so long sequences with large emissions stay
-  exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
+  ``exp(-700)`` times the largest of a tree node or of two steps are lost, so long sequences with large
+  emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
   about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
 - Viterbi (decoding): ``"python"`` (the recursion on Python floats, for tiny inputs where one torch operation
   costs more than all the arithmetic), ``"tree"`` (max-plus matrix products combined as a balanced tree: few
