@@ -123,6 +123,10 @@ def read_texts(path: Path, text_first: bool) -> list[str]:
     return [line.rsplit("\t", 1)[0] if text_first else line.split("\t", 1)[1] for line in lines]
 
 
+def limited(name: str, limit: int | None) -> str:
+    return name if limit is None else f"{name} (the first {limit})"
+
+
 def thucnews(args, work: Path) -> list[dict]:
     folder = args.data_dir / "thucnews_titles"
     files = ["--train_file", str(folder / "dev.txt"), "--validation_file", str(folder / "test.txt"),
@@ -134,7 +138,8 @@ def thucnews(args, work: Path) -> list[dict]:
         result = run(args, name, encoder, files, ["--max_seq_length", str(args.thucnews_max_length)],
                      work / "thucnews" / encoder_name)
         rows.append({"task": "thucnews", "encoder": encoder_name, "long_text": "truncate",
-                     "train": "dev.txt", "evaluated_on": "test.txt", **result})
+                     "train": limited("dev.txt", args.max_train_samples),
+                     "evaluated_on": limited("test.txt", args.max_eval_samples), **result})
     return rows
 
 
