@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainerCallback
+from transformers.trainer_utils import get_last_checkpoint
 
 
 def head_and_encoder_parameter_groups(
@@ -141,8 +142,16 @@ def log_and_save(trainer: Trainer, split: str, metrics: dict) -> None:
 
 
 def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **extra_metrics) -> None:
-    """Train (resuming when asked), save the model (merged or adapter with `--lora`), its metrics and state."""
-    result = trainer.train(resume_from_checkpoint=training_args.resume_from_checkpoint)
+    """Train, save the model (merged or adapter with `--lora`), its metrics and state.
+
+    `--resume_from_checkpoint PATH` continues from that checkpoint; `--resume_from_checkpoint last` from the newest
+    one in `--output_dir` (an error naming the folder when there is none)."""
+    resume = training_args.resume_from_checkpoint
+    if resume == "last":
+        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
+        if resume is None:
+            raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}")
+    result = trainer.train(resume_from_checkpoint=resume)
     lora_args.save(trainer, lora_model)
     log_and_save(trainer, "train", {**result.metrics, **extra_metrics})
     trainer.save_state()

@@ -36,13 +36,16 @@ Decisions:
 import math
 import os
 import shutil
-import sys
 import warnings
 from dataclasses import dataclass, field
 
 from datasets import load_dataset
-from transformers import AutoModelForMaskedLM, AutoTokenizer, HfArgumentParser, TrainingArguments, set_seed
-from transformers.trainer_utils import get_last_checkpoint
+from transformers import (
+    AutoModelForMaskedLM,
+    AutoTokenizer,
+    TrainingArguments,
+    set_seed,
+)
 
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.pretraining.inputs import WholeWordMaskCollator, encode_for_mlm
@@ -53,6 +56,7 @@ from hf_bert_tasks.pretraining.training import (
     parse_token_ids,
 )
 from hf_bert_tasks.recipe_checks import RecipeChecks
+from hf_bert_tasks.training import log_and_save, parse_recipe_arguments, train_and_save
 from hf_bert_tasks.vocab import EXPANSION_REPORT_FILE, get_segmenter
 
 
@@ -132,11 +136,8 @@ def load_texts(data_args: DataArguments, training_args: TrainingArguments):
 
 
 def main():
-    parser = HfArgumentParser((ModelArguments, DataArguments, TrainingArguments, LoraArguments))
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        model_args, data_args, training_args, lora_args = parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    else:
-        model_args, data_args, training_args, lora_args = parser.parse_args_into_dataclasses()
+    model_args, data_args, training_args, lora_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments)
     resolve_adaptation(model_args, lora_args)
     checks = RecipeChecks(training_args)
     set_seed(training_args.seed)
@@ -183,21 +184,11 @@ def main():
     checks.attach(trainer)
 
     if training_args.do_train:
-        resume = training_args.resume_from_checkpoint
-        if resume == "last":
-            resume = get_last_checkpoint(training_args.output_dir)
-            if resume is None:
-                raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}")
-        result = trainer.train(resume_from_checkpoint=resume)
-        lora_args.save(trainer, peft_model)  # the Trainer's save, or merged / adapter as --lora_save says
-        trainer.log_metrics("train", result.metrics)
-        trainer.save_metrics("train", result.metrics)
-        trainer.save_state()
+        train_and_save(trainer, training_args, lora_args, peft_model)
     if training_args.do_eval:
         metrics = trainer.evaluate()
         metrics["perplexity"] = math.exp(min(metrics["eval_loss"], 700.0))
-        trainer.log_metrics("eval", metrics)
-        trainer.save_metrics("eval", metrics)
+        log_and_save(trainer, "eval", metrics)
     if training_args.do_train and trainer.is_world_process_zero():
         report = os.path.join(model_args.model_name_or_path, EXPANSION_REPORT_FILE)
         if os.path.isfile(report):
