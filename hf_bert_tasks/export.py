@@ -323,6 +323,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                         help="sample text for the parity check (repeatable; default: four built-in texts in English "
                              "and Chinese, one of them several windows long)")
     args = parser.parse_args(argv)
+    from transformers.utils import logging
+
+    logging.disable_progress_bar()  # the loading bars of the three loads would bury the report
 
     model_dir, out_dir = Path(args.model_dir), Path(args.out_dir)
     if not (model_dir / "config.json").is_file():

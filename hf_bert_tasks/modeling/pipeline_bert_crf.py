@@ -145,17 +145,31 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
 
     def __call__(self, inputs, **kwargs):
         """Entities of one text (a list of dicts) or of each text of a list (a list of lists); see the module
-        docstring for the keys. Texts that are not `str` raise `TypeError` before anything runs."""
+        docstring for the keys. Texts that are not `str` raise `TypeError` before anything runs.
+
+        A list is run in order of its texts' lengths in word pieces (the results come back in the list's order), so
+        that the windows that share a batch have similar lengths and pad little (on 30-word texts at batch 32, input
+        order padded batches by a third); generators and data sets stream in their own order."""
         if isinstance(inputs, (list, tuple)) and not inputs:
             return []
         if kwargs.get("is_split_into_words", self._preprocess_params.get("is_split_into_words")):
             if isinstance(inputs, (list, tuple)) and all(isinstance(w, str) for w in inputs):
                 return super().__call__([list(inputs)], **kwargs)[0]  # one pre-split text
+            if isinstance(inputs, (list, tuple)):
+                return self._by_length([list(words) for words in inputs], kwargs, is_split_into_words=True)
         elif isinstance(inputs, (list, tuple)):
             for i, text in enumerate(inputs):
                 check_text(text, f"text {i}")
-            inputs = list(inputs)
+            return self._by_length(list(inputs), kwargs)
         return super().__call__(inputs, **kwargs)
+
+    def _by_length(self, inputs: list, kwargs, is_split_into_words: bool = False) -> list:
+        pieces = self.tokenizer(inputs, add_special_tokens=False, is_split_into_words=is_split_into_words)["input_ids"]
+        order = sorted(range(len(inputs)), key=lambda i: len(pieces[i]))
+        results = [None] * len(inputs)
+        for i, result in zip(order, super().__call__([inputs[i] for i in order], **kwargs)):
+            results[i] = result
+        return results
 
     # -- settings -----------------------------------------------------------------------------------------------
 
