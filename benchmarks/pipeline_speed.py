@@ -102,7 +102,8 @@ def main(argv=None):
                    device="cpu")
     short_texts, long_texts = texts_from(args.dev_file, args.short_texts, args.long_texts)
     cases = {
-        "short_batch1": (short_texts, lambda: [ner(t) for t in short_texts], lambda: [predictor(t) for t in short_texts]),
+        "short_batch1": (short_texts, lambda: [ner(t) for t in short_texts],
+                         lambda: [predictor(t) for t in short_texts]),
         "short_batch32": (short_texts, lambda: ner(short_texts, batch_size=32), lambda: predictor(short_texts)),
         "long_batch32": (long_texts, lambda: ner(long_texts, batch_size=32), lambda: predictor(long_texts)),
     }
