@@ -104,6 +104,7 @@ def run(args, name: str, encoder: str, files: list[str], extra: list[str], out: 
             weights.unlink()
     result = {"wall_s": round(time.time() - started, 1), "train_runtime_s": metrics.get("train_runtime"),
               "train_samples_per_second": metrics.get("train_samples_per_second"),
+              "train_loss": metrics.get("train_loss"), "eval_loss": metrics.get("eval_loss"),
               "accuracy": metrics["eval_accuracy"], "macro_f1": metrics["eval_macro_f1"]}
     if "test_accuracy" in metrics:
         result.update(test_accuracy=metrics["test_accuracy"], test_macro_f1=metrics["test_macro_f1"])
