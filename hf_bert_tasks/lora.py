@@ -143,6 +143,20 @@ def new_layer_names(model: PreTrainedModel) -> list[str]:
             if name != prefix and any(True for _ in module.parameters())]
 
 
+def encoder_targets(model: PreTrainedModel, target_modules: Sequence[str] | None = None) -> tuple[list[str], str]:
+    """The linear layers to adapt (``target_modules``, else the encoder family's defaults), checked to exist in the
+    encoder, and one regular expression anchored at the encoder that selects them (peft matches a string target with
+    ``re.fullmatch`` on the module path, so heads outside the encoder are never adapted)."""
+    names = list(target_modules) if target_modules else default_target_modules(model)
+    available = linear_layer_names(model)
+    missing = [name for name in names if name not in available]
+    if missing:
+        raise ValueError(f"LoRA target modules {missing} match no linear layer inside the encoder "
+                         f"({encoder_model_type(model)}); its linear layers are named {available}")
+    pattern = rf"{re.escape(encoder_prefix(model))}\.(.*\.)?({'|'.join(re.escape(name) for name in names)})"
+    return names, pattern
+
+
 def apply_lora(
     model: PreTrainedModel,
     r: int = 8,
@@ -173,16 +187,8 @@ def apply_lora(
         raise ValueError(f"LoRA alpha must be positive, got {alpha!r}")
     if not 0.0 <= dropout < 1.0:
         raise ValueError(f"LoRA dropout must be in [0, 1), got {dropout!r}")
-    prefix = encoder_prefix(model)
-    names = list(target_modules) if target_modules else default_target_modules(model)
-    available = linear_layer_names(model)
-    missing = [name for name in names if name not in available]
-    if missing:
-        raise ValueError(f"LoRA target modules {missing} match no linear layer inside the encoder "
-                         f"({encoder_model_type(model)}); its linear layers are named {available}")
+    names, pattern = encoder_targets(model, target_modules)
     new_layers = new_layer_names(model)
-    # One pattern anchored at the encoder: peft matches a string target with re.fullmatch on the module path.
-    pattern = rf"{re.escape(prefix)}\.(.*\.)?({'|'.join(re.escape(name) for name in names)})"
     config = LoraConfig(
         r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern, bias="none",
         modules_to_save=new_layers, task_type=task_type(model),

@@ -79,11 +79,10 @@ def lora_with_new_tokens(model, token_ids: Sequence[int], *, r: int = 8, alpha: 
     """A peft model training LoRA adapters on `target_modules` of the encoder (default: the family's attention and
     feed-forward layers, `hf_bert_tasks.lora.default_target_modules`), the embedding rows `token_ids` (and the tied
     decoder's, which share them) and the MLM head's transform; everything else frozen."""
-    import re
 
     from peft import LoraConfig, get_peft_model
 
-    from ..lora import default_target_modules, encoder_model_type, encoder_prefix, linear_layer_names
+    from ..lora import encoder_targets
 
     if not token_ids:
         raise ValueError("no token ids to train: LoRA adaptation here is for the rows of new tokens")
@@ -91,14 +90,7 @@ def lora_with_new_tokens(model, token_ids: Sequence[int], *, r: int = 8, alpha: 
     bad = [i for i in token_ids if not 0 <= i < rows]
     if bad:
         raise ValueError(f"token ids {bad[:5]} are outside the embedding matrix ({rows} rows)")
-    names = list(target_modules) if target_modules else default_target_modules(model)
-    available = linear_layer_names(model)
-    missing = [name for name in names if name not in available]
-    if missing:
-        raise ValueError(f"LoRA target modules {missing} match no linear layer inside the encoder "
-                         f"({encoder_model_type(model)}); its linear layers are named {available}")
-    # peft matches a string target with re.fullmatch on the module path.
-    pattern = rf"{re.escape(encoder_prefix(model))}\.(.*\.)?({'|'.join(re.escape(name) for name in names)})"
+    _, pattern = encoder_targets(model, target_modules)
     config = LoraConfig(r=r, lora_alpha=alpha, lora_dropout=dropout, target_modules=pattern,
                         trainable_token_indices=sorted(set(token_ids)), modules_to_save=mlm_head_modules(model))
     return get_peft_model(model, config)
