@@ -44,6 +44,7 @@ from hf_bert_tasks.distillation import (
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.training import (
     FineTuneArguments,
     limit_samples,
@@ -87,6 +88,7 @@ class DataArguments:
 def main():
     distillation, data_args, training_args, finetune_args = parse_recipe_arguments(
         DistillationArguments, DataArguments, TrainingArguments, FineTuneArguments)
+    checks = RecipeChecks(training_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -116,6 +118,7 @@ def main():
         teacher=teacher, distillation=distillation, task=task, layer_map=layer_map, projection=projection,
         **task_parts.trainer_kwargs,
     )
+    checks.attach(trainer)
 
     if training_args.do_train:
         train_and_save(trainer, training_args, LoraArguments(), None,
