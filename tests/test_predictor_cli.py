@@ -1,0 +1,76 @@
+"""`python -m hf_bert_tasks.predictor MODEL TEXT ...`: one command for every task, printing what each task's own
+predictor returns (the task read from config.json)."""
+
+import json
+import os
+import subprocess
+
+import torch
+from transformers import BertModel
+
+from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from tiny_models import save_classifier, save_qa_model
+
+ENV = {**os.environ, "HF_HUB_OFFLINE": "1", "TOKENIZERS_PARALLELISM": "false", "OMP_NUM_THREADS": "1"}
+TEXTS = ["the team won the cup final", "john visited paris on monday . the bank said"]
+
+
+def same_json(records):
+    """What the command prints for these records (JSON keeps floats exactly)."""
+    return json.loads(json.dumps(records, ensure_ascii=False))
+
+
+def predict(*args, check=True):
+    result = subprocess.run([PYTHON, "-m", "hf_bert_tasks.predictor", *map(str, args)], capture_output=True,
+                            text=True, env=ENV, cwd=ROOT, timeout=300)
+    if check:
+        assert result.returncode == 0, result.stderr[-3000:]
+        return [json.loads(line) for line in result.stdout.splitlines()]
+    return result
+
+
+def test_ner_model(tmp_path):
+    from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
+    from hf_bert_tasks.ner.predictor import NerPredictor
+
+    labels = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
+    config = BertCrfConfig(encoder=tiny_bert_config(), id2label=dict(enumerate(labels)),
+                           label2id={label: i for i, label in enumerate(labels)})
+    torch.manual_seed(0)
+    BertCrfForTokenClassification(config).save_pretrained(tmp_path / "ner")
+    tiny_tokenizer().save_pretrained(tmp_path / "ner")
+    printed = predict(tmp_path / "ner", *TEXTS)
+    expected = NerPredictor.from_pretrained(str(tmp_path / "ner"))(TEXTS)
+    assert [line["text"] for line in printed] == TEXTS
+    assert [line["entities"] for line in printed] == same_json(expected)
+    assert any(expected), "the untrained model tags nothing: the comparison would be empty"
+
+
+def test_classifier(tmp_path):
+    from hf_bert_tasks.classification.predictor import TextClassifier
+
+    folder = save_classifier(tmp_path / "classifier")
+    printed = predict(folder, *TEXTS)
+    expected = TextClassifier.from_pretrained(str(folder))(TEXTS)
+    assert [{key: line[key] for key in expected[0]} for line in printed] == same_json(expected)
+    assert printed[0]["label"] == "sports"
+
+
+def test_question_answering_model_needs_a_question(tmp_path):
+    from hf_bert_tasks.qa.predictor import answer_questions
+
+    folder = save_qa_model(tmp_path / "qa")
+    contexts = ["john visited paris on monday .", "mary met anna in london ."]
+    printed = predict(folder, *contexts, "--question", "who visited paris ?")
+    expected = answer_questions(str(folder), ["who visited paris ?"] * 2, contexts)
+    assert [{key: line[key] for key in expected[0]} for line in printed] == same_json(expected)
+    assert printed[0]["answer"] == "john"
+    missing = predict(folder, *contexts, check=False)
+    assert missing.returncode == 2 and "pass --question" in missing.stderr
+
+
+def test_a_model_of_no_known_task_is_refused_by_name(tmp_path):
+    BertModel(tiny_bert_config()).save_pretrained(tmp_path / "encoder")
+    tiny_tokenizer().save_pretrained(tmp_path / "encoder")
+    result = predict(tmp_path / "encoder", "text", check=False)
+    assert result.returncode != 0 and "cannot tell the task" in result.stderr and "BertModel" in result.stderr
