@@ -3,7 +3,7 @@
 
     python benchmarks/crf_overhead.py               # 30 repeats over 10 batches
     python benchmarks/crf_overhead.py --tags 73     # the same with 73 tags (OntoNotes' 18 types in BIOES)
-    python benchmarks/crf_overhead.py --smoke       # proves it runs
+    python benchmarks/crf_overhead.py --smoke       # 2 batches of 8, 2 repeats, 300 sentences: proves it runs
 
 One model (`BertCrfForTokenClassification.from_encoder(MiniLM, CoNLL BIO labels)`), the same batches (32 training
 windows of CoNLL-2003's eng.train, at most 128 tokens, padded to the longest of the batch), two heads on it:
@@ -19,7 +19,7 @@ the CRF calls alone on the step's emissions: `model.crf_loss` forward + backward
 Reported shares: `crf_alone / crf_step` (the direct measure) and `(crf_step - softmax_step) / crf_step` (the same
 thing by difference; noisier, since it subtracts two step times). The goal is under 5% on the CPU (issue 15: under
 2% of a training step at 9 and 73 tags). JSON to benchmarks/results/crf_overhead.json (crf_overhead_tags{K}.json
-with --tags K).
+with --tags K; `--output`; `--smoke`: to {tmp}/hf_bert_tasks_smoke/).
 
 --tags K (odd, at least 9) times the CRF at a larger tag set: the label list is CoNLL-2003's four types in BIO
 plus (K - 9) / 2 unused placeholder types, so the data and the encoder are unchanged and only the classifier's
@@ -27,63 +27,43 @@ width and the CRF grow (73 is the size of OntoNotes' 18 types in BIOES, 133 of F
 """
 
 import copy
-import os
 import random
 import statistics
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, HfArgumentParser
 
-from throughput import (
-    DATA_DIR,
-    ROOT,
-    encode_training_windows,
-    load_sentences,
-    machine_info,
-    minilm_path,
-    quiet_transformers,
-    write_json,
-)
+import common
 
 GOAL = 0.05
 TRAINING_GOAL = 0.02  # issue 15: the CRF's share of a training step at 9 and 73 tags
 
 
-@dataclass
-class OverheadArguments:
-    batch_size: int = field(default=32, metadata={"help": "Windows per batch."})
-    batches: int = field(default=10, metadata={"help": "Distinct batches, drawn at random from eng.train."})
-    repeats: int = field(default=30, metadata={"help": "Timed calls of each variant (cycling over the batches)."})
-    warmup: int = field(default=3, metadata={"help": "Untimed rounds first."})
-    max_length: int = field(default=128, metadata={"help": "Window length in tokens (the recipe's default)."})
-    max_sentences: int | None = field(default=None, metadata={"help": "Draw batches from the first N sentences."})
-    conll_train: str = field(default=str(DATA_DIR / "conll2003" / "eng.train"),
-                             metadata={"help": "CoNLL-2003 training file (IOB1)."})
-    encoder: str | None = field(default=None, metadata={"help": "Encoder folder (default: the offline MiniLM)."})
-    threads: int | None = field(default=None, metadata={"help": "torch.set_num_threads (default: leave as is)."})
-    tags: int | None = field(default=None, metadata={
-        "help": "Number of CRF tags K (odd, >= 9): CoNLL's 9 BIO labels plus unused placeholder types "
-                "(default: the 9 labels)."})
-    seed: int = field(default=42, metadata={"help": "Seed of the head and the batch draw."})
-    output: str | None = field(default=None, metadata={
-        "help": "Where the JSON results go (default benchmarks/results/crf_overhead.json, or "
-                "crf_overhead_tags{K}.json with --tags K)."})
-    smoke: bool = field(default=False, metadata={
-        "help": "Prove that the script runs: 2 batches of 8, 2 repeats, 1 warm-up, 300 sentences; the results go "
-                "to {tmp}/hf_bert_tasks_smoke/crf_overhead.json, never to benchmarks/results."})
-
-    def __post_init__(self):
-        if self.smoke:
-            self.batch_size, self.batches, self.repeats, self.warmup = 8, 2, 2, 1
-            self.max_sentences = min(self.max_sentences or 300, 300)
-            self.output = str(Path(tempfile.gettempdir()) / "hf_bert_tasks_smoke" / "crf_overhead.json")
-        if self.output is None:
-            name = "crf_overhead.json" if self.tags is None else f"crf_overhead_tags{self.tags}.json"
-            self.output = str(ROOT / "benchmarks" / "results" / name)
+def parse_arguments(argv: list[str] | None = None):
+    parser = common.parser(__doc__, "crf_overhead")
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=32, help="windows per batch")
+    parser.add_argument("--batches", type=int, default=10, help="distinct batches, drawn at random from eng.train")
+    parser.add_argument("--repeats", type=int, default=30,
+                        help="timed calls of each variant (cycling over the batches)")
+    parser.add_argument("--warmup", type=int, default=3, help="untimed rounds first")
+    parser.add_argument("--max_length", "--max-length", type=int, default=128,
+                        help="window length in tokens (the recipe's default)")
+    parser.add_argument("--max_sentences", "--max-sentences", type=int, default=None,
+                        help="draw batches from the first N sentences")
+    parser.add_argument("--conll_train", "--conll-train", type=Path,
+                        default=common.data_path("conll2003", "eng.train"), help="CoNLL-2003 training file (IOB1)")
+    parser.add_argument("--encoder", default=None, help="encoder folder (default: the offline MiniLM)")
+    parser.add_argument("--tags", type=int, default=None,
+                        help="number of CRF tags K (odd, >= 9): CoNLL's 9 BIO labels plus unused placeholder types "
+                             "(default: the 9 labels)")
+    args = parser.parse_args(argv)
+    # the results file: crf_overhead.json, or crf_overhead_tags{K}.json with --tags K
+    args.benchmark = "crf_overhead" if args.tags is None else f"crf_overhead_tags{args.tags}"
+    common.setup(args)
+    # --smoke: 2 batches of 8, 2 repeats, 1 warm-up, 300 sentences
+    common.shrink_for_smoke(args, batch_size=8, batches=2, repeats=2, warmup=1, max_sentences=300)
+    return args
 
 
 def widen_labels(labels: list[str], tags: int | None) -> list[str]:
@@ -103,20 +83,18 @@ def timed(function) -> float:
 
 
 def main():
-    (args,) = HfArgumentParser(OverheadArguments).parse_args_into_dataclasses()
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    quiet_transformers()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
+    args = parse_arguments()
+    common.quiet_transformers()
+    from transformers import AutoTokenizer
+
     from hf_bert_tasks import BertCrfForTokenClassification
     from hf_bert_tasks.ner.inputs import WindowCollator
 
-    encoder = args.encoder or minilm_path()
+    encoder = args.encoder or common.minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)
-    words, tags, labels = load_sentences(args.conll_train, "IOB1", args.max_sentences)
+    words, tags, labels = common.load_sentences(args.conll_train, "IOB1", args.max_sentences)
     labels = widen_labels(labels, args.tags)
-    windows = encode_training_windows(tokenizer, words, tags, labels, args.max_length)
+    windows = common.encode_training_windows(tokenizer, words, tags, labels, args.max_length)
     draw = random.Random(args.seed)
     collate = WindowCollator(tokenizer.pad_token_id or 0)
     batches = [collate(draw.sample(windows, args.batch_size)) for _ in range(args.batches)]
@@ -180,7 +158,7 @@ def main():
         "viterbi_and_marginals": marginals_alone,
     }
     seconds = {name: [] for name in variants}
-    load_before = machine_info()
+    load_before = common.machine_info()
     for round_ in range(args.warmup + args.repeats):
         i = round_ % len(batches)
         for name, variant in variants.items():
@@ -203,7 +181,7 @@ def main():
     widths = [int(b["attention_mask"].shape[1]) for b in batches]
     words = [int(b["tag_mask"].sum(1).max()) for b in batches]
     report = {
-        "arguments": asdict(args),
+        "arguments": vars(args),
         "batches": {"count": len(batches), "size": args.batch_size, "padded_widths": widths,
                     "longest_crf_sequence": words, "labels": labels},
         "median_ms": median_ms,
@@ -213,7 +191,7 @@ def main():
         "meets_training_goal": shares["train_crf_alone_over_step"] < TRAINING_GOAL,
         "meets_goal": {k: v < GOAL for k, v in shares.items() if not k.endswith("by_difference")},
         "machine_before": load_before,
-        "machine_after": machine_info(),
+        "machine_after": common.machine_info(),
     }
     print(f"\nMiniLM, {len(labels)} tags, batch {args.batch_size}, widths {min(widths)}-{max(widths)} tokens, "
           f"{torch.get_num_threads()} threads, {args.repeats} repeats: median ms")
@@ -224,7 +202,7 @@ def main():
         print(f"  {name:<44}{value:>8.1%}")
     print(f"load average {report['machine_before']['load_average'][0]:.2f} -> "
           f"{report['machine_after']['load_average'][0]:.2f}")
-    write_json(args.output, report)
+    common.write_json(args.output, report)
 
 
 if __name__ == "__main__":

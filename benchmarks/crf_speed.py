@@ -33,16 +33,14 @@ above the process's resident memory just before the call (ru_maxrss; the CPU has
 8 x 512 x 133 and 128 x 128 x 73 by default.
 """
 
-import argparse
 import importlib.util
 import json
-import os
 import math
+import os
 import platform
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import types
 from importlib import metadata
@@ -50,7 +48,8 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
+import common
+
 PARAMS = ("start_transitions", "end_transitions", "transitions")
 GRID = {"batch": (1, 8, 32, 128), "length": (16, 64, 128, 512), "tags": (5, 9, 21, 41, 73, 133)}
 SMOKE_GRID = {"batch": (1, 3), "length": (4, 9), "tags": (3, 5)}
@@ -63,7 +62,7 @@ def load_crf_module():
 
     The folder is registered as a bare package, so that crf.py's ``from .crf_kernels import ...`` resolves as it
     does next to saved weights."""
-    folder = ROOT / "hf_bert_tasks" / "modeling"
+    folder = common.ROOT / "hf_bert_tasks" / "modeling"
     package = types.ModuleType("hf_bert_tasks_crf")
     package.__path__ = [str(folder)]
     sys.modules["hf_bert_tasks_crf"] = package
@@ -222,8 +221,10 @@ def time_in_blocks(calls, reset, repeats, block, warmup, budget=None):
 
 
 def machine(load_before):
-    return {"threads": torch.get_num_threads(), "cpu_count": os.cpu_count(), "platform": platform.platform(),
-            "load_average_before": load_before, "load_average_after": os.getloadavg()}
+    """common.machine_info() with the load average before the run and (now) after it."""
+    info = common.machine_info()
+    info["load_average_after"] = info.pop("load_average")
+    return {**info, "load_average_before": load_before}
 
 
 def versions(torchcrf):
@@ -360,8 +361,7 @@ def summarise(points, measures):
 
 
 MEMORY_SCRIPT = """
-import json, resource, sys, torch
-sys.path.insert(0, {benchmarks!r})
+import json, resource, torch
 from crf_speed import build_case, build_pair, load_crf_module
 import torchcrf
 b, t, k, which = {b}, {t}, {k}, {which!r}
@@ -384,13 +384,15 @@ print(json.dumps({{"peak_above_start_mib": (peak - before) / 1024, "resident_bef
 
 
 def measure_memory(shapes, threads):
+    # the child imports this file (crf_speed) from the benchmarks folder
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(common.ROOT / "benchmarks"),
+                                                                      os.environ.get("PYTHONPATH")]))}
     results = []
     for b, t, k in shapes:
         entry = {"batch": b, "length": t, "tags": k}
         for which in ("pytorch_crf", "ours"):
-            script = MEMORY_SCRIPT.format(benchmarks=str(ROOT / "benchmarks"), b=b, t=t, k=k, which=which,
-                                          threads=threads or torch.get_num_threads())
-            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True)
+            script = MEMORY_SCRIPT.format(b=b, t=t, k=k, which=which, threads=threads or torch.get_num_threads())
+            out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, check=True, env=env)
             entry[which] = json.loads(out.stdout.strip().splitlines()[-1])
         entry["ours_over_pytorch_crf"] = (entry["ours"]["peak_above_start_mib"]
                                           / entry["pytorch_crf"]["peak_above_start_mib"])
@@ -406,7 +408,7 @@ def parse_shape_list(text):
 
 
 def main():
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser = common.parser(__doc__, "crf_speed", seed=0)
     parser.add_argument("--batch", type=int, default=32, help="sequences per batch")
     parser.add_argument("--length", type=int, default=128, help="padded sequence length T")
     parser.add_argument("--min-length", type=int, default=None, help="shortest row (default: length // 2)")
@@ -415,8 +417,6 @@ def main():
                         help="timed calls per implementation and measure (default 200; at most 60 per grid point)")
     parser.add_argument("--block", type=int, default=None, help="consecutive timed calls (default 10; grid 3)")
     parser.add_argument("--warmup", type=int, default=None, help="untimed calls of each first (default 10; grid 1)")
-    parser.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: leave as is)")
-    parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--grid", action="store_true",
                         help="every shape of --grid-batches x --grid-lengths x --grid-tags")
     parser.add_argument("--grid-batches", type=parse_shape_list, default=GRID["batch"], help="e.g. 1,8,32,128")
@@ -429,11 +429,6 @@ def main():
     parser.add_argument("--crossovers", action="store_true",
                         help="time our algorithms against each other (no pytorch-crf) instead")
     parser.add_argument("--memory", action="store_true", help="peak memory of forward + backward (see above)")
-    parser.add_argument("--smoke", action="store_true",
-                        help="tiny grid, one round per point; results go to {tmp}/hf_bert_tasks_smoke/")
-    parser.add_argument("--output", type=Path, default=None,
-                        help="JSON path (default benchmarks/results/crf_speed.json, crf_speed_grid.json, "
-                             "crf_crossovers.json or crf_memory.json)")
     args = parser.parse_args()
     if args.smoke:
         args.grid = True
@@ -446,11 +441,11 @@ def main():
         args.block = args.block or 3
         args.warmup = args.warmup or 1
     args.repeats, args.block, args.warmup = args.repeats or 200, args.block or 10, args.warmup or 10
-    results_dir = Path(tempfile.gettempdir()) / "hf_bert_tasks_smoke" if args.smoke else ROOT / "benchmarks" / "results"
-    if args.output is None:
-        name = ("crf_memory" if args.memory else "crf_crossovers" if args.crossovers
-                else "crf_speed_points" if args.points else "crf_speed_grid" if args.grid else "crf_speed")
-        args.output = results_dir / f"{name}.json"
+    # the results file: crf_speed.json, crf_speed_grid.json, crf_speed_points.json, crf_crossovers.json or
+    # crf_memory.json (in {tmp}/hf_bert_tasks_smoke with --smoke)
+    args.benchmark = ("crf_memory" if args.memory else "crf_crossovers" if args.crossovers
+                      else "crf_speed_points" if args.points else "crf_speed_grid" if args.grid else "crf_speed")
+    common.setup(args)
 
     torchcrf = None
     if not args.crossovers:
@@ -459,10 +454,8 @@ def main():
         except ImportError:
             sys.exit("pytorch-crf is needed for the comparison: pip install pytorch-crf==0.7.2")
     crf_module = load_crf_module()
-    if args.threads is not None:
-        torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)  # the heat maps go next to the JSON
 
     if args.memory:
         shapes = MEMORY_SHAPES if not args.smoke else ((2, 8, 5),)
@@ -470,8 +463,7 @@ def main():
                             "its resident memory just before the call",
                   "versions": versions(torchcrf), "points": measure_memory(shapes, args.threads)}
         report["machine"] = machine(load_before)
-        args.output.write_text(json.dumps(report, indent=2) + "\n")
-        print(f"wrote {args.output}")
+        common.write_json(args.output, report)
         return
 
     shapes = ([(b, t, k) for b in args.grid_batches for t in args.grid_lengths for k in args.grid_tags]
@@ -499,8 +491,9 @@ def main():
     seconds = time.perf_counter() - began
 
     report = {
-        "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(ROOT)) if Path(sys.argv[0]).is_absolute()
-                                         and ROOT in Path(sys.argv[0]).parents else sys.argv[0]] + sys.argv[1:]),
+        "command": "python " + " ".join([str(Path(sys.argv[0]).relative_to(common.ROOT))
+                                         if Path(sys.argv[0]).is_absolute() and common.ROOT in Path(sys.argv[0]).parents
+                                         else sys.argv[0]] + sys.argv[1:]),
         "case": {"dtype": "float32", "seed": args.seed, "repeats": args.repeats, "block": args.block,
                  "warmup": args.warmup, "point_seconds": args.point_seconds if args.grid else None,
                  "min_length": "length // 2" if args.min_length is None else args.min_length},
@@ -535,8 +528,7 @@ def main():
                   f"{r['per_round_speedup_median']:>10.2f}x")
     print(f"{torch.get_num_threads()} threads, load average {load_before[0]:.2f} -> {os.getloadavg()[0]:.2f}, "
           f"{seconds:.0f} s")
-    args.output.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {args.output}")
+    common.write_json(args.output, report)
 
 
 if __name__ == "__main__":

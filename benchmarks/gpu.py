@@ -29,63 +29,57 @@ sequence length, rows of random lengths between half and all of it), ours with t
 pytorch-crf 0.7.2 where it is installed; the algorithms' crossovers were measured on a CPU, so these figures are
 also the check of that choice on a GPU.
 
-A time budget (`--time_budget_seconds`) skips what would not fit, and the JSON (benchmarks/results/gpu.json) is
-rewritten after every measurement, so a run cut short still leaves what it measured.
+A time budget (`--time_budget_seconds`) skips what would not fit, and the JSON (benchmarks/results/gpu.json, or
+`--output`; `--smoke`: {tmp}/hf_bert_tasks_smoke/gpu.json) is rewritten after every measurement, so a run cut short
+still leaves what it measured.
 """
 
-import json
-import os
 import platform
 import statistics
-import sys
-import tempfile
 import time
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
-from transformers import BertConfig, HfArgumentParser
+from transformers import BertConfig
+from transformers.hf_argparser import string_to_bool
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the package from this checkout, installed or not
-
-from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification  # noqa: E402
+import common
+from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
 # Dense bf16 peak FLOP/s (no sparsity), matched as a substring of torch.cuda.get_device_name().
 PEAK_BF16_FLOPS = {"H200": 989e12, "H100": 989e12, "A100": 312e12}
 
 
-@dataclass
-class GpuArguments:
-    batch_size: int = field(default=128, metadata={"help": "Sequences per step."})
-    seq_len: int = field(default=128, metadata={"help": "Tokens per sequence (no padding)."})
-    steps: int = field(default=30, metadata={"help": "Timed steps per configuration."})
-    warmup_steps: int = field(default=5, metadata={"help": "Untimed steps first (compilation happens here)."})
-    crf_repeats: int = field(default=30, metadata={"help": "Timed calls of the CRF loss alone."})
-    compile: bool = field(default=True, metadata={"help": "Also time torch.compile(model)."})
-    compile_backend: str = field(default="inductor", metadata={
-        "help": "torch.compile backend (inductor generates kernels; aot_eager only captures graphs)."})
-    peak_tflops: float | None = field(default=None, metadata={
-        "help": "Peak dense bf16 TFLOP/s for the MFU (default: from the device name's table entry)."})
-    time_budget_seconds: float = field(default=420.0, metadata={
-        "help": "Skip configurations that would start after this many seconds (the run must end in 8 minutes)."})
-    crf_tags: str = field(default="9,73", metadata={
-        "help": "Comma-separated tag counts at which the CRF alone is timed (forward + backward and decoding)."})
-    seed: int = field(default=0, metadata={"help": "Seed of the weights and the random batch."})
-    output: str = field(default=str(ROOT / "benchmarks" / "results" / "gpu.json"),
-                        metadata={"help": "Where the JSON results go."})
-    smoke: bool = field(default=False, metadata={
-        "help": "Tiny model (2 layers, hidden 64), batch 4 x 32 tokens, 2 steps, on whatever device there is, "
-                "compiled with the aot_eager backend (graph capture and graph breaks without minutes of C++ "
-                "code generation on a CPU); the results go to {tmp}/hf_bert_tasks_smoke/gpu.json, never to "
-                "benchmarks/results."})
-
-    def __post_init__(self):
-        if self.smoke:
-            self.batch_size, self.seq_len, self.steps, self.warmup_steps, self.crf_repeats = 4, 32, 2, 1, 2
-            self.compile_backend = "aot_eager"
-            self.output = str(Path(tempfile.gettempdir()) / "hf_bert_tasks_smoke" / "gpu.json")
+def parse_arguments(argv: list[str] | None = None):
+    parser = common.parser(__doc__, "gpu", seed=0)
+    parser.add_argument("--batch_size", "--batch-size", type=int, default=128, help="sequences per step")
+    parser.add_argument("--seq_len", "--seq-len", type=int, default=128, help="tokens per sequence (no padding)")
+    parser.add_argument("--steps", type=int, default=30, help="timed steps per configuration")
+    parser.add_argument("--warmup_steps", "--warmup-steps", type=int, default=5,
+                        help="untimed steps first (compilation happens here)")
+    parser.add_argument("--crf_repeats", "--crf-repeats", type=int, default=30,
+                        help="timed calls of the CRF loss alone")
+    parser.add_argument("--compile", type=string_to_bool, nargs="?", const=True, default=True,
+                        help="also time torch.compile(model)")
+    parser.add_argument("--no_compile", "--no-compile", dest="compile", action="store_false",
+                        help="eager only (the same as --compile false)")
+    parser.add_argument("--compile_backend", "--compile-backend", default="inductor",
+                        help="torch.compile backend (inductor generates kernels; aot_eager only captures graphs)")
+    parser.add_argument("--peak_tflops", "--peak-tflops", type=float, default=None,
+                        help="peak dense bf16 TFLOP/s for the MFU (default: from the device name's table entry)")
+    parser.add_argument("--time_budget_seconds", "--time-budget-seconds", type=float, default=420.0,
+                        help="skip configurations that would start after this many seconds (the run must end in 8 "
+                             "minutes)")
+    parser.add_argument("--crf_tags", "--crf-tags", default="9,73",
+                        help="comma-separated tag counts at which the CRF alone is timed (forward + backward and "
+                             "decoding)")
+    args = common.parse(parser, argv)
+    # --smoke: a tiny model (encoder_config), batch 4 x 32 tokens, 2 steps, compiled with aot_eager (graph capture
+    # and graph breaks without minutes of C++ code generation on a CPU), on whatever device there is
+    common.shrink_for_smoke(args, batch_size=4, seq_len=32, steps=2, warmup_steps=1, crf_repeats=2)
+    if args.smoke:
+        args.compile_backend = "aot_eager"
+    return args
 
 
 def encoder_config(smoke: bool) -> BertConfig:
@@ -254,7 +248,7 @@ def measure_crf_alone(tags: int, args, device) -> dict:
 
 
 def main():
-    (args,) = HfArgumentParser(GpuArguments).parse_args_into_dataclasses()
+    args = parse_arguments()
     began = time.perf_counter()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if device.type == "cuda":
@@ -270,7 +264,7 @@ def main():
     batch = random_batch(args.batch_size, args.seq_len, config.encoder.vocab_size, device, generator)
     encoder = config.encoder
     report = {
-        "arguments": asdict(args),
+        "arguments": vars(args), "machine": common.machine_info(),
         "device": str(device), "device_name": device_name,
         "peak_bf16_flops": peak, "peak_source": "--peak_tflops" if args.peak_tflops else "table by device name",
         "torch": torch.__version__, "tokens_per_step": args.batch_size * args.seq_len,
@@ -279,8 +273,7 @@ def main():
     }
 
     def save():
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(json.dumps(report, indent=2) + "\n")
+        common.write_json(args.output, report)
 
     def out_of_time(what: str) -> bool:
         if time.perf_counter() - began > args.time_budget_seconds:
@@ -327,9 +320,8 @@ def main():
             print(f"torch.compile, {head} head: {report[f'compile_speedup_{head}']:.2f}x the eager step")
     report["total_seconds"] = time.perf_counter() - began
     save()
-    print(f"wrote {args.output} ({report['total_seconds']:.0f} s)")
+    print(f"{report['total_seconds']:.0f} s in all")
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
     main()

@@ -40,10 +40,6 @@ import torch
 
 import common
 
-# crf_overhead.py still imports these from here; the line goes when it imports them from common.py (issue 15).
-from common import (DATA_DIR, ROOT, encode_training_windows, load_sentences, machine_info,  # noqa: F401
-                    minilm_path, quiet_transformers, write_json)
-
 STRATEGIES = ("pad_to_max_length", "dynamic_padding", "length_grouped")
 
 
