@@ -1,4 +1,5 @@
-"""The recipe contract: what every recipe (``recipes/ner.py``, ``classify.py``, ``qa.py``) shares.
+"""The recipe contract: what every recipe (``recipes/ner.py``, ``classify.py``, ``qa.py``, ``pretrain.py``,
+``distill.py``) shares.
 
 - Arguments: flags or one JSON file (:func:`parse_recipe_arguments`); :class:`FineTuneArguments` for the new layers'
   learning rate (``--head_learning_rate``; ``--crf_learning_rate`` is its deprecated alias) and the staged
