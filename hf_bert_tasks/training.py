@@ -156,3 +156,14 @@ def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **ext
     lora_args.save(trainer, lora_model)
     log_and_save(trainer, "train", {**result.metrics, **extra_metrics})
     trainer.save_state()
+
+
+def end_processes() -> None:
+    """Close the process group of a multi-process run (`accelerate launch`) before the interpreter exits.
+
+    Left open, its gloo threads are torn down during interpreter shutdown; a two-process CPU run of
+    `recipes/pretrain.py --streaming` was seen to abort there ("terminate called without an active exception",
+    SIGABRT) after it had trained and saved. Every recipe calls this last; a no-op in a single process."""
+    if torch.distributed.is_available() and torch.distributed.is_initialized():
+        torch.distributed.barrier()
+        torch.distributed.destroy_process_group()

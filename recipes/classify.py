@@ -63,6 +63,7 @@ from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.training import (
     FineTuneArguments,
     OrderedEvalTrainer,
+    end_processes,
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
@@ -225,3 +226,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    end_processes()

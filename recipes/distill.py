@@ -47,6 +47,7 @@ from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.training import (
     FineTuneArguments,
+    end_processes,
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
@@ -289,3 +290,4 @@ def build_classification(distillation, data_args, training_args, student, tokeni
 
 if __name__ == "__main__":
     main()
+    end_processes()

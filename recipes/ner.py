@@ -36,6 +36,7 @@ from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.training import (
     FineTuneArguments,
     OrderedEvalTrainer,
+    end_processes,
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
@@ -232,3 +233,4 @@ def load_model_and_tokenizer(model_args, data_args, tag_names):
 
 if __name__ == "__main__":
     main()
+    end_processes()

@@ -56,7 +56,7 @@ from hf_bert_tasks.pretraining.training import (
     parse_token_ids,
 )
 from hf_bert_tasks.recipe_checks import RecipeChecks
-from hf_bert_tasks.training import log_and_save, parse_recipe_arguments, train_and_save
+from hf_bert_tasks.training import end_processes, log_and_save, parse_recipe_arguments, train_and_save
 from hf_bert_tasks.vocab import EXPANSION_REPORT_FILE, get_segmenter
 
 
@@ -197,3 +197,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    end_processes()

@@ -41,6 +41,7 @@ from hf_bert_tasks.qa.predictor import postprocess_predictions, write_prediction
 from hf_bert_tasks.training import (
     FineTuneArguments,
     OrderedEvalTrainer,
+    end_processes,
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
@@ -195,3 +196,4 @@ def main():
 
 if __name__ == "__main__":
     main()
+    end_processes()
