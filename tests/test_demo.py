@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import torch
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
-from tiny_models import CLASSES, save_classifier, save_qa_model
+from tiny_models import CLASSES, save_classifier, save_qa_model, train_briefly
 from transformers import BertForMaskedLM
 
 pytest.importorskip("gradio", reason="the demo extra is not installed: pip install -e '.[demo]'")
@@ -71,32 +71,20 @@ APP_ENV = {
 def ner_model_dir(tmp_path_factory) -> Path:
     """A saved BERT+CRF folder (tiny encoder) that tags the names of TRAINING: 120 Adam steps on one batch."""
     torch.manual_seed(0)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # one thread: the same sums in the same order, the same weights every run
-    try:
-        config = BertCrfConfig(
-            encoder=tiny_bert_config(), id2label=dict(enumerate(LABELS)),
-            label2id={label: i for i, label in enumerate(LABELS)},
-        )
-        model = BertCrfForTokenClassification(config)
-        tokenizer = tiny_tokenizer()
-        features = encode_words(
-            tokenizer, [words.split() for words, _ in TRAINING], max_length=64, stride=16, scheme="BIO",
-            strategy="first", label2id=config.label2id, tags=[tags.split() for _, tags in TRAINING],
-        )
-        collate = WindowCollator(tokenizer.pad_token_id)
-        batch = collate([{key: features[key][i] for key in collate.pad_values if key in features}
-                         for i in range(len(features["input_ids"]))])
-        optimizer = torch.optim.Adam(model.parameters(), lr=3e-3)
-        model.train()
-        for _ in range(120):
-            loss = model(**batch).loss
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-        model.eval()
-    finally:
-        torch.set_num_threads(threads)
+    config = BertCrfConfig(
+        encoder=tiny_bert_config(), id2label=dict(enumerate(LABELS)),
+        label2id={label: i for i, label in enumerate(LABELS)},
+    )
+    model = BertCrfForTokenClassification(config)
+    tokenizer = tiny_tokenizer()
+    features = encode_words(
+        tokenizer, [words.split() for words, _ in TRAINING], max_length=64, stride=16, scheme="BIO",
+        strategy="first", label2id=config.label2id, tags=[tags.split() for _, tags in TRAINING],
+    )
+    collate = WindowCollator(tokenizer.pad_token_id)
+    batch = collate([{key: features[key][i] for key in collate.pad_values if key in features}
+                     for i in range(len(features["input_ids"]))])
+    train_briefly(model, batch, steps=120)
     found = {(e["type"], e["text"]) for e in NerPredictor(model, tokenizer)(ENGLISH + " " + CHINESE)}
     assert {("LOC", "Paris"), ("PER", "John"), ("PER", "朱元璋")} <= found, f"the fixture model did not learn: {found}"
     path = tmp_path_factory.mktemp("demo-model")

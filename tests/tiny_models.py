@@ -37,7 +37,8 @@ QUESTIONS = [
 ]
 
 
-def _train(model, batch: dict, steps: int, lr: float = 3e-3) -> None:
+def train_briefly(model, batch: dict, steps: int, lr: float = 3e-3) -> None:
+    """Adam on one batch, one thread, then eval mode: the same weights every run (for the tests' tiny models)."""
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # one thread: the same sums in the same order, the same weights every run
     try:
@@ -66,7 +67,7 @@ def save_classifier(path: Path) -> Path:
     tokenizer = tiny_tokenizer()
     batch = tokenizer([text for text, _ in CLASSIFICATION], padding=True, return_tensors="pt")
     batch["labels"] = torch.tensor([CLASSES.index(label) for _, label in CLASSIFICATION])
-    _train(model, dict(batch), steps=80)
+    train_briefly(model, dict(batch), steps=80)
     with torch.no_grad():
         predicted = model(**{k: v for k, v in batch.items() if k != "labels"}).logits.argmax(-1)
     assert predicted.tolist() == batch["labels"].tolist(), "the tiny classifier did not learn its examples"
@@ -95,7 +96,7 @@ def save_qa_model(path: Path) -> Path:
                           return_tensors="pt")
     batch["start_positions"] = torch.tensor(features["start_positions"])
     batch["end_positions"] = torch.tensor(features["end_positions"])
-    _train(model, dict(batch), steps=150)
+    train_briefly(model, dict(batch), steps=150)
     model.save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
