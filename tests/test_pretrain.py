@@ -8,11 +8,10 @@ import json
 import math
 import os
 import subprocess
-import sys
 
 import pytest
 import torch
-from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, run_recipe_in_process, tiny_bert_config, tiny_tokenizer
 from transformers import (
     AlbertConfig,
     AutoModelForMaskedLM,
@@ -349,13 +348,8 @@ def common_args(folder, out, steps):
 
 
 def run_in_process(args, monkeypatch, cache):
-    """recipes are plain scripts whose main() reads sys.argv: run one in this process (no import cost)."""
-    spec = importlib.util.spec_from_file_location("pretrain_recipe_main", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
-    monkeypatch.setattr(sys, "argv", ["pretrain.py", *map(str, args)])
-    module.main()
+    """The pretraining recipe's main() in this process (it reads sys.argv; no import cost)."""
+    run_recipe_in_process(RECIPE, args, monkeypatch, cache)
 
 
 def test_recipe_trains_saves_and_resumes(expanded_dir, monkeypatch, capsys):

@@ -7,14 +7,12 @@ finished child's own peak RSS), and two processes under `accelerate launch` (as 
 them) recording which texts each one trained on.
 """
 
-import importlib.util
 import json
 import math
 import os
 import random
 import socket
 import subprocess
-import sys
 import textwrap
 import time
 from pathlib import Path
@@ -23,7 +21,7 @@ import pytest
 import torch
 from transformers import BertForMaskedLM
 
-from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, run_recipe_in_process, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks.pretraining.training import MaskedPositionsTrainer
 
 RECIPE = ROOT / "recipes" / "pretrain.py"
@@ -73,13 +71,8 @@ def recipe_args(model_dir, output_dir, train_files, *extra):
 
 
 def run_in_process(args, monkeypatch, cache):
-    """The recipe's main() in this process (it reads sys.argv)."""
-    spec = importlib.util.spec_from_file_location("pretrain_recipe_streaming", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
-    monkeypatch.setattr(sys, "argv", ["pretrain.py", *map(str, args)])
-    module.main()
+    """The pretraining recipe's main() in this process (it reads sys.argv; no import cost)."""
+    run_recipe_in_process(RECIPE, args, monkeypatch, cache)
 
 
 def record_batches(monkeypatch) -> list[tuple[list[list[int]], list[list[int]]]]:
