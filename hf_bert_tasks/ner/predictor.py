@@ -67,11 +67,7 @@ class NerPredictor:
     def __call__(self, texts: str | Sequence[str]) -> list[dict] | list[list[dict]]:
         """Entities of one text (a list of dicts) or of each of several texts (a list of lists)."""
         batch, single = check_texts(texts)
-        words = [split_words(text) for text in batch]
-        tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words])
-        entities = [
-            entities_from_words(text, ws, t, self.scheme, s) for text, ws, t, s in zip(batch, words, tags, scores)
-        ]
+        entities = self._entities(batch)
         return entities[0] if single else entities
 
     def predict_document(self, sentences: Sequence[str]) -> list[list[dict]]:
@@ -81,10 +77,13 @@ class NerPredictor:
             raise TypeError("predict_document takes the document's sentences (a list of str), got one str; "
                             "call the predictor itself on a single text")
         sentences, _ = check_texts(sentences)
-        words = [split_words(sentence) for sentence in sentences]
-        tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=[0] * len(words))
-        return [entities_from_words(text, ws, t, self.scheme, s)
-                for text, ws, t, s in zip(sentences, words, tags, scores)]
+        return self._entities(sentences, document_ids=[0] * len(sentences))
+
+    def _entities(self, texts: list[str], document_ids: Sequence | None = None) -> list[list[dict]]:
+        """Entities of each checked text: its words (`split_words`), their tags and scores, back to offsets."""
+        words = [split_words(text) for text in texts]
+        tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=document_ids)
+        return [entities_from_words(text, ws, t, self.scheme, s) for text, ws, t, s in zip(texts, words, tags, scores)]
 
     def predict_words(self, sentences: Sequence[Sequence[str]], document_ids: Sequence | None = None
                       ) -> tuple[list[list[str]], list[list[float]]]:
