@@ -278,11 +278,9 @@ def crossover_point(crf_module, b, t, k, args):
         ("decode", [a for a in crf_module.VITERBI_ALGORITHMS if a != "sequential"], crf_module.choose_viterbi(b, t, k)),
         ("ll_forward_backward", list(crf_module.LOG_LIKELIHOOD_ALGORITHMS), crf_module.choose_log_likelihood(b, t, k)),
     ):
-        # skip the algorithms that are hopeless at this shape (and slow to time, or out of memory): the Python
-        # Viterbi far beyond its crossover, the trees (K^3 work per node) far beyond theirs
+        # skip the algorithms that are hopeless at this shape (and slow to time, or out of memory): the trees
+        # (K^3 work per node) far beyond their crossovers
         kernels = sys.modules["hf_bert_tasks_crf.crf_kernels"]
-        if measure == "decode" and b * t * k * k > 50 * kernels.PYTHON_VITERBI_MAX_WORK:
-            algorithms.remove("python")
         if measure == "decode" and b * k**3 > 50 * kernels.TREE_VITERBI_MAX_WORK_PER_STEP:
             algorithms.remove("tree")
         if measure == "ll_forward_backward" and b * k**3 > 50 * kernels.TREE_MAX_WORK_PER_STEP:

@@ -243,7 +243,7 @@ def measure_crf_alone(tags: int, args, device) -> dict:
         entry["speedup"] = {m: entry["pytorch_crf"][m] / entry["ours"][m] for m in entry["ours"]}
     from hf_bert_tasks.modeling.crf_kernels import choose_log_likelihood, choose_viterbi
 
-    entry["algorithms"] = {"log_likelihood": choose_log_likelihood(b, t, tags), "decode": choose_viterbi(b, t, tags)}
+    entry["algorithms"] = {"log_likelihood": choose_log_likelihood(b, t, tags), "decode": choose_viterbi(b, t, tags, device.type)}
     return entry
 
 

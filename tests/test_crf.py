@@ -697,18 +697,20 @@ def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
             for k in (1, 5, 9, 21, 41, 73, 133):
                 assert crf_kernels.choose_log_likelihood(b, t, k) in LOG_LIKELIHOOD_ALGORITHMS
                 assert crf_kernels.choose_viterbi(b, t, k) in VITERBI_ALGORITHMS
-    # tiny inputs decode on Python floats, many tags in the row-major layout, few tags and long rows with the tree
-    assert crf_kernels.choose_viterbi(1, 16, 5) == "python"
+    # small inputs decode in numpy (on the CPU only), many tags in the row-major layout, few tags and long rows
+    # with the tree
+    assert crf_kernels.choose_viterbi(1, 16, 21) == "numpy"
+    assert crf_kernels.choose_viterbi(1, 16, 21, "cuda") != "numpy"
     assert crf_kernels.choose_viterbi(32, 128, 73) == "middle_rows"
     assert crf_kernels.choose_viterbi(32, 128, 9) == "middle"
-    assert crf_kernels.choose_viterbi(1, 64, 9) == "tree"
+    assert crf_kernels.choose_viterbi(1, 512, 9) == "tree"
     assert crf_kernels.choose_log_likelihood(1, 512, 9) == "tree"
     assert crf_kernels.choose_log_likelihood(32, 128, 73) == "sequential"
     # the module asks the dispatcher with the longest row's length, not the padded one
     import hf_bert_tasks.modeling.crf as crf_module
 
     asked = []
-    monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k: asked.append((b, t, k)) or "sequential")
+    monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k, device: asked.append((b, t, k)) or "sequential")
     monkeypatch.setattr(crf_module, "choose_log_likelihood", lambda b, t, k: asked.append((b, t, k)) or "tree")
     crf = LinearChainCRF(3)
     em, mask = torch.randn(2, 9, 3), right_padded_mask([5, 3], 9)
@@ -726,8 +728,9 @@ def test_unknown_algorithm_is_named():
         crf.log_likelihood(em, torch.zeros(2, 4, dtype=torch.long), algorithm="bogus")
 
 
-def test_kernels_file_imports_only_torch_and_the_standard_library():
-    """crf_kernels.py is copied next to saved weights: nothing of this package, nothing but torch and stdlib."""
+def test_kernels_file_imports_only_torch_numpy_and_the_standard_library():
+    """crf_kernels.py is copied next to saved weights: nothing of this package, nothing but torch, numpy (which
+    transformers requires) and the standard library."""
     import ast
     import sys
     from pathlib import Path
@@ -740,4 +743,4 @@ def test_kernels_file_imports_only_torch_and_the_standard_library():
         elif isinstance(node, ast.ImportFrom):
             assert node.level == 0, "crf_kernels.py needs no sibling"
             modules.add(node.module.split(".")[0])
-    assert modules <= {"torch"} | set(sys.stdlib_module_names), modules
+    assert modules <= {"torch", "numpy"} | set(sys.stdlib_module_names), modules

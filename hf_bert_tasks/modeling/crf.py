@@ -1,7 +1,8 @@
 """Linear-chain conditional random field for sequence labelling, with optional transition constraints.
 
-This file imports only ``torch``, ``typing`` and its sibling ``crf_kernels.py`` (``from .crf_kernels import ...``)
-so that both can be copied as they are into a Hugging Face custom-code folder next to the modelling file.
+This file imports only ``torch``, ``numpy`` (a requirement of transformers), ``typing`` and its sibling
+``crf_kernels.py`` (``from .crf_kernels import ...``) so that both can be copied as they are into a Hugging Face
+custom-code folder next to the modelling file.
 
 Model
 -----
@@ -40,8 +41,8 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   ``exp(-700)`` times the largest of a tree node or of two steps are lost, so long sequences with large
   emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
   about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
-- Viterbi (decoding): ``"python"`` (the recursion on Python floats, for tiny inputs where one torch operation
-  costs more than all the arithmetic), ``"tree"`` (max-plus matrix products combined as a balanced tree: few
+- Viterbi (decoding): ``"numpy"`` (the plain recursion in numpy on the host, for small inputs on the CPU, where
+  one torch operation costs more than a numpy one and the number of operations is the cost), ``"tree"`` (max-plus matrix products combined as a balanced tree: few
   operations, K^3 work per node; a few short rows with few tags), ``"middle"`` (a forward and a backward max-plus
   pass meeting in the middle, about T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums
   every few steps) or ``"middle_rows"`` (the same in a row-major layout with back-pointers recomputed along the
@@ -50,6 +51,7 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
 
 from typing import List, Optional, Tuple
 
+import numpy
 import torch
 from torch import Tensor
 
@@ -62,7 +64,7 @@ from .crf_kernels import (
     tree_forward,
     viterbi_middle,
     viterbi_middle_rows,
-    viterbi_python,
+    viterbi_numpy,
     viterbi_tree,
 )
 
@@ -72,7 +74,7 @@ __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_trans
 FORBIDDEN_SCORE = -10000.0
 # Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
 LOG_LIKELIHOOD_ALGORITHMS = ("tree", "sequential")
-VITERBI_ALGORITHMS = ("python", "tree", "middle", "middle_rows", "sequential")
+VITERBI_ALGORITHMS = ("numpy", "tree", "middle", "middle_rows", "sequential")
 
 # The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
 # module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
@@ -277,8 +279,8 @@ def _viterbi_sequential(emissions: Tensor, mask: Tensor, start: Tensor, transiti
 
 def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor, algorithm: str):
     """Best path (B, T) by one of VITERBI_ALGORITHMS (all give the same path up to ties within rounding)."""
-    if algorithm == "python":
-        return viterbi_python(emissions, mask, start, transitions, end)
+    if algorithm == "numpy":
+        return viterbi_numpy(emissions, mask, start, transitions, end)
     if algorithm == "tree":
         return viterbi_tree(emissions, mask, start, transitions, end)
     if algorithm == "middle":
@@ -383,29 +385,25 @@ class LinearChainCRF(torch.nn.Module):
             return mask, 0
         if length == 0:
             raise ValueError("row 0 has no tokens: every sequence needs at least one position in the mask")
-        # Rows that turn on again after a False: not right-padded. Rows whose first position is off: empty.
-        gaps = (mask[:, 1:] & ~mask[:, :-1]).any(dim=1)
-        empty = ~mask[:, 0]
-        bad_tags = None
-        if tags is not None:
-            bad_tags = (((tags < 0) | (tags >= k)) & mask).any(dim=1)
-        checks = torch.stack([gaps.any(), empty.any()] + ([bad_tags.any()] if bad_tags is not None else []))
-        failed = checks.tolist()
-        if failed[0]:
-            row = int(gaps.nonzero()[0, 0])
-            raise ValueError(
-                f"mask must be right-padded (True then False in each row), row {row} is not: {mask[row].int().tolist()}"
-            )
-        if failed[1]:
-            row = int(empty.nonzero()[0, 0])
+        # The checks run on a host copy (numpy): a handful of microseconds where torch operations cost tens, and the
+        # longest row's length has to reach the host anyway.
+        on_host = mask.detach().cpu().numpy()
+        gaps = (on_host[:, 1:] > on_host[:, :-1]).any(axis=1)  # turns on again after a False: not right-padded
+        if gaps.any():
+            row = int(gaps.nonzero()[0][0])
+            values = on_host[row].astype(int).tolist()
+            raise ValueError(f"mask must be right-padded (True then False in each row), row {row} is not: {values}")
+        if not on_host[:, 0].all():
+            row = int((~on_host[:, 0]).nonzero()[0][0])
             raise ValueError(f"row {row} has no tokens: every sequence needs at least one position in the mask")
-        if len(failed) > 2 and failed[2]:
-            row = int(bad_tags.nonzero()[0, 0])
-            wrong = tags[row][mask[row] & ((tags[row] < 0) | (tags[row] >= k))]
-            raise ValueError(
-                f"tags must lie in 0..{k - 1} inside the mask; row {row} holds {sorted(set(wrong.tolist()))}"
-            )
-        return mask, int(mask.sum(dim=1).max())
+        if tags is not None:
+            gold = tags.detach().cpu().numpy()
+            bad = ((gold < 0) | (gold >= k)) & on_host
+            if bad.any():
+                row = int(bad.any(axis=1).nonzero()[0][0])
+                wrong = sorted(set(gold[row][bad[row]].tolist()))
+                raise ValueError(f"tags must lie in 0..{k - 1} inside the mask; row {row} holds {wrong}")
+        return mask, int(on_host.sum(axis=1).max())
 
     # -- public API ----------------------------------------------------------------------------------------------
 
@@ -473,7 +471,8 @@ class LinearChainCRF(torch.nn.Module):
             return torch.zeros(0, length, dtype=torch.long, device=emissions.device)
         work = emissions.dtype if emissions.dtype in (torch.float32, torch.float64) else torch.float32
         start, trans, end = (p.to(work) for p in self.effective_scores())
-        algorithm = choose_viterbi(batch, longest, self.num_tags) if algorithm is None else algorithm
+        if algorithm is None:
+            algorithm = choose_viterbi(batch, longest, self.num_tags, emissions.device.type)
         path = _viterbi(emissions[:, :longest].to(work), mask[:, :longest], start, trans, end, algorithm)
         if longest < length:  # padding shared by every row is not computed, only filled in
             path = torch.cat([path, path.new_full((batch, length - longest), -1)], dim=1)

@@ -1,9 +1,10 @@
 """Fast algorithms for :mod:`crf` (the linear-chain CRF), and the rule that picks one from the shapes.
 
-This file imports only ``torch`` and the standard library; ``crf.py`` imports it as ``from .crf_kernels import
-...``, so ``save_pretrained`` copies it next to the weights with the other custom-code files. ``crf.py`` keeps the
-plain recursions (log-space forward algorithm, max-with-indices Viterbi) as the readable reference; every function
-here computes the same thing and is tested against them, against brute force and against pytorch-crf.
+This file imports only ``torch``, ``numpy`` (a requirement of transformers) and the standard library; ``crf.py``
+imports it as ``from .crf_kernels import ...``, so ``save_pretrained`` copies it next to the weights with the other
+custom-code files. ``crf.py`` keeps the plain recursions (log-space forward algorithm, max-with-indices Viterbi) as
+the readable reference; every function here computes the same thing and is tested against them, against brute force
+and against pytorch-crf.
 
 Notation as in ``crf.py``: emissions (B, T, K), mask (B, T) right-padded bool, effective ``start`` (K,),
 ``transitions`` (K, K) (``[i, j]``: from tag i to tag j) and ``end`` (K,); L is a row's number of tokens.
@@ -19,8 +20,9 @@ Log-partition function and its gradient (training), both in float64, each with a
 
 Viterbi (decoding):
 
-- ``python``: the recursion on Python floats (float64), for tiny inputs where one torch operation (microseconds)
-  costs more than the whole arithmetic.
+- ``numpy``: the plain recursion in numpy on the host (see :func:`viterbi_numpy`), for small inputs, where the
+  number of operations is the cost: a numpy operation on a few hundred numbers takes about a microsecond, a torch
+  operation several.
 - ``tree``: a tree of max-plus matrix products (K^3 work per node, about 5 log2(T) operations), for a few short
   rows with few tags (see :func:`viterbi_tree`).
 - ``middle``: meet in the middle (a forward and a backward max-plus pass in one loop of about T / 2 steps, see
@@ -35,9 +37,9 @@ The choice (:func:`choose_log_likelihood`, :func:`choose_viterbi`) uses crossove
 rounding, so a wrong crossover costs time only.
 """
 
-from operator import add
 from typing import Dict, Tuple
 
+import numpy
 import torch
 from torch import Tensor
 
@@ -62,11 +64,15 @@ _POINTER_CHUNK = 8
 # extra arithmetic per step, B K^3, stays small.
 TREE_MIN_LENGTH = 128
 TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
-# Viterbi: Python floats while B * T * K^2 (the whole arithmetic) is at most this; the max-plus tree while its
-# arithmetic per step, B * K^3, is at most this; the row-major loop for many tags, and from 16 tags for short rows
-# or wide batches; the (tag, tag, row) loop otherwise.
-PYTHON_VITERBI_MAX_WORK = 2500
+# Viterbi: the max-plus tree for long rows while its arithmetic per step, B * K^3, stays small; numpy on the host
+# while a step's arithmetic (B K^2) and the steps of all rows (B T) are small, or the whole arithmetic (B T K^2) is;
+# the row-major loop for many tags, and from 16 tags for short rows or wide batches; the (tag, tag, row) loop
+# otherwise. numpy runs only for tensors on the CPU: elsewhere the copies to the host would come on top.
+TREE_VITERBI_MIN_LENGTH = 128
 TREE_VITERBI_MAX_WORK_PER_STEP = 1024
+NUMPY_VITERBI_MAX_WORK_PER_STEP = 6000  # B * K^2, with B * T <= NUMPY_VITERBI_MAX_ROW_STEPS
+NUMPY_VITERBI_MAX_ROW_STEPS = 1024
+NUMPY_VITERBI_MAX_WORK = 300_000  # B * T * K^2
 ROWS_LAYOUT_MIN_TAGS = 32
 ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE = 16  # when T <= 32 or B >= 32
 
@@ -78,12 +84,17 @@ def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
     return "sequential"
 
 
-def choose_viterbi(batch: int, length: int, num_tags: int) -> str:
-    """``"python"``, ``"tree"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input."""
-    if batch * length * num_tags**2 <= PYTHON_VITERBI_MAX_WORK:
-        return "python"
-    if batch * num_tags**3 <= TREE_VITERBI_MAX_WORK_PER_STEP:
+def choose_viterbi(batch: int, length: int, num_tags: int, device_type: str = "cpu") -> str:
+    """``"numpy"``, ``"tree"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input on a device
+    of type ``device_type`` (see the constants above)."""
+    if length >= TREE_VITERBI_MIN_LENGTH and batch * num_tags**3 <= TREE_VITERBI_MAX_WORK_PER_STEP:
         return "tree"
+    per_step = batch * num_tags**2
+    if device_type == "cpu" and (
+        (per_step <= NUMPY_VITERBI_MAX_WORK_PER_STEP and batch * length <= NUMPY_VITERBI_MAX_ROW_STEPS)
+        or per_step * length <= NUMPY_VITERBI_MAX_WORK
+    ):
+        return "numpy"
     if num_tags >= ROWS_LAYOUT_MIN_TAGS or (
         num_tags >= ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE and (length <= 32 or batch >= 32)
     ):
@@ -359,32 +370,52 @@ def sequential_backward(saved, grad: Tensor):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def viterbi_python(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
-    """Best path (B, T) long, -1 outside the mask, by the plain recursion on Python floats (float64).
+def viterbi_numpy(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask, by the plain recursion in numpy on the host.
 
-    For tiny inputs only: a torch operation costs microseconds whatever its size, a Python addition tens of
-    nanoseconds. Ties go to the lowest tag, as with ``torch.max``.
+    For small inputs, where the cost is the number of operations, not the arithmetic: a numpy operation on a few
+    hundred numbers takes about a microsecond, a torch one several. Per step, ``sums[b, j, i] = score[b, i] +
+    trans[i, j]`` with the previous tag ``i`` last, so that the back-pointer is an argmax over contiguous memory
+    (numpy's argmax picks the first maximum, as ``torch.max`` does); the kept score is read at the pointer rather
+    than reduced a second time. Inputs on an accelerator are copied to the host and the path back.
     """
-    batch, length, k = emissions.shape
-    lengths = mask.sum(dim=1).tolist()
-    rows, first, moves, last = emissions.tolist(), start.tolist(), transitions.t().tolist(), end.tolist()
-    negated = [-i for i in range(k)]  # max over (sum, -i) pairs: the lowest tag wins a tie
-    paths = []
-    for row, n in zip(rows, lengths):
-        score = [a + b for a, b in zip(first, row[0])]
-        history = []
-        for em in row[1:n]:
-            best = [max(zip(map(add, score, into), negated)) for into in moves]  # into[i] = trans[i, j]
-            history.append([-i for _, i in best])
-            score = [value + e for (value, _), e in zip(best, em)]
-        final = [a + b for a, b in zip(score, last)]
-        tag = final.index(max(final))
+    em = emissions.detach().cpu().numpy()
+    batch, length, k = em.shape
+    last = mask.detach().cpu().numpy().sum(axis=1) - 1  # (B,) each row's last time
+    first, into, final_move = (p.detach().cpu().numpy() for p in (start, transitions.t(), end))
+    scores = numpy.empty((length, batch, k), dtype=em.dtype)
+    pointers = numpy.empty((length, batch, k), dtype=numpy.intp)  # pointers[t, b, j]: best tag at t - 1
+    numpy.add(first, em[:, 0], out=scores[0])
+    # Views made once: a view costs as much as a small operation.
+    score_from, score_at = list(scores[:, :, None, :]), list(scores)  # (B, 1, K_from), (B, K)
+    pointer_at, emission_at = list(pointers), list(em.transpose(1, 0, 2))
+    sums = numpy.empty((batch, k, k), dtype=em.dtype)  # (B, K_to, K_from)
+    flat_sums = sums.reshape(-1)
+    offsets = numpy.arange(0, batch * k * k, k).reshape(batch, k)  # flat index of sums[b, j, 0]
+    for t in range(1, length):
+        numpy.add(score_from[t - 1], into, out=sums)
+        best = sums.argmax(axis=2, out=pointer_at[t])
+        numpy.add(flat_sums.take(offsets + best), emission_at[t], out=score_at[t])
+    rows = numpy.arange(batch)
+    tag = (scores[last, rows] + final_move).argmax(axis=1)  # (B,) each row's last tag
+    if batch == 1:  # one row: the backtrace on Python ints
+        n, tag = int(last[0]), int(tag[0])
         path = [tag]
-        for pointers in reversed(history):
-            tag = pointers[tag]
+        for step in reversed(pointers[1 : n + 1, 0].tolist()):
+            tag = step[tag]
             path.append(tag)
-        paths.append(path[::-1] + [-1] * (length - n))
-    return torch.tensor(paths, dtype=torch.long, device=emissions.device).view(batch, length)
+        path = numpy.array([path[::-1] + [-1] * (length - 1 - n)], dtype=numpy.int64)
+    else:
+        # Past a row's end every pointer leads to its last tag, so that all rows trace back from time T - 1.
+        beyond = numpy.arange(length)[:, None] > last  # (T, B)
+        pointers[beyond] = numpy.broadcast_to(tag, (length, batch))[beyond][:, None]
+        traced = [tag]
+        for t in range(length - 1, 0, -1):
+            tag = pointers[t, rows, tag]
+            traced.append(tag)
+        path = numpy.stack(traced[::-1], axis=1)
+        path[beyond.T] = -1
+    return torch.from_numpy(path).to(emissions.device)
 
 
 def _middle_plan(lengths: Tensor, length: int):
