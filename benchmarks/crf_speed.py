@@ -279,8 +279,11 @@ def crossover_point(crf_module, b, t, k, args):
         ("ll_forward_backward", list(crf_module.LOG_LIKELIHOOD_ALGORITHMS), crf_module.choose_log_likelihood(b, t, k)),
     ):
         # skip the algorithms that are hopeless at this shape (and slow to time, or out of memory): the trees
-        # (K^3 work per node) far beyond their crossovers
+        # (K^3 work per node) and the numpy loops (one thread) far beyond their crossovers
         kernels = sys.modules["hf_bert_tasks_crf.crf_kernels"]
+        if measure == "decode" and b * t * k * k > 100 * kernels.NUMPY_VITERBI_MAX_WORK:
+            algorithms.remove("numpy")
+            algorithms.remove("numpy_batched")
         if measure == "decode" and b * k**3 > 50 * kernels.TREE_VITERBI_MAX_WORK_PER_STEP:
             algorithms.remove("tree")
         if measure == "ll_forward_backward" and b * k**3 > 50 * kernels.TREE_MAX_WORK_PER_STEP:

@@ -593,7 +593,7 @@ def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrain
 
 
 # Shapes around every crossover of the dispatcher, and the edges (one token, one tag, all rows full).
-AGREEMENT_SHAPES = [(1, 1, 3), (3, 2, 1), (1, 16, 5), (4, 9, 2), (2, 17, 9), (5, 33, 21), (3, 70, 5), (2, 40, 41)]
+AGREEMENT_SHAPES = [(1, 1, 3), (3, 2, 1), (1, 16, 5), (4, 9, 2), (2, 17, 9), (5, 33, 21), (3, 70, 5), (2, 40, 41), (17, 12, 33)]
 
 
 @pytest.mark.parametrize("b,t,k", AGREEMENT_SHAPES)
@@ -697,13 +697,14 @@ def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
             for k in (1, 5, 9, 21, 41, 73, 133):
                 assert crf_kernels.choose_log_likelihood(b, t, k) in LOG_LIKELIHOOD_ALGORITHMS
                 assert crf_kernels.choose_viterbi(b, t, k) in VITERBI_ALGORITHMS
-    # small inputs decode in numpy (on the CPU only), many tags in the row-major layout, few tags and long rows
-    # with the tree
+    # on the CPU: few rows or few tags in numpy, batches vectorised over the rows; many tags and much work in the
+    # row-major torch loop; long rows with very few tags with the tree; no numpy elsewhere
     assert crf_kernels.choose_viterbi(1, 16, 21) == "numpy"
-    assert crf_kernels.choose_viterbi(1, 16, 21, "cuda") != "numpy"
+    assert crf_kernels.choose_viterbi(32, 128, 9) == "numpy_batched"
     assert crf_kernels.choose_viterbi(32, 128, 73) == "middle_rows"
-    assert crf_kernels.choose_viterbi(32, 128, 9) == "middle"
-    assert crf_kernels.choose_viterbi(1, 512, 9) == "tree"
+    assert crf_kernels.choose_viterbi(1, 512, 5) == "tree"
+    assert crf_kernels.choose_viterbi(1, 16, 21, "cuda") == "middle_rows"
+    assert crf_kernels.choose_viterbi(32, 128, 9, "cuda") == "middle"
     assert crf_kernels.choose_log_likelihood(1, 512, 9) == "tree"
     assert crf_kernels.choose_log_likelihood(32, 128, 73) == "sequential"
     # the module asks the dispatcher with the longest row's length, not the padded one

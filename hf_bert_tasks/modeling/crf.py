@@ -41,12 +41,14 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   ``exp(-700)`` times the largest of a tree node or of two steps are lost, so long sequences with large
   emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
   about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
-- Viterbi (decoding): ``"numpy"`` (the plain recursion in numpy on the host, for small inputs on the CPU, where
-  one torch operation costs more than a numpy one and the number of operations is the cost), ``"tree"`` (max-plus matrix products combined as a balanced tree: few
-  operations, K^3 work per node; a few short rows with few tags), ``"middle"`` (a forward and a backward max-plus
-  pass meeting in the middle, about T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums
-  every few steps) or ``"middle_rows"`` (the same in a row-major layout with back-pointers recomputed along the
-  path only: many tags). Paths equal the reference's except where two paths' scores tie to within rounding.
+- Viterbi (decoding): ``"numpy"`` and ``"numpy_batched"`` (the plain recursion in numpy on the host, row by row
+  or vectorised over the rows: small inputs and batches with few tags on the CPU, where one torch operation costs
+  more than a numpy one and the number of operations is the cost), ``"tree"`` (max-plus matrix products combined
+  as a balanced tree: few operations, K^3 work per node; a few long rows with very few tags), ``"middle"`` (a
+  forward and a backward max-plus pass meeting in the middle, about T / 2 steps, layout (tag, tag, row),
+  back-pointers recovered from kept sums every few steps; few tags on an accelerator) or ``"middle_rows"`` (the
+  same in a row-major layout with back-pointers recomputed along the path only: many tags). Paths equal the
+  reference's except where two paths' scores tie to within rounding.
 """
 
 from typing import List, Optional, Tuple
@@ -65,6 +67,7 @@ from .crf_kernels import (
     viterbi_middle,
     viterbi_middle_rows,
     viterbi_numpy,
+    viterbi_numpy_batched,
     viterbi_tree,
 )
 
@@ -74,7 +77,7 @@ __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_trans
 FORBIDDEN_SCORE = -10000.0
 # Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
 LOG_LIKELIHOOD_ALGORITHMS = ("tree", "sequential")
-VITERBI_ALGORITHMS = ("numpy", "tree", "middle", "middle_rows", "sequential")
+VITERBI_ALGORITHMS = ("numpy", "numpy_batched", "tree", "middle", "middle_rows", "sequential")
 
 # The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
 # module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
@@ -281,6 +284,8 @@ def _viterbi(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor
     """Best path (B, T) by one of VITERBI_ALGORITHMS (all give the same path up to ties within rounding)."""
     if algorithm == "numpy":
         return viterbi_numpy(emissions, mask, start, transitions, end)
+    if algorithm == "numpy_batched":
+        return viterbi_numpy_batched(emissions, mask, start, transitions, end)
     if algorithm == "tree":
         return viterbi_tree(emissions, mask, start, transitions, end)
     if algorithm == "middle":
@@ -469,11 +474,15 @@ class LinearChainCRF(torch.nn.Module):
         batch, length, _ = emissions.shape
         if batch == 0:
             return torch.zeros(0, length, dtype=torch.long, device=emissions.device)
-        work = emissions.dtype if emissions.dtype in (torch.float32, torch.float64) else torch.float32
-        start, trans, end = (p.to(work) for p in self.effective_scores())
+        if emissions.dtype not in (torch.float32, torch.float64):
+            emissions = emissions.float()
+        start, trans, end = self.effective_scores()
+        if start.dtype != emissions.dtype:
+            start, trans, end = start.to(emissions.dtype), trans.to(emissions.dtype), end.to(emissions.dtype)
         if algorithm is None:
             algorithm = choose_viterbi(batch, longest, self.num_tags, emissions.device.type)
-        path = _viterbi(emissions[:, :longest].to(work), mask[:, :longest], start, trans, end, algorithm)
-        if longest < length:  # padding shared by every row is not computed, only filled in
-            path = torch.cat([path, path.new_full((batch, length - longest), -1)], dim=1)
-        return path
+        if longest == length:  # (slicing costs as much as a small operation: small inputs feel it)
+            return _viterbi(emissions, mask, start, trans, end, algorithm)
+        path = _viterbi(emissions[:, :longest], mask[:, :longest], start, trans, end, algorithm)
+        # padding shared by every row is not computed, only filled in
+        return torch.cat([path, path.new_full((batch, length - longest), -1)], dim=1)

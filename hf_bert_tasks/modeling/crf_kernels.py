@@ -20,14 +20,17 @@ Log-partition function and its gradient (training), both in float64, each with a
 
 Viterbi (decoding):
 
-- ``numpy``: the plain recursion in numpy on the host (see :func:`viterbi_numpy`), for small inputs, where the
-  number of operations is the cost: a numpy operation on a few hundred numbers takes about a microsecond, a torch
-  operation several.
-- ``tree``: a tree of max-plus matrix products (K^3 work per node, about 5 log2(T) operations), for a few short
-  rows with few tags (see :func:`viterbi_tree`).
+- ``numpy``: the plain recursion in numpy on the host, row-major (see :func:`viterbi_numpy`): on the CPU for a
+  few rows, or for few tags and short rows, where the number of operations is the cost (a numpy operation on a
+  few hundred numbers takes about a microsecond, a torch operation several).
+- ``numpy_batched``: the same in the layout (tag, tag, row), vectorised over the rows, back-pointers recovered from
+  the kept sums every few steps (see :func:`viterbi_numpy_batched`): on the CPU for batches with fewer than 32
+  tags.
+- ``tree``: a tree of max-plus matrix products (K^3 work per node, about 5 log2(T) operations), for a few long
+  rows with very few tags (see :func:`viterbi_tree`).
 - ``middle``: meet in the middle (a forward and a backward max-plus pass in one loop of about T / 2 steps, see
   :func:`viterbi_middle`), layout (tag, tag, row), back-pointers recovered from the kept sums every few steps:
-  few tags.
+  few tags on an accelerator (on the CPU ``numpy_batched`` is faster at every shape measured).
 - ``middle_rows``: the same loop in a row-major layout, back-pointers recomputed along the path during the
   backtrace (see :func:`viterbi_middle_rows`): many tags, where keeping the sums costs more memory traffic than
   the loop itself.
@@ -54,7 +57,7 @@ _POINTER_CHUNK = 8
 # Choosing an algorithm
 # ---------------------------------------------------------------------------------------------------------------
 
-# Measured crossovers: `python benchmarks/crf_speed.py --crossovers --threads 1 --point-seconds 0.4` times every
+# Measured crossovers: `python benchmarks/crf_speed.py --crossovers --threads 1 --point-seconds 0.3` times every
 # algorithm at the 96 shapes B in {1, 8, 32, 128}, T in {16, 64, 128, 512}, K in {5, 9, 21, 41, 73, 133}
 # (benchmarks/results/crf_crossovers.json; 2 shared CPU cores under load, so the boundaries are rough; any choice
 # gives the same results up to rounding, so a wrong one costs time only).
@@ -64,15 +67,16 @@ _POINTER_CHUNK = 8
 # extra arithmetic per step, B K^3, stays small.
 TREE_MIN_LENGTH = 128
 TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
-# Viterbi: the max-plus tree for long rows while its arithmetic per step, B * K^3, stays small; numpy on the host
-# while a step's arithmetic (B K^2) and the steps of all rows (B T) are small, or the whole arithmetic (B T K^2) is;
-# the row-major loop for many tags, and from 16 tags for short rows or wide batches; the (tag, tag, row) loop
-# otherwise. numpy runs only for tensors on the CPU: elsewhere the copies to the host would come on top.
-TREE_VITERBI_MIN_LENGTH = 128
+# Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, stays small; below 32
+# tags the numpy recursion, row by row for a few rows, vectorised over the rows from 16 rows on; from 32 tags the
+# numpy recursion for one row or while the whole arithmetic (B T K^2) is small, else the row-major torch loop.
+# Elsewhere (an accelerator, where numpy would add copies to and from the host): the tree as on the CPU, then the
+# row-major loop for many tags, and from 16 tags for short rows or wide batches, the (tag, tag, row) loop otherwise.
+TREE_VITERBI_MIN_LENGTH = 256
 TREE_VITERBI_MAX_WORK_PER_STEP = 1024
-NUMPY_VITERBI_MAX_WORK_PER_STEP = 6000  # B * K^2, with B * T <= NUMPY_VITERBI_MAX_ROW_STEPS
-NUMPY_VITERBI_MAX_ROW_STEPS = 1024
-NUMPY_VITERBI_MAX_WORK = 300_000  # B * T * K^2
+NUMPY_VITERBI_MAX_TAGS = 32  # fewer tags: numpy
+NUMPY_BATCHED_VITERBI_MIN_ROWS = 16
+NUMPY_VITERBI_MAX_WORK = 700_000  # from NUMPY_VITERBI_MAX_TAGS tags: numpy up to this B * T * K^2 (or for one row)
 ROWS_LAYOUT_MIN_TAGS = 32
 ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE = 16  # when T <= 32 or B >= 32
 
@@ -85,16 +89,16 @@ def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
 
 
 def choose_viterbi(batch: int, length: int, num_tags: int, device_type: str = "cpu") -> str:
-    """``"numpy"``, ``"tree"``, ``"middle"`` or ``"middle_rows"`` for a (batch, length, num_tags) input on a device
-    of type ``device_type`` (see the constants above)."""
+    """One of ``"numpy"``, ``"numpy_batched"``, ``"tree"``, ``"middle"``, ``"middle_rows"`` for a (batch, length,
+    num_tags) input on a device of type ``device_type`` (see the constants above)."""
     if length >= TREE_VITERBI_MIN_LENGTH and batch * num_tags**3 <= TREE_VITERBI_MAX_WORK_PER_STEP:
         return "tree"
-    per_step = batch * num_tags**2
-    if device_type == "cpu" and (
-        (per_step <= NUMPY_VITERBI_MAX_WORK_PER_STEP and batch * length <= NUMPY_VITERBI_MAX_ROW_STEPS)
-        or per_step * length <= NUMPY_VITERBI_MAX_WORK
-    ):
-        return "numpy"
+    if device_type == "cpu":
+        if num_tags < NUMPY_VITERBI_MAX_TAGS:
+            return "numpy_batched" if batch >= NUMPY_BATCHED_VITERBI_MIN_ROWS else "numpy"
+        if batch == 1 or batch * length * num_tags**2 <= NUMPY_VITERBI_MAX_WORK:
+            return "numpy"
+        return "middle_rows"
     if num_tags >= ROWS_LAYOUT_MIN_TAGS or (
         num_tags >= ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE and (length <= 32 or batch >= 32)
     ):
@@ -415,6 +419,55 @@ def viterbi_numpy(emissions: Tensor, mask: Tensor, start: Tensor, transitions: T
             traced.append(tag)
         path = numpy.stack(traced[::-1], axis=1)
         path[beyond.T] = -1
+    return torch.from_numpy(path).to(emissions.device)
+
+
+def viterbi_numpy_batched(
+    emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
+) -> Tensor:
+    """Best path (B, T) long, -1 outside the mask: :func:`viterbi_numpy` vectorised over the rows, for batches.
+
+    The layout (tag, tag, row) of :func:`viterbi_middle`, in numpy: ``sums[i, j, b] = score[i, b] + trans[i, j]``,
+    so the max over the previous tag ``i`` is an elementwise maximum of K planes of K x B contiguous numbers (an
+    argmax over the short tag axis, row by row, would cost far more), and the loop keeps maxima only. The
+    back-pointers (the first ``i`` that reaches the max, as ``torch.max`` picks it) are recovered every few steps
+    from the kept sums of those steps at once, and the backtrace gathers one tag per row and step.
+    """
+    em = emissions.detach().cpu().numpy()
+    batch, length, k = em.shape
+    last = mask.detach().cpu().numpy().sum(axis=1) - 1  # (B,) each row's last time
+    first, moves, final_move = (p.detach().cpu().numpy() for p in (start, transitions, end))
+    by_time = numpy.ascontiguousarray(em.transpose(1, 2, 0))  # (T, K, B)
+    values = numpy.empty((length, k, batch), dtype=em.dtype)  # values[t, j, b]: max_i sums
+    scores = numpy.empty((length, k, batch), dtype=em.dtype)  # values + emission
+    numpy.add(first[:, None], by_time[0], out=scores[0])
+    chunk_size = _POINTER_CHUNK
+    sums = numpy.empty((chunk_size, k, k, batch), dtype=em.dtype)  # the sums of the last few steps
+    pointers = numpy.empty((length, k, batch), dtype=numpy.intp)  # pointers[t, j, b]: best tag at t - 1
+    weight_type = numpy.uint8 if k <= 256 else numpy.int32
+    weights = numpy.arange(k - 1, -1, -1, dtype=weight_type)[None, :, None, None]  # the first hit weighs most
+    move_table = moves[:, :, None]  # (K_in, K_out, 1)
+    # Views made once: a view costs as much as a small operation.
+    score_from, score_at = list(scores[:, :, None, :]), list(scores)
+    value_at, emission_at, sums_at = list(values), list(by_time), list(sums)
+    for t in range(1, length):
+        c = (t - 1) % chunk_size
+        step_sums = numpy.add(score_from[t - 1], move_table, out=sums_at[c])  # (K_in, K_out, B)
+        numpy.add(step_sums.max(axis=0, out=value_at[t]), emission_at[t], out=score_at[t])
+        if c == chunk_size - 1 or t == length - 1:  # back-pointers of steps t - c .. t
+            hits = sums[: c + 1] == values[t - c : t + 1, None]
+            pointers[t - c : t + 1] = (k - 1) - (hits * weights).max(axis=1)
+    rows = numpy.arange(batch)
+    tag = (scores[last, :, rows] + final_move).argmax(axis=1)  # (B,) each row's last tag
+    # Past a row's end every pointer leads to its last tag, so that all rows trace back from time T - 1.
+    beyond = numpy.arange(length)[:, None] > last  # (T, B)
+    pointers.transpose(0, 2, 1)[beyond] = numpy.broadcast_to(tag, (length, batch))[beyond][:, None]
+    traced = [tag]
+    for t in range(length - 1, 0, -1):
+        tag = pointers[t, tag, rows]
+        traced.append(tag)
+    path = numpy.stack(traced[::-1], axis=1)
+    path[beyond.T] = -1
     return torch.from_numpy(path).to(emissions.device)
 
 
