@@ -703,6 +703,8 @@ def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
     assert crf_kernels.choose_viterbi(32, 128, 9) == "numpy_batched"
     assert crf_kernels.choose_viterbi(32, 128, 73) == "middle_rows"
     assert crf_kernels.choose_viterbi(1, 512, 5) == "tree"
+    assert crf_kernels.choose_viterbi(8, 16, 41) == "numpy"
+    assert crf_kernels.choose_viterbi(8, 64, 41) == "numpy_batched"
     assert crf_kernels.choose_viterbi(1, 16, 21, "cuda") == "middle_rows"
     assert crf_kernels.choose_viterbi(32, 128, 9, "cuda") == "middle"
     assert crf_kernels.choose_log_likelihood(1, 512, 9) == "tree"

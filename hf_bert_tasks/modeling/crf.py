@@ -41,14 +41,14 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   ``exp(-700)`` times the largest of a tree node or of two steps are lost, so long sequences with large
   emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
   about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
-- Viterbi (decoding): ``"numpy"`` and ``"numpy_batched"`` (the plain recursion in numpy on the host, row by row
-  or vectorised over the rows: small inputs and batches with few tags on the CPU, where one torch operation costs
-  more than a numpy one and the number of operations is the cost), ``"tree"`` (max-plus matrix products combined
-  as a balanced tree: few operations, K^3 work per node; a few long rows with very few tags), ``"middle"`` (a
-  forward and a backward max-plus pass meeting in the middle, about T / 2 steps, layout (tag, tag, row),
-  back-pointers recovered from kept sums every few steps; few tags on an accelerator) or ``"middle_rows"`` (the
-  same in a row-major layout with back-pointers recomputed along the path only: many tags). Paths equal the
-  reference's except where two paths' scores tie to within rounding.
+- Viterbi (decoding): ``"numpy"`` (the plain recursion in numpy on the host, row by row: one or a few short rows
+  on the CPU, where one torch operation costs more than a numpy one and the number of operations is the cost),
+  ``"tree"`` (max-plus matrix products combined as a balanced tree: few operations, K^3 work per node; a few long
+  rows with very few tags), ``"middle"`` (a forward and a backward max-plus pass meeting in the middle, about
+  T / 2 steps, layout (tag, tag, row), back-pointers recovered from kept sums every few steps; few tags on an
+  accelerator), ``"numpy_batched"`` (the same in numpy on the host: CPU batches with few tags) or
+  ``"middle_rows"`` (the same loop in a row-major layout with back-pointers recomputed along the path only: many
+  tags). Paths equal the reference's except where two paths' scores tie to within rounding.
 """
 
 from typing import List, Optional, Tuple

@@ -20,17 +20,16 @@ Log-partition function and its gradient (training), both in float64, each with a
 
 Viterbi (decoding):
 
-- ``numpy``: the plain recursion in numpy on the host, row-major (see :func:`viterbi_numpy`): on the CPU for a
-  few rows, or for few tags and short rows, where the number of operations is the cost (a numpy operation on a
-  few hundred numbers takes about a microsecond, a torch operation several).
-- ``numpy_batched``: the same in the layout (tag, tag, row), vectorised over the rows, back-pointers recovered from
-  the kept sums every few steps (see :func:`viterbi_numpy_batched`): on the CPU for batches with fewer than 32
-  tags.
+- ``numpy``: the plain recursion in numpy on the host, row-major (see :func:`viterbi_numpy`): on the CPU for one
+  row, or a few short ones, where the number of operations is the cost (a numpy operation on a few hundred numbers
+  takes about a microsecond, a torch operation several).
+- ``numpy_batched``: ``middle`` below in numpy on the host (see :func:`viterbi_numpy_batched`): on the CPU for
+  batches with few tags.
 - ``tree``: a tree of max-plus matrix products (K^3 work per node, about 5 log2(T) operations), for a few long
   rows with very few tags (see :func:`viterbi_tree`).
 - ``middle``: meet in the middle (a forward and a backward max-plus pass in one loop of about T / 2 steps, see
   :func:`viterbi_middle`), layout (tag, tag, row), back-pointers recovered from the kept sums every few steps:
-  few tags on an accelerator (on the CPU ``numpy_batched`` is faster at every shape measured).
+  few tags on an accelerator (on the CPU its numpy port, ``numpy_batched``, is faster at every shape measured).
 - ``middle_rows``: the same loop in a row-major layout, back-pointers recomputed along the path during the
   backtrace (see :func:`viterbi_middle_rows`): many tags, where keeping the sums costs more memory traffic than
   the loop itself.
@@ -67,16 +66,21 @@ _POINTER_CHUNK = 8
 # extra arithmetic per step, B K^3, stays small.
 TREE_MIN_LENGTH = 128
 TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
-# Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, stays small; below 32
-# tags the numpy recursion, row by row for a few rows, vectorised over the rows from 16 rows on; from 32 tags the
-# numpy recursion for one row or while the whole arithmetic (B T K^2) is small, else the row-major torch loop.
-# Elsewhere (an accelerator, where numpy would add copies to and from the host): the tree as on the CPU, then the
-# row-major loop for many tags, and from 16 tags for short rows or wide batches, the (tag, tag, row) loop otherwise.
+# Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, is tiny; numpy row by
+# row for one row; below 32 tags, numpy vectorised over the rows once the batch has some rows and steps (B >= 8 and
+# B * T >= 256), row by row before; from 32 tags, numpy row by row while the whole arithmetic (B T K^2) is small,
+# vectorised over the rows while a step's (tag, tag, row) sums (B K) stay small, else the row-major torch loop.
+# Elsewhere (an accelerator, where numpy would add copies to and from the host): the tree for long rows with few
+# tags, then the row-major loop for many tags, and from 16 tags for short rows or wide batches, the (tag, tag, row)
+# loop otherwise.
 TREE_VITERBI_MIN_LENGTH = 256
 TREE_VITERBI_MAX_WORK_PER_STEP = 1024
-NUMPY_VITERBI_MAX_TAGS = 32  # fewer tags: numpy
-NUMPY_BATCHED_VITERBI_MIN_ROWS = 16
-NUMPY_VITERBI_MAX_WORK = 700_000  # from NUMPY_VITERBI_MAX_TAGS tags: numpy up to this B * T * K^2 (or for one row)
+CPU_TREE_VITERBI_MAX_WORK_PER_STEP = 128
+NUMPY_VITERBI_MANY_TAGS = 32
+NUMPY_BATCHED_VITERBI_MIN_ROWS = 8
+NUMPY_BATCHED_VITERBI_MIN_ROW_STEPS = 256  # B * T
+NUMPY_VITERBI_MAX_WORK = 700_000  # B * T * K^2, from NUMPY_VITERBI_MANY_TAGS tags
+NUMPY_BATCHED_VITERBI_MAX_ROW_TAGS = 512  # B * K, from NUMPY_VITERBI_MANY_TAGS tags
 ROWS_LAYOUT_MIN_TAGS = 32
 ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE = 16  # when T <= 32 or B >= 32
 
@@ -91,14 +95,21 @@ def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
 def choose_viterbi(batch: int, length: int, num_tags: int, device_type: str = "cpu") -> str:
     """One of ``"numpy"``, ``"numpy_batched"``, ``"tree"``, ``"middle"``, ``"middle_rows"`` for a (batch, length,
     num_tags) input on a device of type ``device_type`` (see the constants above)."""
+    if device_type == "cpu":
+        if length >= TREE_VITERBI_MIN_LENGTH and batch * num_tags**3 <= CPU_TREE_VITERBI_MAX_WORK_PER_STEP:
+            return "tree"
+        if batch == 1:
+            return "numpy"
+        if num_tags < NUMPY_VITERBI_MANY_TAGS:
+            batched = batch >= NUMPY_BATCHED_VITERBI_MIN_ROWS and batch * length >= NUMPY_BATCHED_VITERBI_MIN_ROW_STEPS
+            return "numpy_batched" if batched else "numpy"
+        if batch * length * num_tags**2 <= NUMPY_VITERBI_MAX_WORK:
+            return "numpy"
+        if batch * num_tags <= NUMPY_BATCHED_VITERBI_MAX_ROW_TAGS:
+            return "numpy_batched"
+        return "middle_rows"
     if length >= TREE_VITERBI_MIN_LENGTH and batch * num_tags**3 <= TREE_VITERBI_MAX_WORK_PER_STEP:
         return "tree"
-    if device_type == "cpu":
-        if num_tags < NUMPY_VITERBI_MAX_TAGS:
-            return "numpy_batched" if batch >= NUMPY_BATCHED_VITERBI_MIN_ROWS else "numpy"
-        if batch == 1 or batch * length * num_tags**2 <= NUMPY_VITERBI_MAX_WORK:
-            return "numpy"
-        return "middle_rows"
     if num_tags >= ROWS_LAYOUT_MIN_TAGS or (
         num_tags >= ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE and (length <= 32 or batch >= 32)
     ):
@@ -425,49 +436,74 @@ def viterbi_numpy(emissions: Tensor, mask: Tensor, start: Tensor, transitions: T
 def viterbi_numpy_batched(
     emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor
 ) -> Tensor:
-    """Best path (B, T) long, -1 outside the mask: :func:`viterbi_numpy` vectorised over the rows, for batches.
+    """Best path (B, T) long, -1 outside the mask: :func:`viterbi_middle` in numpy on the host, for CPU batches.
 
-    The layout (tag, tag, row) of :func:`viterbi_middle`, in numpy: ``sums[i, j, b] = score[i, b] + trans[i, j]``,
-    so the max over the previous tag ``i`` is an elementwise maximum of K planes of K x B contiguous numbers (an
-    argmax over the short tag axis, row by row, would cost far more), and the loop keeps maxima only. The
-    back-pointers (the first ``i`` that reaches the max, as ``torch.max`` picks it) are recovered every few steps
-    from the kept sums of those steps at once, and the backtrace gathers one tag per row and step.
+    The same meet-in-the-middle loop (a forward pass up to each row's middle time and a backward pass down to it,
+    side by side as 2B rows, about T / 2 steps) in the same layout (tag, tag, row): the max over the previous tag
+    is an elementwise maximum of K planes of K x 2B contiguous numbers (an argmax over the short tag axis, row by
+    row, costs far more), and the loop keeps maxima only. The back-pointers (the first tag that reaches the max, as
+    ``torch.max`` picks it) are recovered every few steps from the kept sums of those steps at once; the backtrace
+    gathers one tag per row and step.
     """
     em = emissions.detach().cpu().numpy()
     batch, length, k = em.shape
-    last = mask.detach().cpu().numpy().sum(axis=1) - 1  # (B,) each row's last time
     first, moves, final_move = (p.detach().cpu().numpy() for p in (start, transitions, end))
-    by_time = numpy.ascontiguousarray(em.transpose(1, 2, 0))  # (T, K, B)
-    values = numpy.empty((length, k, batch), dtype=em.dtype)  # values[t, j, b]: max_i sums
-    scores = numpy.empty((length, k, batch), dtype=em.dtype)  # values + emission
-    numpy.add(first[:, None], by_time[0], out=scores[0])
+    if length == 1:
+        return torch.from_numpy((first + em[:, 0] + final_move).argmax(axis=1)[:, None]).to(emissions.device)
+    lengths = mask.detach().cpu().numpy().sum(axis=1)
+    middle = (lengths - 1) // 2  # (B,) the time where the two passes meet
+    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
+    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
+    rows, rows2 = numpy.arange(batch), 2 * batch
+    # added[s]: the emission added after step s, at time s (forward rows) or L - 1 - s (backward rows; times past
+    # a row's own steps are clamped and never read)
+    added = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)
+    added[:, :, :batch] = em[:, : steps + 1].transpose(1, 2, 0)
+    back_time = numpy.clip(lengths - 1 - numpy.arange(steps + 1)[:, None], 0, length - 1)  # (S + 1, B)
+    added[:, :, batch:] = em[rows, back_time].transpose(0, 2, 1)
+    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
+    table = numpy.concatenate(
+        [numpy.broadcast_to(moves[:, :, None], (k, k, batch)), numpy.broadcast_to(moves.T[:, :, None], (k, k, batch))],
+        axis=2,
+    )
+    values = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s = max over the previous tag
+    scores = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s + added_s
+    values[0, :, :batch] = first[:, None]
+    values[0, :, batch:] = final_move[:, None]
+    numpy.add(values[0], added[0], out=scores[0])
     chunk_size = _POINTER_CHUNK
-    sums = numpy.empty((chunk_size, k, k, batch), dtype=em.dtype)  # the sums of the last few steps
-    pointers = numpy.empty((length, k, batch), dtype=numpy.intp)  # pointers[t, j, b]: best tag at t - 1
+    sums = numpy.empty((chunk_size, k, k, rows2), dtype=em.dtype)  # the sums of the last few steps
+    pointers = numpy.empty((steps + 1, k, rows2), dtype=numpy.intp)  # pointers[s, j]: the tag one step back
     weight_type = numpy.uint8 if k <= 256 else numpy.int32
     weights = numpy.arange(k - 1, -1, -1, dtype=weight_type)[None, :, None, None]  # the first hit weighs most
-    move_table = moves[:, :, None]  # (K_in, K_out, 1)
     # Views made once: a view costs as much as a small operation.
     score_from, score_at = list(scores[:, :, None, :]), list(scores)
-    value_at, emission_at, sums_at = list(values), list(by_time), list(sums)
-    for t in range(1, length):
-        c = (t - 1) % chunk_size
-        step_sums = numpy.add(score_from[t - 1], move_table, out=sums_at[c])  # (K_in, K_out, B)
-        numpy.add(step_sums.max(axis=0, out=value_at[t]), emission_at[t], out=score_at[t])
-        if c == chunk_size - 1 or t == length - 1:  # back-pointers of steps t - c .. t
-            hits = sums[: c + 1] == values[t - c : t + 1, None]
-            pointers[t - c : t + 1] = (k - 1) - (hits * weights).max(axis=1)
-    rows = numpy.arange(batch)
-    tag = (scores[last, :, rows] + final_move).argmax(axis=1)  # (B,) each row's last tag
-    # Past a row's end every pointer leads to its last tag, so that all rows trace back from time T - 1.
-    beyond = numpy.arange(length)[:, None] > last  # (T, B)
-    pointers.transpose(0, 2, 1)[beyond] = numpy.broadcast_to(tag, (length, batch))[beyond][:, None]
-    traced = [tag]
-    for t in range(length - 1, 0, -1):
-        tag = pointers[t, tag, rows]
-        traced.append(tag)
-    path = numpy.stack(traced[::-1], axis=1)
-    path[beyond.T] = -1
+    value_at, added_at, sums_at = list(values), list(added), list(sums)
+    for s in range(1, steps + 1):
+        c = (s - 1) % chunk_size
+        step_sums = numpy.add(score_from[s - 1], table, out=sums_at[c])  # (K_in, K_out, 2B)
+        numpy.add(step_sums.max(axis=0, out=value_at[s]), added_at[s], out=score_at[s])
+        if c == chunk_size - 1 or s == steps:  # back-pointers of steps s - c .. s
+            hits = sums[: c + 1] == values[s - c : s + 1, None]
+            pointers[s - c : s + 1] = (k - 1) - (hits * weights).max(axis=1)
+    alpha = scores[middle, :, rows]  # (B, K)
+    beta = values[to_end, :, rows + batch]
+    middle_tag = (alpha + beta).argmax(axis=1)  # (B,)
+    # Backtrace both halves from the middle tag; past a row's own steps the pointers are the identity.
+    beyond = numpy.arange(steps + 1)[:, None] > numpy.concatenate([middle, to_end])  # (S + 1, 2B)
+    pointers.transpose(0, 2, 1)[beyond] = numpy.arange(k)
+    rows2_index, tag = numpy.arange(rows2), numpy.concatenate([middle_tag, middle_tag])
+    traced = [None] * steps  # traced[s - 1]: the forward rows' tag at time s - 1, the backward rows' at L - s
+    for s in range(steps, 0, -1):
+        tag = pointers[s, tag, rows2_index]
+        traced[s - 1] = tag
+    traced = numpy.stack(traced, axis=1)  # (2B, S)
+    time = numpy.arange(length)[None, :]
+    forward_tags = numpy.concatenate([traced[:batch], middle_tag[:, None]], axis=1)  # (B, S + 1), by time
+    forward_part = forward_tags[rows[:, None], numpy.minimum(time, steps)]
+    backward_part = traced[batch:][rows[:, None], numpy.clip(lengths[:, None] - 1 - time, 0, steps - 1)]
+    path = numpy.where(time <= middle[:, None], forward_part, backward_part)
+    path[time >= lengths[:, None]] = -1
     return torch.from_numpy(path).to(emissions.device)
 
 
