@@ -707,14 +707,17 @@ def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
     assert crf_kernels.choose_viterbi(8, 64, 41) == "numpy_batched"
     assert crf_kernels.choose_viterbi(1, 16, 21, "cuda") == "middle_rows"
     assert crf_kernels.choose_viterbi(32, 128, 9, "cuda") == "middle"
-    assert crf_kernels.choose_log_likelihood(1, 512, 9) == "tree"
+    # log-likelihood: numpy for small work on the CPU only, the tree for long rows with few tags
+    assert crf_kernels.choose_log_likelihood(32, 128, 9) == "numpy"
+    assert crf_kernels.choose_log_likelihood(32, 128, 9, "cuda") == "sequential"
+    assert crf_kernels.choose_log_likelihood(1, 512, 9, "cuda") == "tree"
     assert crf_kernels.choose_log_likelihood(32, 128, 73) == "sequential"
     # the module asks the dispatcher with the longest row's length, not the padded one
     import hf_bert_tasks.modeling.crf as crf_module
 
     asked = []
     monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k, device: asked.append((b, t, k)) or "sequential")
-    monkeypatch.setattr(crf_module, "choose_log_likelihood", lambda b, t, k: asked.append((b, t, k)) or "tree")
+    monkeypatch.setattr(crf_module, "choose_log_likelihood", lambda b, t, k, device: asked.append((b, t, k)) or "tree")
     crf = LinearChainCRF(3)
     em, mask = torch.randn(2, 9, 3), right_padded_mask([5, 3], 9)
     crf.decode(em, mask)

@@ -32,15 +32,17 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
 
 - log Z (training): ``"tree"`` (a balanced tree of matrix products in exp space: few operations, K^3 work per
   node; few tags, long rows) or ``"sequential"`` (the forward recursion in exp space with a (B, K) x (K, K)
-  product per step, the backward recursion in the same loop when gradients are needed; K^2 work per step).
-  Both run in float64 whatever the input dtype and rescale as they go (the tree every factor and node by its
-  largest entry, the recursion its vector by its sum every second step; the logarithms of the scale factors are
-  summed on the side and take no gradient: they cancel), and both have a hand-written backward
-  (``_LogLikelihood``): the gradient of the gold score counts the path's emissions and moves, that of log Z is
-  the marginals, each normalised to sum to one so that no scale factor has to be tracked. Only entries below
-  ``exp(-700)`` times the largest of a tree node or of two steps are lost, so long sequences with large
-  emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal path at all under the constraints: ``Z`` is then
-  about ``exp(-10000)``), the batch is recomputed with the log-space recursion.
+  product per step, the backward recursion in the same loop when gradients are needed; K^2 work per step; with
+  ``"numpy"`` the same recursion and the gold score in numpy on the host, for small CPU inputs where the number
+  of operations is the cost). All run in float64 whatever the input dtype and rescale as they go (the tree
+  every factor and node by its largest entry, the recursion its vector by its sum every second step; the
+  logarithms of the scale factors are summed on the side and take no gradient: they cancel), and all have a
+  hand-written backward (``_LogLikelihood``): the gradient of the gold score counts the path's emissions and
+  moves, that of log Z is the marginals, each normalised to sum to one so that no scale factor has to be
+  tracked. Only entries below ``exp(-700)`` times the largest of a tree node or of two steps are lost, so long
+  sequences with large emissions stay exact. Should ``log Z`` come out non-finite anyway (no legal path at all
+  under the constraints: ``Z`` is then about ``exp(-10000)``), the batch is recomputed with the log-space
+  recursion.
 - Viterbi (decoding): ``"numpy"`` (the plain recursion in numpy on the host, row by row: one or a few short rows
   on the CPU, where one torch operation costs more than a numpy one and the number of operations is the cost),
   ``"tree"`` (max-plus matrix products combined as a balanced tree: few operations, K^3 work per node; a few long
@@ -60,6 +62,8 @@ from torch import Tensor
 from .crf_kernels import (
     choose_log_likelihood,
     choose_viterbi,
+    numpy_log_likelihood,
+    numpy_log_likelihood_backward,
     sequential_backward,
     sequential_forward,
     tree_backward,
@@ -76,7 +80,7 @@ __all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_trans
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.
 FORBIDDEN_SCORE = -10000.0
 # Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
-LOG_LIKELIHOOD_ALGORITHMS = ("tree", "sequential")
+LOG_LIKELIHOOD_ALGORITHMS = ("numpy", "tree", "sequential")
 VITERBI_ALGORITHMS = ("numpy", "numpy_batched", "tree", "middle", "middle_rows", "sequential")
 
 # The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
@@ -208,6 +212,14 @@ class _LogLikelihood(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx, emissions, gold, mask, start, transitions, end, algorithm="tree"):
+        ctx.dtypes = (emissions.dtype, start.dtype, transitions.dtype, end.dtype)
+        ctx.algorithm = algorithm
+        if algorithm == "numpy":  # the whole computation in numpy on the host (see crf_kernels)
+            host = [x.detach().cpu().numpy() for x in (emissions, gold, mask, start, transitions, end)]
+            host = [x.astype(numpy.float64) if x.dtype.kind == "f" else x for x in host]
+            needs_grad = any(ctx.needs_input_grad[i] for i in (0, 3, 4, 5))
+            ll, ctx.saved = numpy_log_likelihood(*host, with_backward=needs_grad)
+            return torch.from_numpy(ll).to(device=emissions.device, dtype=emissions.dtype)
         work = torch.float64
         em, start64, trans64, end64 = emissions.to(work), start.to(work), transitions.to(work), end.to(work)
         if algorithm == "tree":
@@ -221,12 +233,17 @@ class _LogLikelihood(torch.autograd.Function):
         score = _gold_score(em, gold, mask, start64, trans64, end64)
         ctx.saved = saved
         ctx.save_for_backward(gold, mask)
-        ctx.dtypes = (emissions.dtype, start.dtype, transitions.dtype, end.dtype)
         return (score - log_z).to(emissions.dtype)
 
     @staticmethod
     @torch.autograd.function.once_differentiable
     def backward(ctx, grad):
+        if ctx.algorithm == "numpy":
+            host_grads = numpy_log_likelihood_backward(ctx.saved, grad.detach().cpu().numpy().astype(numpy.float64))
+            grads = tuple(
+                torch.from_numpy(g).to(device=grad.device, dtype=dtype) for g, dtype in zip(host_grads, ctx.dtypes)
+            )
+            return (grads[0], None, None) + grads[1:] + (None,) * (len(ctx.needs_input_grad) - 6)
         gold, mask = ctx.saved_tensors
         g = grad.to(torch.float64)
         g_em, g_start, g_trans, g_end = ctx.backward_of(ctx.saved, g)  # of sum(g * log Z): subtract them
@@ -434,7 +451,7 @@ class LinearChainCRF(torch.nn.Module):
         gold = tags.masked_fill(~mask, 0).long()  # tags outside the mask may hold anything (-100)
         start, trans, end = self.effective_scores()
         if algorithm is None:
-            algorithm = choose_log_likelihood(emissions.shape[0], longest, self.num_tags)
+            algorithm = choose_log_likelihood(emissions.shape[0], longest, self.num_tags, emissions.device.type)
         ll = _LogLikelihood.apply(emissions, gold, mask, start, trans, end, algorithm)
         if not bool(torch.isfinite(ll).all()):
             # Exp space lost all of Z (e.g. no legal path at all): log space, plain autograd, slow but exact.

@@ -9,7 +9,7 @@ and against pytorch-crf.
 Notation as in ``crf.py``: emissions (B, T, K), mask (B, T) right-padded bool, effective ``start`` (K,),
 ``transitions`` (K, K) (``[i, j]``: from tag i to tag j) and ``end`` (K,); L is a row's number of tokens.
 
-Log-partition function and its gradient (training), both in float64, each with a hand-written backward:
+Log-partition function and its gradient (training), all in float64, each with a hand-written backward:
 
 - ``tree``: Z as a balanced tree of matrix products in exp space, log2(T) batched products but K^3 work per node
   (see :func:`tree_forward`). Few operations, much arithmetic: best for few tags and long, few sequences.
@@ -17,6 +17,9 @@ Log-partition function and its gradient (training), both in float64, each with a
   rescaled every second step; with gradients on, the backward recursion runs in the same loop, side by side, and the
   marginals are then a few batched operations (see :func:`sequential_forward`). About 4 T small operations:
   best once K or B is large.
+- ``numpy``: the same recursion, and the gold path's score and counts, in numpy on the host (see
+  :func:`numpy_log_likelihood`): on the CPU up to a few million multiply-adds, where the number of operations is
+  the cost.
 
 Viterbi (decoding):
 
@@ -66,6 +69,12 @@ _POINTER_CHUNK = 8
 # extra arithmetic per step, B K^3, stays small.
 TREE_MIN_LENGTH = 128
 TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
+# On the CPU: the tree for long rows while B K^3 is tiny, then numpy (the sequential recursion on the host) while
+# the whole arithmetic, B T K^2, and the rows' steps, B T, are at most these; the torch recursion beyond.
+CPU_TREE_MAX_WORK_PER_STEP = 1024
+CPU_TREE_MIN_LENGTH = 256
+NUMPY_LOG_LIKELIHOOD_MAX_WORK = 8_000_000
+NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS = 8192
 # Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, is tiny; numpy row by
 # row for one row; below 32 tags, numpy vectorised over the rows once the batch has some rows and steps (B >= 8 and
 # B * T >= 256), row by row before; from 32 tags, numpy row by row while the whole arithmetic (B T K^2) is small,
@@ -85,8 +94,18 @@ ROWS_LAYOUT_MIN_TAGS = 32
 ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE = 16  # when T <= 32 or B >= 32
 
 
-def choose_log_likelihood(batch: int, length: int, num_tags: int) -> str:
-    """``"tree"`` or ``"sequential"`` for a (batch, length, num_tags) input (see the constants above)."""
+def choose_log_likelihood(batch: int, length: int, num_tags: int, device_type: str = "cpu") -> str:
+    """``"numpy"``, ``"tree"`` or ``"sequential"`` for a (batch, length, num_tags) input on a device of type
+    ``device_type`` (see the constants above)."""
+    if device_type == "cpu":
+        if length >= CPU_TREE_MIN_LENGTH and batch * num_tags**3 <= CPU_TREE_MAX_WORK_PER_STEP:
+            return "tree"
+        if (
+            batch * length * num_tags**2 <= NUMPY_LOG_LIKELIHOOD_MAX_WORK
+            and batch * length <= NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS
+        ):
+            return "numpy"
+        return "sequential"
     if length >= TREE_MIN_LENGTH and batch * num_tags**3 <= TREE_MAX_WORK_PER_STEP:
         return "tree"
     return "sequential"
@@ -378,6 +397,89 @@ def sequential_backward(saved, grad: Tensor):
     grad_transitions = w * (pairs.t() @ after[:, 1:].reshape(-1, k))
     unary.mul_(weight)
     return unary, unary[:, 0].sum(dim=0), grad_transitions, unary[rows, lengths - 1].sum(dim=0)
+
+
+def numpy_log_likelihood(emissions, gold, mask, start, transitions, end, with_backward: bool = True):
+    """log p(gold) (B,) for numpy arrays on the host, and (``with_backward``) what :func:`numpy_log_likelihood_backward`
+    needs: :func:`sequential_forward` and the gold-path score in numpy, for small inputs on the CPU, where the
+    number of operations is the cost (a numpy operation on a few hundred numbers takes about a microsecond, a torch
+    operation several; autograd adds more).
+
+    emissions (B, T, K), start (K,), transitions (K, K), end (K,) float64; gold (B, T) int (0 outside the mask);
+    mask (B, T) bool, right-padded. The recursion, rescaling and shifts are those of :func:`sequential_forward`.
+    """
+    batch, length, k = emissions.shape
+    lengths = mask.sum(axis=1)
+    rows = numpy.arange(batch)
+    directions = 2 if with_backward else 1
+    em = numpy.where(mask[..., None], emissions, 0.0)  # padding may hold anything (NaN): never read it
+    em_max = em.max(axis=2, keepdims=True)  # (B, T, 1)
+    trans_max, start_max, end_max = transitions.max(), start.max(), end.max()
+    w = numpy.exp(transitions - trans_max)
+    start_exp, end_exp = numpy.exp(start - start_max), numpy.exp(end - end_max)
+    # steps[t, 0] = E_t (forward); steps[s, 1] = E_{L-1-s} of each row (backward, clamped past the row's start)
+    steps = numpy.empty((length, directions, batch, k))
+    steps[:, 0] = numpy.exp(em - em_max).transpose(1, 0, 2)
+    if with_backward:
+        back = numpy.maximum(lengths[None, :] - 1 - numpy.arange(length)[:, None], 0)  # (T, B)
+        steps[:, 1] = steps[:, 0][back, rows[None, :]]
+    vectors = numpy.empty_like(steps)  # a_t (direction 0) and h_{L-1-s} (direction 1), normalised
+    sums = numpy.ones((length, directions, batch, 1))
+    vectors[0, 0] = steps[0, 0] * start_exp
+    if with_backward:
+        vectors[0, 1] = steps[0, 1] * end_exp
+    numpy.sum(vectors[0], axis=2, keepdims=True, out=sums[0])
+    vectors[0] /= sums[0]
+    mats = numpy.stack([w, w.T])[:directions]  # (D, K, K)
+    vector_at, sum_at, step_at = list(vectors), list(sums), list(steps)  # views made once
+    for t in range(1, length):
+        current = numpy.matmul(vector_at[t - 1], mats, out=vector_at[t])
+        current *= step_at[t]
+        if t % RESCALE_EVERY == 0 or t == length - 1:
+            numpy.sum(current, axis=2, keepdims=True, out=sum_at[t])
+            current /= sum_at[t]
+    log_sums = numpy.where(mask.T, numpy.log(sums[:, 0, :, 0]), 0.0).sum(axis=0)  # (B,)
+    last = vectors[lengths - 1, 0, rows]  # (B, K): each row's a_{L-1}
+    shifts = numpy.where(mask, em_max[..., 0], 0.0).sum(axis=1) + (lengths - 1) * trans_max + start_max + end_max
+    with numpy.errstate(divide="ignore"):  # no legal path: log Z = -inf, which the caller recomputes in log space
+        log_z = numpy.log(last @ end_exp) + log_sums + shifts
+    score = start[gold[:, 0]] + numpy.where(mask, numpy.take_along_axis(em, gold[:, :, None], 2)[:, :, 0], 0.0).sum(1)
+    if length > 1:
+        score += numpy.where(mask[:, 1:], transitions[gold[:, :-1], gold[:, 1:]], 0.0).sum(axis=1)
+    score += end[gold[rows, lengths - 1]]
+    return score - log_z, (vectors, w, end_exp, lengths, mask, gold)
+
+
+def numpy_log_likelihood_backward(saved, grad):
+    """Gradients of ``sum(grad * log p(gold))`` (numpy, float64): emissions (B, T, K), start (K,), transitions
+    (K, K), end (K,). The marginals as in :func:`sequential_backward`, minus the gold path's counts."""
+    vectors, w, end_exp, lengths, mask, gold = saved
+    length, _, batch, k = vectors.shape
+    rows = numpy.arange(batch)
+    alpha = vectors[:, 0].transpose(1, 0, 2)  # (B, T, K)
+    back = numpy.maximum(lengths[None, :] - 1 - numpy.arange(length)[:, None], 0)  # (T, B)
+    after = vectors[:, 1][back, rows[None, :]].transpose(1, 0, 2)  # (B, T, K): h_t
+    beta = numpy.empty((batch, length, k))
+    beta[:, :-1] = after[:, 1:] @ w.T
+    beta[:, -1] = end_exp
+    beta[rows, lengths - 1] = end_exp
+    unary = beta * alpha  # (B, T, K), unnormalised marginals
+    norm = numpy.maximum(unary.sum(axis=2, keepdims=True), numpy.finfo(numpy.float64).tiny)
+    weight = (grad[:, None, None] * mask[..., None]) / norm  # (B, T, 1); 0 at padding
+    pairs = (alpha[:, :-1] * weight[:, :-1] * mask[:, 1:, None]).reshape(-1, k)
+    moves_expected = w * (pairs.T @ after[:, 1:].reshape(-1, k))
+    unary *= weight
+    # minus the marginals, plus the gold path's emissions and moves where the mask is on
+    counts = grad[:, None] * mask  # (B, T)
+    grad_emissions = -unary
+    grad_emissions[rows[:, None], numpy.arange(length)[None, :], gold] += counts
+    grad_start = numpy.bincount(gold[:, 0], weights=grad, minlength=k) - unary[:, 0].sum(axis=0)
+    moves = (gold[:, :-1] * k + gold[:, 1:]).ravel()
+    gold_moves = numpy.bincount(moves, weights=counts[:, 1:].ravel(), minlength=k * k).reshape(k, k)
+    grad_transitions = gold_moves - moves_expected
+    last = gold[rows, lengths - 1]
+    grad_end = numpy.bincount(last, weights=grad, minlength=k) - unary[rows, lengths - 1].sum(axis=0)
+    return grad_emissions, grad_start, grad_transitions, grad_end
 
 
 # ---------------------------------------------------------------------------------------------------------------
