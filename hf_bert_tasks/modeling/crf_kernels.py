@@ -24,8 +24,8 @@ Log-partition function and its gradient (training), all in float64, each with a 
 Viterbi (decoding):
 
 - ``numpy``: the plain recursion in numpy on the host, row-major (see :func:`viterbi_numpy`): on the CPU for one
-  row, or a few short ones, where the number of operations is the cost (a numpy operation on a few hundred numbers
-  takes about a microsecond, a torch operation several).
+  row, or a few short ones with few tags, where the number of operations is the cost (a numpy operation on a few
+  hundred numbers takes about a microsecond, a torch operation several).
 - ``numpy_batched``: ``middle`` below in numpy on the host (see :func:`viterbi_numpy_batched`): on the CPU for
   batches with few tags.
 - ``tree``: a tree of max-plus matrix products (K^3 work per node, about 5 log2(T) operations), for a few long
@@ -33,9 +33,9 @@ Viterbi (decoding):
 - ``middle``: meet in the middle (a forward and a backward max-plus pass in one loop of about T / 2 steps, see
   :func:`viterbi_middle`), layout (tag, tag, row), back-pointers recovered from the kept sums every few steps:
   few tags on an accelerator (on the CPU its numpy port, ``numpy_batched``, is faster at every shape measured).
-- ``middle_rows``: the same loop in a row-major layout, back-pointers recomputed along the path during the
-  backtrace (see :func:`viterbi_middle_rows`): many tags, where keeping the sums costs more memory traffic than
-  the loop itself.
+- ``middle_rows``: the same loop in a row-major layout, in torch, back-pointers recomputed along the path during
+  a backtrace on the host (see :func:`viterbi_middle_rows`): many tags, where keeping the sums costs more memory
+  traffic than the loop itself.
 
 The choice (:func:`choose_log_likelihood`, :func:`choose_viterbi`) uses crossovers measured on the CPU with
 ``python benchmarks/crf_speed.py --crossovers`` (see the constants below); any choice gives the same results up to
@@ -59,9 +59,9 @@ _POINTER_CHUNK = 8
 # Choosing an algorithm
 # ---------------------------------------------------------------------------------------------------------------
 
-# Measured crossovers: `python benchmarks/crf_speed.py --crossovers --threads 1 --point-seconds 0.3` times every
+# Measured crossovers: `python benchmarks/crf_speed.py --crossovers --threads 2 --point-seconds 0.4` times every
 # algorithm at the 96 shapes B in {1, 8, 32, 128}, T in {16, 64, 128, 512}, K in {5, 9, 21, 41, 73, 133}
-# (benchmarks/results/crf_crossovers.json; 2 shared CPU cores under load, so the boundaries are rough; any choice
+# (benchmarks/results/crf_crossovers.json; the 2 CPU cores of the development machine, otherwise idle; any choice
 # gives the same results up to rounding, so a wrong one costs time only).
 #
 # Log-likelihood: the tree costs about B T K^3 arithmetic in about 2 log2(T) + 30 operations, the sequential
@@ -70,26 +70,28 @@ _POINTER_CHUNK = 8
 TREE_MIN_LENGTH = 128
 TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
 # On the CPU: the tree for long rows while B K^3 is tiny, then numpy (the sequential recursion on the host) while
-# the whole arithmetic, B T K^2, and the rows' steps, B T, are at most these; the torch recursion beyond.
+# the whole arithmetic, B T K^2, and the rows' steps, B T, are at most these, and while its matrix products (B K^2
+# per step, T K^2 per row in the backward pass) stay small enough for the BLAS to run them on one thread: BLAS
+# threads compete with torch's, which idle on the same cores, and were measured several times slower; the torch
+# recursion beyond.
 CPU_TREE_MAX_WORK_PER_STEP = 1024
 CPU_TREE_MIN_LENGTH = 256
 NUMPY_LOG_LIKELIHOOD_MAX_WORK = 8_000_000
-NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS = 8192
-# Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, is tiny; numpy row by
-# row for one row; below 32 tags, numpy vectorised over the rows once the batch has some rows and steps (B >= 8 and
-# B * T >= 256), row by row before; from 32 tags, numpy row by row while the whole arithmetic (B T K^2) is small,
-# vectorised over the rows while a step's (tag, tag, row) sums (B K) stay small, else the row-major torch loop.
-# Elsewhere (an accelerator, where numpy would add copies to and from the host): the tree for long rows with few
-# tags, then the row-major loop for many tags, and from 16 tags for short rows or wide batches, the (tag, tag, row)
-# loop otherwise.
+NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS = 4096
+NUMPY_LOG_LIKELIHOOD_MAX_PRODUCT = 200_000
+# Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, is tiny; below 32 tags
+# numpy, vectorised over the rows once the batch has some rows and steps (B >= 8 and B * T >= 256), row by row
+# before; from 32 tags numpy row by row for one row while its arithmetic (T K^2) is small, else the row-major loop
+# (its large operations use torch's threads). Elsewhere (an accelerator, where numpy would add copies to and from
+# the host): the tree for long rows with few tags, then the row-major loop for many tags, and from 16 tags for
+# short rows or wide batches, the (tag, tag, row) loop otherwise.
 TREE_VITERBI_MIN_LENGTH = 256
 TREE_VITERBI_MAX_WORK_PER_STEP = 1024
 CPU_TREE_VITERBI_MAX_WORK_PER_STEP = 128
 NUMPY_VITERBI_MANY_TAGS = 32
 NUMPY_BATCHED_VITERBI_MIN_ROWS = 8
 NUMPY_BATCHED_VITERBI_MIN_ROW_STEPS = 256  # B * T
-NUMPY_VITERBI_MAX_WORK = 700_000  # B * T * K^2, from NUMPY_VITERBI_MANY_TAGS tags
-NUMPY_BATCHED_VITERBI_MAX_ROW_TAGS = 512  # B * K, from NUMPY_VITERBI_MANY_TAGS tags
+NUMPY_VITERBI_MAX_ROW_WORK = 1_000_000  # T * K^2 of one row, from NUMPY_VITERBI_MANY_TAGS tags
 ROWS_LAYOUT_MIN_TAGS = 32
 ROWS_LAYOUT_MIN_TAGS_SHORT_OR_WIDE = 16  # when T <= 32 or B >= 32
 
@@ -103,6 +105,7 @@ def choose_log_likelihood(batch: int, length: int, num_tags: int, device_type: s
         if (
             batch * length * num_tags**2 <= NUMPY_LOG_LIKELIHOOD_MAX_WORK
             and batch * length <= NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS
+            and max(batch, length) * num_tags**2 <= NUMPY_LOG_LIKELIHOOD_MAX_PRODUCT
         ):
             return "numpy"
         return "sequential"
@@ -117,15 +120,11 @@ def choose_viterbi(batch: int, length: int, num_tags: int, device_type: str = "c
     if device_type == "cpu":
         if length >= TREE_VITERBI_MIN_LENGTH and batch * num_tags**3 <= CPU_TREE_VITERBI_MAX_WORK_PER_STEP:
             return "tree"
-        if batch == 1:
-            return "numpy"
         if num_tags < NUMPY_VITERBI_MANY_TAGS:
             batched = batch >= NUMPY_BATCHED_VITERBI_MIN_ROWS and batch * length >= NUMPY_BATCHED_VITERBI_MIN_ROW_STEPS
             return "numpy_batched" if batched else "numpy"
-        if batch * length * num_tags**2 <= NUMPY_VITERBI_MAX_WORK:
+        if batch == 1 and length * num_tags**2 <= NUMPY_VITERBI_MAX_ROW_WORK:
             return "numpy"
-        if batch * num_tags <= NUMPY_BATCHED_VITERBI_MAX_ROW_TAGS:
-            return "numpy_batched"
         return "middle_rows"
     if length >= TREE_VITERBI_MIN_LENGTH and batch * num_tags**3 <= TREE_VITERBI_MAX_WORK_PER_STEP:
         return "tree"
@@ -466,8 +465,10 @@ def numpy_log_likelihood_backward(saved, grad):
     unary = beta * alpha  # (B, T, K), unnormalised marginals
     norm = numpy.maximum(unary.sum(axis=2, keepdims=True), numpy.finfo(numpy.float64).tiny)
     weight = (grad[:, None, None] * mask[..., None]) / norm  # (B, T, 1); 0 at padding
-    pairs = (alpha[:, :-1] * weight[:, :-1] * mask[:, 1:, None]).reshape(-1, k)
-    moves_expected = w * (pairs.T @ after[:, 1:].reshape(-1, k))
+    pairs = alpha[:, :-1] * weight[:, :-1] * mask[:, 1:, None]  # (B, T - 1, K)
+    # one (K, T) x (T, K) product per row, summed: products this small keep the BLAS on one thread (threads that
+    # would compete with torch's own, idling on the same cores)
+    moves_expected = w * (pairs.transpose(0, 2, 1) @ after[:, 1:]).sum(axis=0)
     unary *= weight
     # minus the marginals, plus the gold path's emissions and moves where the mask is on
     counts = grad[:, None] * mask  # (B, T)
@@ -553,16 +554,13 @@ def viterbi_numpy_batched(
     if length == 1:
         return torch.from_numpy((first + em[:, 0] + final_move).argmax(axis=1)[:, None]).to(emissions.device)
     lengths = mask.detach().cpu().numpy().sum(axis=1)
-    middle = (lengths - 1) // 2  # (B,) the time where the two passes meet
-    to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
-    steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
+    middle, to_end, steps = _middle_plan(lengths, length)
     rows, rows2 = numpy.arange(batch), 2 * batch
     # added[s]: the emission added after step s, at time s (forward rows) or L - 1 - s (backward rows; times past
     # a row's own steps are clamped and never read)
     added = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)
     added[:, :, :batch] = em[:, : steps + 1].transpose(1, 2, 0)
-    back_time = numpy.clip(lengths - 1 - numpy.arange(steps + 1)[:, None], 0, length - 1)  # (S + 1, B)
-    added[:, :, batch:] = em[rows, back_time].transpose(0, 2, 1)
+    added[:, :, batch:] = em[rows, _host_back_time(lengths, length, steps)].transpose(0, 2, 1)
     # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
     table = numpy.concatenate(
         [numpy.broadcast_to(moves[:, :, None], (k, k, batch)), numpy.broadcast_to(moves.T[:, :, None], (k, k, batch))],
@@ -599,22 +597,37 @@ def viterbi_numpy_batched(
     for s in range(steps, 0, -1):
         tag = pointers[s, tag, rows2_index]
         traced[s - 1] = tag
-    traced = numpy.stack(traced, axis=1)  # (2B, S)
-    time = numpy.arange(length)[None, :]
-    forward_tags = numpy.concatenate([traced[:batch], middle_tag[:, None]], axis=1)  # (B, S + 1), by time
-    forward_part = forward_tags[rows[:, None], numpy.minimum(time, steps)]
-    backward_part = traced[batch:][rows[:, None], numpy.clip(lengths[:, None] - 1 - time, 0, steps - 1)]
-    path = numpy.where(time <= middle[:, None], forward_part, backward_part)
-    path[time >= lengths[:, None]] = -1
+    path = _host_middle_path(numpy.stack(traced, axis=1), middle_tag, lengths, length)
     return torch.from_numpy(path).to(emissions.device)
 
 
-def _middle_plan(lengths: Tensor, length: int):
-    """Meet-in-the-middle bookkeeping: each row's middle time, its backward steps, the loop's step count S."""
+def _middle_plan(lengths, length: int):
+    """Meet-in-the-middle bookkeeping (lengths a tensor or a numpy array): each row's middle time, its backward
+    steps, the loop's step count S."""
     middle = (lengths - 1) // 2  # (B,)
     to_end = lengths - 1 - middle  # backward steps from the last time down to the middle
     steps = length - 1 - (length - 1) // 2  # S >= every row's middle and to_end
     return middle, to_end, steps
+
+
+def _host_back_time(lengths, length: int, steps: int):
+    """(S + 1, B) numpy: the time L - 1 - s whose emission the backward rows add after step s (clamped where a row
+    has no such step; those entries are never read)."""
+    return numpy.clip(lengths - 1 - numpy.arange(steps + 1)[:, None], 0, length - 1)
+
+
+def _host_middle_path(traced, middle_tag, lengths, length: int):
+    """The paths (B, T) int64 numpy, -1 outside each row, from the backtrace ``traced`` (2B, S): column s - 1
+    holds, for the forward rows, the tag at time s - 1 and, for the backward rows, the tag at time L - s."""
+    batch, steps = middle_tag.shape[0], traced.shape[1]
+    middle, _, _ = _middle_plan(lengths, length)
+    rows, time = numpy.arange(batch)[:, None], numpy.arange(length)[None, :]
+    forward_tags = numpy.concatenate([traced[:batch], middle_tag[:, None]], axis=1)  # (B, S + 1), by time
+    forward_part = forward_tags[rows, numpy.minimum(time, steps)]
+    backward_part = traced[batch:][rows, numpy.clip(lengths[:, None] - 1 - time, 0, steps - 1)]
+    path = numpy.where(time <= middle[:, None], forward_part, backward_part)
+    path[time >= lengths[:, None]] = -1
+    return path
 
 
 def _middle_path(traced: Tensor, middle_tag: Tensor, lengths: Tensor, mask: Tensor) -> Tensor:
@@ -711,21 +724,21 @@ def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transiti
 
     The same meet-in-the-middle loop, with the sums laid out (direction, row, in, out): the max over ``in`` is
     then vectorised over ``out`` (K wide) and the transition table (2, 1, K, K) is broadcast over the rows instead
-    of being copied for each. The loop keeps no sums: the backtrace recomputes the back-pointer of each row's own
-    tag only (K sums per row and step instead of K^2), which for many tags costs far less than keeping and
-    re-reading the sums.
+    of being copied for each. The loop keeps no sums and runs in torch on the emissions' device (its operations
+    are large: B K^2 each); the backtrace runs on the host in numpy from one copy of the kept scores, recomputing
+    the back-pointer of each row's own tag only (K sums per row and step instead of K^2), as the same float
+    additions as the loop's, so the same maxima.
     """
     batch, length, k = emissions.shape
     device = emissions.device
-    lengths = mask.sum(dim=1)
     if length == 1:
         return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
+    lengths = mask.detach().cpu().numpy().sum(axis=1)
     middle, to_end, steps = _middle_plan(lengths, length)
-    s_index = torch.arange(steps + 1, device=device)
     # added[s, 0] = emission at time s (forward rows), added[s, 1] = at time L - 1 - s (backward rows)
     added = emissions.new_empty(steps + 1, 2, batch, k)
     added[:, 0] = emissions[:, : steps + 1].transpose(0, 1)
-    back_time = (lengths - 1 - s_index[:, None]).clamp_(0, length - 1)  # (S + 1, B)
+    back_time = torch.from_numpy(_host_back_time(lengths, length, steps)).to(device)
     added[:, 1] = emissions[torch.arange(batch, device=device), back_time]
     values = torch.empty_like(added)  # v_s
     scores = torch.empty_like(added)  # v_s + added_s
@@ -739,22 +752,21 @@ def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transiti
     for s in range(1, steps + 1):
         torch.add(score_steps[s - 1].unsqueeze(3), broadcast_table, out=sums)
         torch.add(torch.amax(sums, dim=2, out=value_steps[s]), added_steps[s], out=score_steps[s])
-    rows = torch.arange(batch, device=device)
-    alpha = scores[middle, 0, rows]  # (B, K)
-    beta = values[to_end, 1, rows]
-    middle_tag = (alpha + beta).argmax(dim=1)  # (B,)
-    # Backtrace: the pointer of tag j at step s is argmax_in (score_{s-1}[in] + table[in, j]), the first maximum
-    # as in the loop's sums (the same additions, so the same roundings). Past a row's own steps: the identity.
-    beyond = s_index[1:, None, None] > torch.stack([middle, to_end])  # (S, 2, B)
-    columns = table.transpose(1, 2)  # (2, K_out, K_in): columns[d, j] = table[d, :, j]
-    direction = torch.arange(2, device=device)[:, None]
-    tag, traced = torch.stack([middle_tag, middle_tag]), [None] * steps  # (2, B)
+    scores, values = scores.cpu().numpy(), values.cpu().numpy()
+    rows = numpy.arange(batch)
+    middle_tag = (scores[middle, 0, rows] + values[to_end, 1, rows]).argmax(axis=1)  # (B,)
+    # Backtrace: the pointer of tag j at step s is argmax_in (score_{s-1}[in] + table[in, j]), the first maximum.
+    # Past a row's own steps: the identity.
+    beyond = numpy.arange(1, steps + 1)[:, None, None] > numpy.stack([middle, to_end])  # (S, 2, B)
+    columns = table.transpose(1, 2).cpu().numpy()  # (2, K_out, K_in): columns[d, j] = table[d, :, j]
+    direction = numpy.arange(2)[:, None]
+    tag, traced = numpy.stack([middle_tag, middle_tag]), [None] * steps  # (2, B)
     for s in range(steps, 0, -1):
-        candidates = score_steps[s - 1] + columns[direction, tag]  # (2, B, K_in)
-        tag = torch.where(beyond[s - 1], tag, candidates.argmax(dim=2))
+        candidates = scores[s - 1] + columns[direction, tag]  # (2, B, K_in)
+        tag = numpy.where(beyond[s - 1], tag, candidates.argmax(axis=2))
         traced[s - 1] = tag
-    traced = torch.stack(traced).view(steps, 2 * batch)  # (S, 2B)
-    return _middle_path(traced, middle_tag, lengths, mask)
+    traced = numpy.stack(traced, axis=2).reshape(2 * batch, steps)  # (2B, S)
+    return torch.from_numpy(_host_middle_path(traced, middle_tag, lengths, length)).to(device)
 
 
 def viterbi_tree(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor) -> Tensor:
