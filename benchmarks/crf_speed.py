@@ -281,7 +281,7 @@ def crossover_point(crf_module, b, t, k, args):
         # skip the algorithms that are hopeless at this shape (and slow to time, or out of memory): the trees
         # (K^3 work per node) and the numpy loops (one thread) far beyond their crossovers
         kernels = sys.modules["hf_bert_tasks_crf.crf_kernels"]
-        if measure == "decode" and b * t * k * k > 100 * kernels.NUMPY_VITERBI_MAX_WORK:
+        if measure == "decode" and b * t * k * k > 100 * kernels.NUMPY_VITERBI_MAX_ROW_WORK:
             algorithms.remove("numpy")
             algorithms.remove("numpy_batched")
         if measure == "decode" and b * k**3 > 50 * kernels.TREE_VITERBI_MAX_WORK_PER_STEP:

@@ -745,20 +745,22 @@ def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transiti
     values[0, 0] = start
     values[0, 1] = end
     torch.add(values[0], added[0], out=scores[0])
-    table = torch.stack([transitions, transitions.t()])  # (2, K_in, K_out)
+    broadcast_table = torch.stack([transitions, transitions.t()])[:, None]  # (2, 1, K_in, K_out)
     sums = emissions.new_empty(2, batch, k, k)
+    # views made once: a view costs as much as a small operation
     value_steps, added_steps, score_steps = values.unbind(0), added.unbind(0), scores.unbind(0)
-    broadcast_table = table[:, None]  # (2, 1, K_in, K_out)
+    score_columns = scores.unsqueeze(4).unbind(0)  # (2, B, K_in, 1) each
     for s in range(1, steps + 1):
-        torch.add(score_steps[s - 1].unsqueeze(3), broadcast_table, out=sums)
+        torch.add(score_columns[s - 1], broadcast_table, out=sums)
         torch.add(torch.amax(sums, dim=2, out=value_steps[s]), added_steps[s], out=score_steps[s])
-    scores, values = scores.cpu().numpy(), values.cpu().numpy()
+    scores, values = scores.detach().cpu().numpy(), values.detach().cpu().numpy()
     rows = numpy.arange(batch)
     middle_tag = (scores[middle, 0, rows] + values[to_end, 1, rows]).argmax(axis=1)  # (B,)
     # Backtrace: the pointer of tag j at step s is argmax_in (score_{s-1}[in] + table[in, j]), the first maximum.
     # Past a row's own steps: the identity.
     beyond = numpy.arange(1, steps + 1)[:, None, None] > numpy.stack([middle, to_end])  # (S, 2, B)
-    columns = table.transpose(1, 2).cpu().numpy()  # (2, K_out, K_in): columns[d, j] = table[d, :, j]
+    moves = transitions.detach().cpu().numpy()
+    columns = numpy.stack([moves.T, moves])  # (2, K_out, K_in): columns[d, j] = table[d, :, j]
     direction = numpy.arange(2)[:, None]
     tag, traced = numpy.stack([middle_tag, middle_tag]), [None] * steps  # (2, B)
     for s in range(steps, 0, -1):
