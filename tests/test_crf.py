@@ -593,7 +593,9 @@ def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrain
 
 
 # Shapes around every crossover of the dispatcher, and the edges (one token, one tag, all rows full).
-AGREEMENT_SHAPES = [(1, 1, 3), (3, 2, 1), (1, 16, 5), (4, 9, 2), (2, 17, 9), (5, 33, 21), (3, 70, 5), (2, 40, 41), (17, 12, 33)]
+AGREEMENT_SHAPES = [
+    (1, 1, 3), (3, 2, 1), (1, 16, 5), (4, 9, 2), (2, 17, 9), (5, 33, 21), (3, 70, 5), (2, 40, 41), (17, 12, 33)
+]
 
 
 @pytest.mark.parametrize("b,t,k", AGREEMENT_SHAPES)
