@@ -725,42 +725,44 @@ def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transiti
     The same meet-in-the-middle loop, with the sums laid out (direction, row, in, out): the max over ``in`` is
     then vectorised over ``out`` (K wide) and the transition table (2, 1, K, K) is broadcast over the rows instead
     of being copied for each. The loop keeps no sums and runs in torch on the emissions' device (its operations
-    are large: B K^2 each); the backtrace runs on the host in numpy from one copy of the kept scores, recomputing
-    the back-pointer of each row's own tag only (K sums per row and step instead of K^2), as the same float
-    additions as the loop's, so the same maxima.
+    are large: B K^2 each, and use torch's threads); the small bookkeeping before and after it runs on the host in
+    numpy (one copy each way off the CPU, none on it): the step inputs, and the backtrace, which recomputes the
+    back-pointer of each row's own tag only (K sums per row and step instead of K^2) with the same float additions
+    as the loop's, so the same maxima.
     """
     batch, length, k = emissions.shape
     device = emissions.device
     if length == 1:
         return (start + emissions[:, 0] + end).argmax(dim=1, keepdim=True)
+    em = emissions.detach().cpu().numpy()
+    first, moves, final_move = (p.detach().cpu().numpy() for p in (start, transitions, end))
     lengths = mask.detach().cpu().numpy().sum(axis=1)
     middle, to_end, steps = _middle_plan(lengths, length)
+    rows = numpy.arange(batch)
     # added[s, 0] = emission at time s (forward rows), added[s, 1] = at time L - 1 - s (backward rows)
-    added = emissions.new_empty(steps + 1, 2, batch, k)
-    added[:, 0] = emissions[:, : steps + 1].transpose(0, 1)
-    back_time = torch.from_numpy(_host_back_time(lengths, length, steps)).to(device)
-    added[:, 1] = emissions[torch.arange(batch, device=device), back_time]
-    values = torch.empty_like(added)  # v_s
-    scores = torch.empty_like(added)  # v_s + added_s
-    values[0, 0] = start
-    values[0, 1] = end
-    torch.add(values[0], added[0], out=scores[0])
-    broadcast_table = torch.stack([transitions, transitions.t()])[:, None]  # (2, 1, K_in, K_out)
+    added = numpy.empty((steps + 1, 2, batch, k), dtype=em.dtype)
+    added[:, 0] = em[:, : steps + 1].transpose(1, 0, 2)
+    added[:, 1] = em[rows, _host_back_time(lengths, length, steps)]
+    values = numpy.empty_like(added)  # v_s
+    scores = numpy.empty_like(added)  # v_s + added_s
+    values[0, 0], values[0, 1] = first, final_move
+    numpy.add(values[0], added[0], out=scores[0])
+    table = numpy.stack([moves, moves.T])[:, None]  # (2, 1, K_in, K_out)
+    # On the CPU these tensors share the arrays' memory, so the loop fills `values` and `scores` in place.
+    added_t, values_t, scores_t, table_t = (torch.from_numpy(a).to(device) for a in (added, values, scores, table))
     sums = emissions.new_empty(2, batch, k, k)
     # views made once: a view costs as much as a small operation
-    value_steps, added_steps, score_steps = values.unbind(0), added.unbind(0), scores.unbind(0)
-    score_columns = scores.unsqueeze(4).unbind(0)  # (2, B, K_in, 1) each
+    value_steps, added_steps, score_steps = values_t.unbind(0), added_t.unbind(0), scores_t.unbind(0)
+    score_columns = scores_t.unsqueeze(4).unbind(0)  # (2, B, K_in, 1) each
     for s in range(1, steps + 1):
-        torch.add(score_columns[s - 1], broadcast_table, out=sums)
+        torch.add(score_columns[s - 1], table_t, out=sums)
         torch.add(torch.amax(sums, dim=2, out=value_steps[s]), added_steps[s], out=score_steps[s])
-    scores, values = scores.detach().cpu().numpy(), values.detach().cpu().numpy()
-    rows = numpy.arange(batch)
+    scores, values = scores_t.cpu().numpy(), values_t.cpu().numpy()
     middle_tag = (scores[middle, 0, rows] + values[to_end, 1, rows]).argmax(axis=1)  # (B,)
     # Backtrace: the pointer of tag j at step s is argmax_in (score_{s-1}[in] + table[in, j]), the first maximum.
     # Past a row's own steps: the identity.
     beyond = numpy.arange(1, steps + 1)[:, None, None] > numpy.stack([middle, to_end])  # (S, 2, B)
-    moves = transitions.detach().cpu().numpy()
-    columns = numpy.stack([moves.T, moves])  # (2, K_out, K_in): columns[d, j] = table[d, :, j]
+    columns = numpy.stack([moves.T, moves])  # (2, K_out, K_in): columns[d, j] = table[d, 0, :, j]
     direction = numpy.arange(2)[:, None]
     tag, traced = numpy.stack([middle_tag, middle_tag]), [None] * steps  # (2, B)
     for s in range(steps, 0, -1):
