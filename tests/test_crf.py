@@ -714,7 +714,8 @@ def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
     assert crf_kernels.choose_log_likelihood(32, 128, 9) == "numpy"
     assert crf_kernels.choose_log_likelihood(32, 128, 9, "cuda") == "sequential"
     assert crf_kernels.choose_log_likelihood(1, 512, 9, "cuda") == "tree"
-    assert crf_kernels.choose_log_likelihood(32, 128, 73) == "sequential"
+    assert crf_kernels.choose_log_likelihood(32, 128, 73) == "numpy"
+    assert crf_kernels.choose_log_likelihood(128, 128, 73) == "sequential"
     # the module asks the dispatcher with the longest row's length, not the padded one
     import hf_bert_tasks.modeling.crf as crf_module
 

@@ -70,15 +70,15 @@ _POINTER_CHUNK = 8
 TREE_MIN_LENGTH = 128
 TREE_MAX_WORK_PER_STEP = 12000  # B * K^3
 # On the CPU: the tree for long rows while B K^3 is tiny, then numpy (the sequential recursion on the host) while
-# the whole arithmetic, B T K^2, and the rows' steps, B T, are at most these, and while its matrix products (B K^2
-# per step, T K^2 per row in the backward pass) stay small enough for the BLAS to run them on one thread: BLAS
-# threads compete with torch's, which idle on the same cores, and were measured several times slower; the torch
-# recursion beyond.
+# the whole arithmetic, B T K^2, the rows' steps, B T, and a step's product, B K^2, are at most these; the torch
+# recursion beyond (its large operations use torch's threads). The numpy backward pass runs its matrix products row
+# by row: one (B T, K) x (K, K) product starts BLAS threads, which compete with torch's (idling on the same cores)
+# and were measured several times slower.
 CPU_TREE_MAX_WORK_PER_STEP = 1024
 CPU_TREE_MIN_LENGTH = 256
-NUMPY_LOG_LIKELIHOOD_MAX_WORK = 8_000_000
+NUMPY_LOG_LIKELIHOOD_MAX_WORK = 40_000_000
 NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS = 4096
-NUMPY_LOG_LIKELIHOOD_MAX_PRODUCT = 200_000
+NUMPY_LOG_LIKELIHOOD_MAX_WORK_PER_STEP = 1_000_000
 # Viterbi on the CPU: the max-plus tree for long rows while its arithmetic per step, B * K^3, is tiny; below 32 tags
 # numpy, vectorised over the rows once the batch has some rows and steps (B >= 8 and B * T >= 256), row by row
 # before; from 32 tags numpy row by row for one row while its arithmetic (T K^2) is small, else the row-major loop
@@ -105,7 +105,7 @@ def choose_log_likelihood(batch: int, length: int, num_tags: int, device_type: s
         if (
             batch * length * num_tags**2 <= NUMPY_LOG_LIKELIHOOD_MAX_WORK
             and batch * length <= NUMPY_LOG_LIKELIHOOD_MAX_ROW_STEPS
-            and max(batch, length) * num_tags**2 <= NUMPY_LOG_LIKELIHOOD_MAX_PRODUCT
+            and batch * num_tags**2 <= NUMPY_LOG_LIKELIHOOD_MAX_WORK_PER_STEP
         ):
             return "numpy"
         return "sequential"
@@ -466,8 +466,8 @@ def numpy_log_likelihood_backward(saved, grad):
     norm = numpy.maximum(unary.sum(axis=2, keepdims=True), numpy.finfo(numpy.float64).tiny)
     weight = (grad[:, None, None] * mask[..., None]) / norm  # (B, T, 1); 0 at padding
     pairs = alpha[:, :-1] * weight[:, :-1] * mask[:, 1:, None]  # (B, T - 1, K)
-    # one (K, T) x (T, K) product per row, summed: products this small keep the BLAS on one thread (threads that
-    # would compete with torch's own, idling on the same cores)
+    # one (K, T) x (T, K) product per row, summed: one (K, B T) x (B T, K) product would start BLAS threads, which
+    # compete with torch's own (idling on the same cores)
     moves_expected = w * (pairs.transpose(0, 2, 1) @ after[:, 1:]).sum(axis=0)
     unary *= weight
     # minus the marginals, plus the gold path's emissions and moves where the mask is on
