@@ -556,11 +556,9 @@ def viterbi_numpy_batched(
     lengths = mask.detach().cpu().numpy().sum(axis=1)
     middle, to_end, steps = _middle_plan(lengths, length)
     rows, rows2 = numpy.arange(batch), 2 * batch
-    # added[s]: the emission added after step s, at time s (forward rows) or L - 1 - s (backward rows; times past
-    # a row's own steps are clamped and never read)
-    added = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)
-    added[:, :, :batch] = em[:, : steps + 1].transpose(1, 2, 0)
-    added[:, :, batch:] = em[rows, _host_back_time(lengths, length, steps)].transpose(0, 2, 1)
+    # added[s, :, row]: the emission added after step s, forward rows then backward rows
+    added = numpy.ascontiguousarray(_host_step_emissions(em, lengths, steps).transpose(0, 3, 1, 2))
+    added = added.reshape(steps + 1, k, rows2)
     # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
     table = numpy.concatenate(
         [numpy.broadcast_to(moves[:, :, None], (k, k, batch)), numpy.broadcast_to(moves.T[:, :, None], (k, k, batch))],
@@ -610,10 +608,16 @@ def _middle_plan(lengths, length: int):
     return middle, to_end, steps
 
 
-def _host_back_time(lengths, length: int, steps: int):
-    """(S + 1, B) numpy: the time L - 1 - s whose emission the backward rows add after step s (clamped where a row
-    has no such step; those entries are never read)."""
-    return numpy.clip(lengths - 1 - numpy.arange(steps + 1)[:, None], 0, length - 1)
+def _host_step_emissions(em, lengths, steps: int):
+    """(S + 1, 2, B, K) numpy: the emission each meet-in-the-middle row adds after step s, at time s (forward rows,
+    ``[:, 0]``) or at time L - 1 - s (backward rows, ``[:, 1]``; times past a row's own steps are clamped and never
+    read). ``em`` (B, T, K) numpy, ``lengths`` (B,)."""
+    batch, length, k = em.shape
+    back_time = numpy.clip(lengths - 1 - numpy.arange(steps + 1)[:, None], 0, length - 1)  # (S + 1, B)
+    added = numpy.empty((steps + 1, 2, batch, k), dtype=em.dtype)
+    added[:, 0] = em[:, : steps + 1].transpose(1, 0, 2)
+    added[:, 1] = em[numpy.arange(batch), back_time]
+    return added
 
 
 def _host_middle_path(traced, middle_tag, lengths, length: int):
@@ -739,10 +743,7 @@ def viterbi_middle_rows(emissions: Tensor, mask: Tensor, start: Tensor, transiti
     lengths = mask.detach().cpu().numpy().sum(axis=1)
     middle, to_end, steps = _middle_plan(lengths, length)
     rows = numpy.arange(batch)
-    # added[s, 0] = emission at time s (forward rows), added[s, 1] = at time L - 1 - s (backward rows)
-    added = numpy.empty((steps + 1, 2, batch, k), dtype=em.dtype)
-    added[:, 0] = em[:, : steps + 1].transpose(1, 0, 2)
-    added[:, 1] = em[rows, _host_back_time(lengths, length, steps)]
+    added = _host_step_emissions(em, lengths, steps)  # (S + 1, 2, B, K)
     values = numpy.empty_like(added)  # v_s
     scores = numpy.empty_like(added)  # v_s + added_s
     values[0, 0], values[0, 1] = first, final_move

@@ -79,7 +79,6 @@ def lora_with_new_tokens(model, token_ids: Sequence[int], *, r: int = 8, alpha: 
     """A peft model training LoRA adapters on `target_modules` of the encoder (default: the family's attention and
     feed-forward layers, `hf_bert_tasks.lora.default_target_modules`), the embedding rows `token_ids` (and the tied
     decoder's, which share them) and the MLM head's transform; everything else frozen."""
-
     from peft import LoraConfig, get_peft_model
 
     from ..lora import encoder_targets
