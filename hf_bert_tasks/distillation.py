@@ -59,6 +59,7 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.utils import ModelOutput
 
+from .modeling.crf import crf_log_partition
 from .modeling.modeling_bert_crf import compact_positions
 from .training import OrderedEvalTrainer, build_optimizer
 
@@ -340,71 +341,53 @@ def read_transfer_texts(path: str, limit: int | None = None) -> list[str]:
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# CRF: log partition and marginals (log space, plain autograd; sequences of words are short)
+# CRF: marginals and the soft-target loss (on the CRF's own log-partition kernels)
 # ---------------------------------------------------------------------------------------------------------------
-
-
-def crf_log_partition(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor,
-                      end: torch.Tensor) -> torch.Tensor:
-    """log Z `(batch,)` of a linear-chain CRF (the forward algorithm), differentiable.
-
-    Args:
-        emissions: `(batch, length, K)`; mask: `(batch, length)` bool, left-aligned, at least one True per row.
-        start, end: `(K,)` or `(batch, K)`; transitions: `(K, K)` or per step `(batch, length - 1, K, K)`
-            (`transitions[..., i, j]`: the move i -> j).
-    """
-    alpha = start + emissions[:, 0]
-    for t in range(1, emissions.shape[1]):
-        step = transitions if transitions.dim() == 2 else transitions[:, t - 1]
-        following = torch.logsumexp(alpha[:, :, None] + step + emissions[:, t, None, :], dim=1)
-        alpha = torch.where(mask[:, t, None], following, alpha)
-    return torch.logsumexp(alpha + end, dim=-1)
 
 
 @dataclass
 class CrfMarginals:
-    """Marginals of a CRF's path distribution: `tokens` `(batch, length, K)` p(y_t = k), 0 at padded positions;
-    `pairs` `(batch, length - 1, K, K)` p(y_{t-1} = i, y_t = j), 0 at padded steps."""
+    """Marginals of a CRF's path distribution over a batch: `tokens` `(batch, length, K)` p(y_t = k), 0 at padded
+    positions; `moves` `(K, K)` the expected number of moves i -> j, summed over the rows and steps (all that a loss
+    averaged over the batch needs, since the transition scores are shared)."""
 
     tokens: torch.Tensor
-    pairs: torch.Tensor
+    moves: torch.Tensor
 
 
 def crf_marginals(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor,
                   end: torch.Tensor) -> CrfMarginals:
-    """Token and pairwise marginals as the gradients of log Z with respect to the emissions and the per-step
-    transition scores (shapes as in :func:`crf_log_partition`; no gradient flows out)."""
-    batch, length, k = emissions.shape
+    """Token marginals and expected move counts as the gradients of sum(log Z) with respect to the emissions and
+    the transitions (`crf_log_partition`; no gradient flows out). `emissions` `(batch, length, K)`, `mask` bool
+    left-aligned with at least one True per row, effective `start`, `end` `(K,)`, `transitions` `(K, K)`."""
     with torch.enable_grad():
-        scores = emissions.detach().float().requires_grad_(True)
-        steps = transitions.detach().float().expand(batch, max(length - 1, 0), k, k).clone().requires_grad_(True)
-        log_z = crf_log_partition(scores, mask, start.detach().float(), steps, end.detach().float())
-        tokens, pairs = torch.autograd.grad(log_z.sum(), (scores, steps), allow_unused=True)
-    if pairs is None:  # length 1: no steps
-        pairs = torch.zeros_like(steps)
-    return CrfMarginals(tokens=tokens, pairs=pairs)
+        scores = emissions.detach().to(torch.float64).requires_grad_(True)
+        moves = transitions.detach().to(torch.float64).requires_grad_(True)
+        log_z = crf_log_partition(scores, mask, start.detach(), moves, end.detach())
+        tokens, moves = torch.autograd.grad(log_z.sum(), (scores, moves))
+    return CrfMarginals(tokens=tokens.to(emissions.dtype), moves=moves.to(emissions.dtype))
 
 
 def crf_soft_target_loss(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor,
                          end: torch.Tensor, targets: CrfMarginals, temperature: float = 1.0) -> torch.Tensor:
     """`T**2 * H(q, p_S)`, mean over rows: the cross-entropy of the student's path distribution p_S (scores / T)
-    against a teacher's q given by its marginals (computed at the same temperature). Per row
+    against a teacher's q given by its marginals on the same rows (computed at the same temperature). Per row
     ``log Z_S - sum_t sum_k q_t(k) E_t(k) - sum_k q_0(k) start(k) - sum_k q_last(k) end(k)
-    - sum_t sum_ij q_t(i, j) trans(i, j)``, all scores of the student divided by T.
+    - sum_t sum_ij q_t(i, j) trans(i, j)``, all scores of the student divided by T; the last term is summed over
+    the batch through `targets.moves`.
 
     Args: the student's compact emissions `(batch, length, K)` and mask, its effective `start`, `transitions`, `end`.
     """
     scale = 1.0 / temperature
     emissions, start, transitions, end = (x.float() * scale for x in (emissions, start, transitions, end))
-    q, pairs = targets.tokens * mask[..., None], targets.pairs
+    q = targets.tokens * mask[..., None]
     last = (mask.sum(dim=1) - 1).clamp(min=0)
-    expected = (q * emissions).sum(dim=(1, 2)) + (q[:, 0] * start).sum(-1)
-    expected = expected + (q[torch.arange(q.shape[0], device=q.device), last] * end).sum(-1)
-    if pairs.numel():
-        # 0 * FORBIDDEN_SCORE is 0: a forbidden move has teacher probability exactly 0.
-        expected = expected + (pairs * transitions).sum(dim=(1, 2, 3))
-    log_z = crf_log_partition(emissions, mask, start, transitions, end)
-    return (log_z - expected).mean() * temperature ** 2
+    expected = (q * emissions).sum() + (q[:, 0] * start).sum()
+    expected = expected + (q[torch.arange(q.shape[0], device=q.device), last] * end).sum()
+    # 0 * FORBIDDEN_SCORE is 0: a forbidden move has teacher probability exactly 0.
+    expected = expected + (targets.moves * transitions).sum()
+    log_z = crf_log_partition(emissions, mask, start, transitions, end).sum().to(expected.dtype)
+    return (log_z - expected) / emissions.shape[0] * temperature ** 2
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -646,9 +629,8 @@ def layer_pairs_for(student, teacher) -> list[int]:
 
 __all__ = [
     "AverageProjectionGradients", "CrfMarginals", "DistillationArguments", "DistillationOutput",
-    "DistillationTrainer", "attention_loss", "crf_log_partition", "crf_marginals", "crf_soft_target_loss",
-    "distillation_optimizer", "encoder_config", "evenly_spaced_layers", "hidden_projection", "hidden_state_loss",
-    "layer_pairs_for", "load_teacher", "num_layers", "read_transfer_sentences", "read_transfer_texts", "resolved_temperature", "soft_logits_loss", "student_from_path",
-    "student_from_teacher",
-    "use_eager_attention",
+    "DistillationTrainer", "attention_loss", "crf_marginals", "crf_soft_target_loss", "distillation_optimizer",
+    "encoder_config", "evenly_spaced_layers", "hidden_projection", "hidden_state_loss", "layer_pairs_for",
+    "load_teacher", "num_layers", "read_transfer_sentences", "read_transfer_texts", "resolved_temperature",
+    "soft_logits_loss", "student_from_path", "student_from_teacher", "use_eager_attention",
 ]

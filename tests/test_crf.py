@@ -592,6 +592,29 @@ def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrain
         torch.testing.assert_close(ll, gold - log_z, rtol=1e-10, atol=1e-10)
 
 
+@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
+@pytest.mark.parametrize("constrained", [False, True])
+@pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2])])
+def test_every_marginals_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
+    """p(y_t = k) as the share of exp(score) of the (legal) paths through tag k at t, by enumeration."""
+    for seed in range(2):
+        allowed = random_mask(k, seed) if constrained else None
+        crf = random_crf(k, seed, allowed)
+        t = max(lengths)
+        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
+        expected = torch.zeros(len(lengths), t, k, dtype=torch.float64)
+        for b, length in enumerate(lengths):
+            paths = [p for p in itertools.product(range(k), repeat=length) if not constrained or path_allowed(crf, p)]
+            weights = torch.stack([path_score(crf, emissions[b], p) for p in paths]).softmax(0)
+            for path, weight in zip(paths, weights):
+                expected[b, torch.arange(length), torch.tensor(path)] += weight
+        marginals = crf.marginals(emissions, right_padded_mask(lengths, t), algorithm=algorithm)
+        assert marginals.dtype == torch.float64 and not marginals.requires_grad
+        torch.testing.assert_close(marginals, expected, rtol=1e-9, atol=1e-10)
+    chosen = crf.marginals(emissions.float(), right_padded_mask(lengths, t))  # the dispatcher's pick, float32
+    torch.testing.assert_close(chosen, expected.float(), rtol=1e-4, atol=1e-5)
+
+
 # Shapes around every crossover of the dispatcher, and the edges (one token, one tag, all rows full).
 AGREEMENT_SHAPES = [
     (1, 1, 3), (3, 2, 1), (1, 16, 5), (4, 9, 2), (2, 17, 9), (5, 33, 21), (3, 70, 5), (2, 40, 41), (17, 12, 33)

@@ -19,7 +19,6 @@ from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.distillation import (
     DistillationArguments,
     attention_loss,
-    crf_log_partition,
     crf_marginals,
     crf_soft_target_loss,
     evenly_spaced_layers,
@@ -28,6 +27,7 @@ from hf_bert_tasks.distillation import (
     soft_logits_loss,
     student_from_teacher,
 )
+from hf_bert_tasks.modeling.crf import LOG_LIKELIHOOD_ALGORITHMS, crf_log_partition
 from hf_bert_tasks.modeling.modeling_bert_crf import compact_positions
 
 PYTHON = sys.executable
@@ -133,23 +133,33 @@ def random_crf(k=3, seed=0):
     return tuple(torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((k,), (k, k), (k,)))
 
 
-def test_log_partition_and_marginals_equal_brute_force():
+@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
+def test_log_partition_equals_brute_force_for_every_algorithm(algorithm):
     start, transitions, end = random_crf(k=3)
     emissions = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     mask = torch.tensor([[True] * 4, [True, True, True, False]])
-    log_z = crf_log_partition(emissions, mask, start, transitions, end)
-    marginals = crf_marginals(emissions, mask, start, transitions, end)
+    log_z = crf_log_partition(emissions, mask, start, transitions, end, algorithm)
     for row, length in enumerate((4, 3)):
         paths = list(brute_force_paths(emissions[row], length, start, transitions, end))
         assert log_z[row].item() == pytest.approx(math.log(sum(math.exp(s) for _, s in paths)), abs=1e-10)
-        tokens, pairs = torch.zeros(4, 3, dtype=torch.float64), torch.zeros(3, 3, 3, dtype=torch.float64)
+
+
+def test_marginals_equal_brute_force():
+    """Token marginals per row and the expected move counts summed over rows and steps, by enumeration."""
+    start, transitions, end = random_crf(k=3)
+    emissions = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    mask = torch.tensor([[True] * 4, [True, True, True, False]])
+    marginals = crf_marginals(emissions, mask, start, transitions, end)
+    moves = torch.zeros(3, 3, dtype=torch.float64)
+    for row, length in enumerate((4, 3)):
+        tokens = torch.zeros(4, 3, dtype=torch.float64)
         for path, p in path_distribution(emissions[row], length, start, transitions, end):
             for t, tag in enumerate(path):
                 tokens[t, tag] += p
                 if t:
-                    pairs[t - 1, path[t - 1], tag] += p
-        assert torch.allclose(marginals.tokens[row].double(), tokens, atol=1e-6)
-        assert torch.allclose(marginals.pairs[row].double(), pairs, atol=1e-6)
+                    moves[path[t - 1], tag] += p
+        assert torch.allclose(marginals.tokens[row], tokens, atol=1e-10)
+    assert torch.allclose(marginals.moves, moves, atol=1e-10)
 
 
 def test_soft_crf_targets_equal_the_models_tag_probabilities():

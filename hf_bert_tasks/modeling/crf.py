@@ -64,6 +64,7 @@ from .crf_kernels import (
     choose_viterbi,
     numpy_log_likelihood,
     numpy_log_likelihood_backward,
+    numpy_token_marginals,
     sequential_backward,
     sequential_forward,
     tree_backward,
@@ -75,7 +76,9 @@ from .crf_kernels import (
     viterbi_tree,
 )
 
-__all__ = ["LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "normalize_scheme"]
+__all__ = [
+    "LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "crf_log_partition", "normalize_scheme"
+]
 
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.
 FORBIDDEN_SCORE = -10000.0
@@ -258,6 +261,23 @@ class _LogLikelihood(torch.autograd.Function):
         em_dtype, start_dtype, trans_dtype, end_dtype = ctx.dtypes
         grads = (g_em.to(em_dtype), None, None, g_start.to(start_dtype), g_trans.to(trans_dtype), g_end.to(end_dtype))
         return grads + (None,) * (len(ctx.needs_input_grad) - 6)
+
+
+def crf_log_partition(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor,
+                      algorithm: Optional[str] = None) -> Tensor:
+    """log Z (B,) float64 of a linear-chain CRF with the given effective scores, differentiable in all four: the
+    log-likelihood kernels (their hand-written backward) of the all-zeros path, minus that path's score, in float64
+    so that nothing cancels. For callers that transform the scores first (distillation's temperature).
+
+    emissions (B, T, K); mask (B, T) bool, right-padded, at least one True per row (not checked: see
+    :meth:`LinearChainCRF.log_likelihood`); start, end (K,); transitions (K, K); a legal path must exist.
+    """
+    emissions, start, transitions, end = (x.to(torch.float64) for x in (emissions, start, transitions, end))
+    gold = torch.zeros(mask.shape, dtype=torch.long, device=emissions.device)
+    if algorithm is None:
+        algorithm = choose_log_likelihood(*emissions.shape, emissions.device.type)
+    log_likelihood = _LogLikelihood.apply(emissions, gold, mask, start, transitions, end, algorithm)
+    return _gold_score(emissions, gold, mask, start, transitions, end) - log_likelihood
 
 
 def _log_partition_sequential(emissions: Tensor, mask: Tensor, start: Tensor, transitions: Tensor, end: Tensor):
@@ -473,6 +493,35 @@ class LinearChainCRF(torch.nn.Module):
         if reduction == "sum":
             return nll.sum()
         return nll
+
+    @torch.no_grad()
+    def marginals(self, emissions: Tensor, mask: Optional[Tensor] = None, algorithm: Optional[str] = None) -> Tensor:
+        """Token marginals p(y_t = k | emissions), (B, T, K) float32 (float64 for float64 emissions), 0 outside the
+        mask; arguments as in :meth:`log_likelihood`. With ``"numpy"`` (chosen for small inputs on the CPU) the two
+        recursions run on the host without autograd; otherwise the marginals are the gradient of log Z, through the
+        log-likelihood's backward (d log p(y) / d emissions = one_hot(y) - marginals)."""
+        mask, longest = self._validate(emissions, mask)
+        batch, length, k = emissions.shape
+        dtype = torch.float64 if emissions.dtype == torch.float64 else torch.float32
+        result = torch.zeros(batch, length, k, dtype=dtype, device=emissions.device)
+        if batch == 0:
+            return result
+        emissions, mask = emissions[:, :longest], mask[:, :longest]
+        start, trans, end = (x.detach() for x in self.effective_scores())
+        if algorithm is None:
+            algorithm = choose_log_likelihood(batch, longest, k, emissions.device.type)
+        if algorithm == "numpy":
+            host = [x.cpu().numpy().astype(numpy.float64) for x in (emissions, start, trans, end)]
+            probabilities = numpy_token_marginals(host[0], mask.cpu().numpy(), *host[1:])
+            result[:, :longest] = torch.from_numpy(probabilities).to(device=result.device, dtype=dtype)
+            return result
+        gold = torch.zeros(mask.shape, dtype=torch.long, device=emissions.device)
+        with torch.enable_grad():
+            scores = emissions.detach().to(dtype).requires_grad_(True)
+            (gradient,) = torch.autograd.grad(self.log_likelihood(scores, gold, mask, algorithm).sum(), scores)
+        one_hot = torch.nn.functional.one_hot(gold, k).to(dtype) * mask[..., None]
+        result[:, :longest] = one_hot - gradient
+        return result
 
     @torch.no_grad()
     def decode(self, emissions: Tensor, mask: Optional[Tensor] = None, algorithm: Optional[str] = None) -> Tensor:

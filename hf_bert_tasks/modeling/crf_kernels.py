@@ -449,10 +449,10 @@ def numpy_log_likelihood(emissions, gold, mask, start, transitions, end, with_ba
     return score - log_z, (vectors, w, end_exp, lengths, mask, gold)
 
 
-def numpy_log_likelihood_backward(saved, grad):
-    """Gradients of ``sum(grad * log p(gold))`` (numpy, float64): emissions (B, T, K), start (K,), transitions
-    (K, K), end (K,). The marginals as in :func:`sequential_backward`, minus the gold path's counts."""
-    vectors, w, end_exp, lengths, mask, gold = saved
+def _numpy_unnormalised_marginals(saved):
+    """From :func:`numpy_log_likelihood`'s saved state: alpha (B, T, K), h (B, T, K), the unnormalised token
+    marginals alpha * beta (B, T, K) and their sums over tags (B, T, 1), never 0."""
+    vectors, w, end_exp, lengths, _, _ = saved
     length, _, batch, k = vectors.shape
     rows = numpy.arange(batch)
     alpha = vectors[:, 0].transpose(1, 0, 2)  # (B, T, K)
@@ -462,8 +462,26 @@ def numpy_log_likelihood_backward(saved, grad):
     beta[:, :-1] = after[:, 1:] @ w.T
     beta[:, -1] = end_exp
     beta[rows, lengths - 1] = end_exp
-    unary = beta * alpha  # (B, T, K), unnormalised marginals
-    norm = numpy.maximum(unary.sum(axis=2, keepdims=True), numpy.finfo(numpy.float64).tiny)
+    unary = beta * alpha
+    return alpha, after, unary, numpy.maximum(unary.sum(axis=2, keepdims=True), numpy.finfo(numpy.float64).tiny)
+
+
+def numpy_token_marginals(emissions, mask, start, transitions, end):
+    """p(y_t = k | x) (B, T, K) for numpy arrays on the host (as :func:`numpy_log_likelihood`), 0 at padding: the
+    forward and backward recursions without autograd, for inference (a path's per-token confidence)."""
+    gold = numpy.zeros(mask.shape, dtype=numpy.int64)  # the path scored is irrelevant to the marginals
+    _, saved = numpy_log_likelihood(emissions, gold, mask, start, transitions, end, with_backward=True)
+    _, _, unary, norm = _numpy_unnormalised_marginals(saved)
+    return unary / norm * mask[..., None]
+
+
+def numpy_log_likelihood_backward(saved, grad):
+    """Gradients of ``sum(grad * log p(gold))`` (numpy, float64): emissions (B, T, K), start (K,), transitions
+    (K, K), end (K,). The marginals as in :func:`sequential_backward`, minus the gold path's counts."""
+    _, w, _, lengths, mask, gold = saved
+    batch, length, k = mask.shape + (w.shape[0],)
+    rows = numpy.arange(batch)
+    alpha, after, unary, norm = _numpy_unnormalised_marginals(saved)
     weight = (grad[:, None, None] * mask[..., None]) / norm  # (B, T, 1); 0 at padding
     pairs = alpha[:, :-1] * weight[:, :-1] * mask[:, 1:, None]  # (B, T - 1, K)
     # one (K, T) x (T, K) product per row, summed: one (K, B T) x (B T, K) product would start BLAS threads, which

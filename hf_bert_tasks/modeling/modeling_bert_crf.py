@@ -258,11 +258,8 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         return tags
 
     def tag_probabilities(self, logits: torch.Tensor, tag_mask: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
-        """Marginal probability p(y_t = tags_t | x) under the CRF, `(batch_size, sequence_length)` float, 0 elsewhere.
-
-        The gradient of log p(path) with respect to the emissions is one_hot(path) - marginals, so one backward pass
-        through the exact log-likelihood gives every marginal.
-        """
+        """Marginal probability p(y_t = tags_t | x) under the CRF (`crf.marginals`), `(batch_size, sequence_length)`
+        float, 0 elsewhere."""
         tag_mask = tag_mask.bool()
         probabilities = torch.zeros(tag_mask.shape, device=logits.device)
         rows = tag_mask.any(dim=1)
@@ -270,14 +267,11 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
             return probabilities
         index, mask = compact_positions(tag_mask[rows])
         row_tags = tags[rows].gather(1, index).masked_fill(~mask, 0)
-        with torch.enable_grad(), torch.autocast(device_type=logits.device.type, enabled=False):
+        with torch.autocast(device_type=logits.device.type, enabled=False):
             gathered = logits[rows].detach().float().gather(1, index[..., None].expand(-1, -1, self.num_labels))
-            gathered.requires_grad_(True)
-            log_likelihood = self.crf.log_likelihood(gathered, row_tags, mask)
-            (gradient,) = torch.autograd.grad(log_likelihood.sum(), gathered)
-        path_gradient = gradient.gather(2, row_tags[..., None]).squeeze(2)
+            marginals = self.crf.marginals(gathered, mask)
         row_probabilities = torch.zeros_like(probabilities[rows])
-        row_probabilities[tag_mask[rows]] = (1.0 - path_gradient)[mask].clamp(0.0, 1.0)
+        row_probabilities[tag_mask[rows]] = marginals.gather(2, row_tags[..., None]).squeeze(2)[mask].float()
         probabilities[rows] = row_probabilities
         return probabilities
 
