@@ -14,7 +14,8 @@ fine-tuned on the gold labels only: `--soft_weight 0`), `distilled` (the recipe'
 same data and steps) and `distilled+transfer` (plus `--transfer_sentences` unlabelled training sentences that the
 teacher labels; more steps). The labelled data are the first `--gold_sentences` training sentences (default all);
 the transfer text is the next `--transfer_sentences` (default: the rest; none when all are gold, and the run is then
-skipped): the scenario of "more text than annotated". Dev and test text are never used for transfer.
+skipped): the scenario of "more text than annotated". Dev and test text are never used for transfer. `--variants`
+runs some of them only (e.g. one more distilled setting, `--distill_args`, against a recorded direct run).
 
 Reported per run: dev/test F1 (NER, strict) or accuracy (SST-2), the share of the teacher's test score kept, training
 steps, parameters, and predictor sentences/s (`NerPredictor` / `TextClassifier` on raw test sentences) at batch 1
@@ -31,6 +32,7 @@ from pathlib import Path
 import common
 
 RECIPES = common.ROOT / "recipes"
+VARIANTS = ("direct", "distilled", "distilled+transfer")
 
 
 def arguments(argv=None):
@@ -46,6 +48,8 @@ def arguments(argv=None):
     parser.add_argument("--transfer_sentences", type=int, default=None,
                         help="the next N training sentences, unlabelled, as transfer text (default: the rest)")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="dev and test sentences (default all)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
+                        help="which student runs (default all; distilled+transfer needs transfer text)")
     parser.add_argument("--distill_args", default="", help="extra flags for recipes/distill.py (e.g. '--temperature 2')")
     parser.add_argument("--teacher_dir", type=Path, default=None, help="reuse a trained teacher folder")
     parser.add_argument("--speed_sentences", type=int, default=256, help="test sentences timed per batch size")
@@ -246,7 +250,7 @@ def main():
         variants = [("direct", ["--soft_weight", "0"]), ("distilled", extra)]
         if transfer is not None:
             variants.append(("distilled+transfer", [*extra, "--transfer_file", transfer, *transfer_flags]))
-        for variant, flags in variants:
+        for variant, flags in [(name, flags) for name, flags in variants if name in args.variants]:
             name = f"{layers}-layer {variant}"
             out = work / f"student{layers}_{variant.replace('+', '_')}"
             row = run_recipe(args, name, "distill.py", ["--teacher_name_or_path", teacher, "--student_layers", layers,
