@@ -495,7 +495,8 @@ _CJK_RANGES = (
 
 
 def _is_cjk(cp: int) -> bool:
-    return any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+    # Called for every character of every text: most are below the first range, so say so without the loop.
+    return cp >= 0x3000 and any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
 
 
 def _is_separator(ch: str, category: str) -> bool:
