@@ -23,6 +23,7 @@ and 32 (median of `--speed_repeats`, after a warm-up), measured in this process 
 """
 
 import json
+import re
 import statistics
 import subprocess
 import sys
@@ -47,6 +48,9 @@ def arguments(argv=None):
     parser.add_argument("--gold_sentences", type=int, default=None, help="labelled training sentences (default all)")
     parser.add_argument("--transfer_sentences", type=int, default=None,
                         help="the next N training sentences, unlabelled, as transfer text (default: the rest)")
+    parser.add_argument("--transfer_source", choices=["train", "squad"], default="train",
+                        help="CoNLL-2003 transfer text: the training sentences after the gold ones (train), or the "
+                             "sentences of the SQuAD v1.1 training paragraphs (squad: Wikipedia, no CoNLL text)")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="dev and test sentences (default all)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="which student runs (default all; distilled+transfer needs transfer text)")
@@ -84,7 +88,9 @@ def conll_files(args, work: Path):
     gold = min(args.gold_sentences or len(train), len(train))
     transfer = None
     rest = len(train) - gold if args.transfer_sentences is None else min(args.transfer_sentences, len(train) - gold)
-    if rest > 0:
+    if args.transfer_source == "squad":
+        transfer, rest = squad_transfer_text(args, work)
+    elif rest > 0:
         transfer = work / "transfer.conll"
         lines, document = [], None
         for row in train.select(range(gold, gold + rest)):
@@ -98,7 +104,36 @@ def conll_files(args, work: Path):
              folder / "eng.testb", "--source_scheme", "IOB1", "--max_train_samples", gold]
     test = load_ner_dataset(train_file=str(folder / "eng.testb"), source_scheme="IOB1", target_scheme="BIO")["train"]
     speed_texts = [" ".join(tokens) for tokens in test["tokens"][: args.speed_sentences]]
-    return flags, transfer, ["--transfer_format", "conll"], speed_texts, {"gold": gold, "transfer": rest}
+    transfer_format = "text" if args.transfer_source == "squad" else "conll"
+    return flags, transfer, ["--transfer_format", transfer_format], speed_texts, {"gold": gold, "transfer": rest}
+
+
+def squad_transfer_text(args, work: Path):
+    """Raw text for NER transfer: the SQuAD v1.1 training paragraphs (Wikipedia), split after ., ! or ? followed by
+    a space and a capital or quote, a sentence per line and a blank line between articles; the first
+    `--transfer_sentences` (default all). Returns (the file, its sentence count)."""
+    source = args.data_dir / "squad_v1.1" / "train-v1.1.subset_44articles.json"
+    common.require(source)
+    boundary = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
+    lines, count = [], 0
+    for article in json.loads(source.read_text(encoding="utf-8"))["data"]:
+        for paragraph in article["paragraphs"]:
+            sentences = [s.strip() for s in boundary.split(paragraph["context"]) if s.strip()]
+            lines += sentences
+            count += len(sentences)
+        lines.append("")
+    if args.transfer_sentences is not None:
+        kept, count = [], 0
+        for line in lines:
+            if line and count == args.transfer_sentences:
+                break
+            kept.append(line)
+            count += bool(line)
+        lines = kept
+    work.mkdir(parents=True, exist_ok=True)
+    transfer = work / "transfer_squad.txt"
+    transfer.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return transfer, count
 
 
 def sst2_files(args, work: Path):
