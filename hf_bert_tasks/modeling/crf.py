@@ -51,6 +51,10 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   accelerator), ``"numpy_batched"`` (the same in numpy on the host: CPU batches with few tags) or
   ``"middle_rows"`` (the same loop in a row-major layout with back-pointers recomputed along the path only: many
   tags). Paths equal the reference's except where two paths' scores tie to within rounding.
+- Marginals (:meth:`LinearChainCRF.marginals`, the entity scores of inference): with ``"numpy"`` the numpy
+  recursion's forward and backward vectors, no autograd; otherwise the gradient of log Z through the
+  log-likelihood's backward. :func:`crf_log_partition` exposes log Z for scores a caller has transformed
+  (distillation divides them by a temperature).
 """
 
 from typing import List, Optional, Tuple
@@ -77,7 +81,8 @@ from .crf_kernels import (
 )
 
 __all__ = [
-    "LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "crf_log_partition", "normalize_scheme"
+    "LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "crf_log_partition",
+    "normalize_scheme",
 ]
 
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.

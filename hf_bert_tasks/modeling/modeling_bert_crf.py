@@ -271,7 +271,7 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
             gathered = logits[rows].detach().float().gather(1, index[..., None].expand(-1, -1, self.num_labels))
             marginals = self.crf.marginals(gathered, mask)
         row_probabilities = torch.zeros_like(probabilities[rows])
-        row_probabilities[tag_mask[rows]] = marginals.gather(2, row_tags[..., None]).squeeze(2)[mask].float()
+        row_probabilities[tag_mask[rows]] = marginals.gather(2, row_tags[..., None]).squeeze(2)[mask].float().clamp(0.0, 1.0)
         probabilities[rows] = row_probabilities
         return probabilities
 
