@@ -16,6 +16,8 @@ teacher labels; more steps). The labelled data are the first `--gold_sentences` 
 the transfer text is the next `--transfer_sentences` (default: the rest; none when all are gold, and the run is then
 skipped): the scenario of "more text than annotated". Dev and test text are never used for transfer. `--variants`
 runs some of them only (e.g. one more distilled setting, `--distill_args`, against a recorded direct run).
+`--transfer_source squad` takes the CoNLL-2003 transfer text from outside CoNLL instead: the sentences of the SQuAD
+v1.1 training paragraphs (Wikipedia), which is how text beyond the annotated set is tried at the full budget.
 
 Reported per run: dev/test F1 (NER, strict) or accuracy (SST-2), the share of the teacher's test score kept, training
 steps, parameters, and predictor sentences/s (`NerPredictor` / `TextClassifier` on raw test sentences) at batch 1
