@@ -117,21 +117,14 @@ def squad_transfer_text(args, work: Path):
     source = args.data_dir / "squad_v1.1" / "train-v1.1.subset_44articles.json"
     common.require(source)
     boundary = re.compile(r"(?<=[.!?])\s+(?=[A-Z\"'(])")
-    lines, count = [], 0
+    lines, count, limit = [], 0, args.transfer_sentences
     for article in json.loads(source.read_text(encoding="utf-8"))["data"]:
-        for paragraph in article["paragraphs"]:
-            sentences = [s.strip() for s in boundary.split(paragraph["context"]) if s.strip()]
-            lines += sentences
-            count += len(sentences)
-        lines.append("")
-    if args.transfer_sentences is not None:
-        kept, count = [], 0
-        for line in lines:
-            if line and count == args.transfer_sentences:
-                break
-            kept.append(line)
-            count += bool(line)
-        lines = kept
+        sentences = [s.strip() for p in article["paragraphs"] for s in boundary.split(p["context"]) if s.strip()]
+        sentences = sentences[: None if limit is None else limit - count]
+        if not sentences:
+            break
+        lines += sentences + [""]
+        count += len(sentences)
     work.mkdir(parents=True, exist_ok=True)
     transfer = work / "transfer_squad.txt"
     transfer.write_text("\n".join(lines) + "\n", encoding="utf-8")

@@ -50,20 +50,28 @@ def path_allowed(crf, path):
     return all(bool(crf.transition_allowed[a, b]) for a, b in zip(path, path[1:]))
 
 
+def enumerate_paths(crf, length, constrained):
+    """Every tag sequence of `length`; constrained: only the legal ones."""
+    paths = itertools.product(range(crf.num_tags), repeat=length)
+    return [path for path in paths if not constrained or path_allowed(crf, path)]
+
+
 def brute_force(crf, emissions, lengths, constrained):
     """(log Z (B,), best paths) by enumerating every tag sequence; constrained: only legal sequences."""
-    k = crf.num_tags
     log_z, best = [], []
     for b, length in enumerate(lengths):
-        scores = {}
-        for path in itertools.product(range(k), repeat=length):
-            if constrained and not path_allowed(crf, path):
-                continue
-            scores[path] = path_score(crf, emissions[b], path)
+        scores = {path: path_score(crf, emissions[b], path) for path in enumerate_paths(crf, length, constrained)}
         values = torch.stack(list(scores.values()))
         log_z.append(torch.logsumexp(values, 0))
         best.append(list(max(scores, key=lambda p: scores[p].item())))
     return torch.stack(log_z), best
+
+
+def random_case(k, lengths, seed, constrained):
+    """(crf, emissions (B, T, K) float64, right-padded mask) for the brute-force comparisons."""
+    crf = random_crf(k, seed, random_mask(k, seed) if constrained else None)
+    t = max(lengths)
+    return crf, torch.randn(len(lengths), t, k, dtype=torch.float64) * 2, right_padded_mask(lengths, t)
 
 
 def random_mask(k, seed):
@@ -560,11 +568,7 @@ def score_of_paths(crf, emissions, paths, mask):
 @pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (2, [5, 2, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2]), (3, [6, 5])])
 def test_every_viterbi_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
     for seed in range(3):
-        allowed = random_mask(k, seed) if constrained else None
-        crf = random_crf(k, seed, allowed)
-        t = max(lengths)
-        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
-        mask = right_padded_mask(lengths, t)
+        crf, emissions, mask = random_case(k, lengths, seed, constrained)
         _, best = brute_force(crf, emissions, lengths, constrained)
         paths = crf.decode(emissions, mask, algorithm=algorithm)
         for b, length in enumerate(lengths):
@@ -577,13 +581,9 @@ def test_every_viterbi_algorithm_matches_brute_force(algorithm, constrained, k, 
 @pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (2, [5, 2, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2])])
 def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
     for seed in range(3):
-        allowed = random_mask(k, seed) if constrained else None
-        crf = random_crf(k, seed, allowed)
-        t = max(lengths)
-        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
-        mask = right_padded_mask(lengths, t)
+        crf, emissions, mask = random_case(k, lengths, seed, constrained)
         log_z, best = brute_force(crf, emissions, lengths, constrained)
-        tags = torch.full((len(lengths), t), -100, dtype=torch.long)
+        tags = torch.full(mask.shape, -100, dtype=torch.long)
         for b, length in enumerate(lengths):
             tags[b, :length] = torch.tensor(best[b])
         gold = torch.stack([path_score(crf, emissions[b], best[b]) for b in range(len(lengths))])
@@ -598,20 +598,17 @@ def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrain
 def test_every_marginals_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
     """p(y_t = k) as the share of exp(score) of the (legal) paths through tag k at t, by enumeration."""
     for seed in range(2):
-        allowed = random_mask(k, seed) if constrained else None
-        crf = random_crf(k, seed, allowed)
-        t = max(lengths)
-        emissions = torch.randn(len(lengths), t, k, dtype=torch.float64) * 2
-        expected = torch.zeros(len(lengths), t, k, dtype=torch.float64)
+        crf, emissions, mask = random_case(k, lengths, seed, constrained)
+        expected = torch.zeros_like(emissions)
         for b, length in enumerate(lengths):
-            paths = [p for p in itertools.product(range(k), repeat=length) if not constrained or path_allowed(crf, p)]
+            paths = enumerate_paths(crf, length, constrained)
             weights = torch.stack([path_score(crf, emissions[b], p) for p in paths]).softmax(0)
             for path, weight in zip(paths, weights):
                 expected[b, torch.arange(length), torch.tensor(path)] += weight
-        marginals = crf.marginals(emissions, right_padded_mask(lengths, t), algorithm=algorithm)
+        marginals = crf.marginals(emissions, mask, algorithm=algorithm)
         assert marginals.dtype == torch.float64 and not marginals.requires_grad
         torch.testing.assert_close(marginals, expected, rtol=1e-9, atol=1e-10)
-    chosen = crf.marginals(emissions.float(), right_padded_mask(lengths, t))  # the dispatcher's pick, float32
+    chosen = crf.marginals(emissions.float(), mask)  # the dispatcher's pick, float32
     torch.testing.assert_close(chosen, expected.float(), rtol=1e-4, atol=1e-5)
 
 
