@@ -17,7 +17,10 @@ the transfer text is the next `--transfer_sentences` (default: the rest; none wh
 skipped): the scenario of "more text than annotated". Dev and test text are never used for transfer. `--variants`
 runs some of them only (e.g. one more distilled setting, `--distill_args`, against a recorded direct run).
 `--transfer_source squad` takes the CoNLL-2003 transfer text from outside CoNLL instead: the sentences of the SQuAD
-v1.1 training paragraphs (Wikipedia), which is how text beyond the annotated set is tried at the full budget.
+v1.1 training paragraphs (Wikipedia), which is how text beyond the annotated set is tried at the full budget;
+`--transfer_source mentions` makes it from the gold sentences themselves, their entity mentions swapped for others of
+the same type (TinyBERT's data augmentation in its NER form). `--student_learning_rate` sets the students' encoder
+rate apart from the teacher's.
 
 Reported per run: dev/test F1 (NER, strict) or accuracy (SST-2), the share of the teacher's test score kept, training
 steps, parameters, and predictor sentences/s (`NerPredictor` / `TextClassifier` on raw test sentences) at batch 1
@@ -44,15 +47,20 @@ def arguments(argv=None):
     parser.add_argument("--epochs", type=float, default=None, help="default: 3 (CoNLL-2003) or 1 (SST-2)")
     parser.add_argument("--batch_size", type=int, default=32)
     parser.add_argument("--learning_rate", type=float, default=5e-5)
+    parser.add_argument("--student_learning_rate", type=float, default=None,
+                        help="the students' encoder rate (default --learning_rate): a student whose layers were "
+                             "taken apart may want a larger step than the teacher that trained them together")
     parser.add_argument("--head_learning_rate", type=float, default=None,
                         help="the new layers' rate; default 1e-3 for the CRF (as benchmarks/ner_conll.py), none for SST-2")
     parser.add_argument("--student_layers", type=int, nargs="+", default=[3, 2])
     parser.add_argument("--gold_sentences", type=int, default=None, help="labelled training sentences (default all)")
     parser.add_argument("--transfer_sentences", type=int, default=None,
                         help="the next N training sentences, unlabelled, as transfer text (default: the rest)")
-    parser.add_argument("--transfer_source", choices=["train", "squad"], default="train",
-                        help="CoNLL-2003 transfer text: the training sentences after the gold ones (train), or the "
-                             "sentences of the SQuAD v1.1 training paragraphs (squad: Wikipedia, no CoNLL text)")
+    parser.add_argument("--transfer_source", choices=["train", "squad", "mentions"], default="train",
+                        help="CoNLL-2003 transfer text: the training sentences after the gold ones (train), the "
+                             "sentences of the SQuAD v1.1 training paragraphs (squad: Wikipedia, no CoNLL text), or "
+                             "the gold sentences with their entity mentions swapped (mentions: TinyBERT-style "
+                             "augmentation, see mention_swap_sentences)")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="dev and test sentences (default all)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="which student runs (default all; distilled+transfer needs transfer text)")
@@ -69,6 +77,8 @@ def arguments(argv=None):
     args = common.parse(parser, argv)
     if args.epochs is None:
         args.epochs = 3.0 if args.task == "conll2003" else 1.0
+    if args.student_learning_rate is None:
+        args.student_learning_rate = args.learning_rate
     if args.head_learning_rate is None and args.task == "conll2003":
         args.head_learning_rate = 1e-3
     common.shrink_for_smoke(args, gold_sentences=48, transfer_sentences=48, max_eval_samples=24, epochs=1,
@@ -92,22 +102,65 @@ def conll_files(args, work: Path):
     rest = len(train) - gold if args.transfer_sentences is None else min(args.transfer_sentences, len(train) - gold)
     if args.transfer_source == "squad":
         transfer, rest = squad_transfer_text(args, work)
+    elif args.transfer_source == "mentions":
+        sentences, documents = mention_swap_sentences(train.select(range(gold)), args.transfer_sentences, args.seed)
+        transfer, rest = write_conll_words(work / "transfer_mentions.conll", sentences, documents), len(sentences)
     elif rest > 0:
-        transfer = work / "transfer.conll"
-        lines, document = [], None
-        for row in train.select(range(gold, gold + rest)):
-            if row["document_id"] != document:
-                lines += ["-DOCSTART- O", ""]
-                document = row["document_id"]
-            lines += [f"{token} O" for token in row["tokens"]] + [""]
-        work.mkdir(parents=True, exist_ok=True)
-        transfer.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        rows = train.select(range(gold, gold + rest))
+        transfer = write_conll_words(work / "transfer.conll", rows["tokens"], rows["document_id"])
     flags = ["--train_file", folder / "eng.train", "--validation_file", folder / "eng.testa", "--test_file",
              folder / "eng.testb", "--source_scheme", "IOB1", "--max_train_samples", gold]
     test = load_ner_dataset(train_file=str(folder / "eng.testb"), source_scheme="IOB1", target_scheme="BIO")["train"]
     speed_texts = [" ".join(tokens) for tokens in test["tokens"][: args.speed_sentences]]
     transfer_format = "text" if args.transfer_source == "squad" else "conll"
     return flags, transfer, ["--transfer_format", transfer_format], speed_texts, {"gold": gold, "transfer": rest}
+
+
+def write_conll_words(path: Path, sentences: list[list[str]], documents: list) -> Path:
+    """Sentences as a CoNLL file of `word O` lines (the recipe ignores transfer tags), a -DOCSTART- line where the
+    document changes (the recipe reads each sentence in its document's context)."""
+    lines, document = [], None
+    for words, sentence_document in zip(sentences, documents):
+        if sentence_document != document:
+            lines += ["-DOCSTART- O", ""]
+            document = sentence_document
+        lines += [f"{word} O" for word in words] + [""]
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+def mention_swap_sentences(gold, count: int | None, seed: int) -> tuple[list[list[str]], list]:
+    """New sentences from labelled ones by mention replacement (the NER form of TinyBERT's data augmentation): every
+    entity mention of a sentence is replaced by a mention of the same type drawn at random from all mentions of
+    `gold`. Sentences without entities are not copied. Passes over the gold sentences in order until `count`
+    sentences (default: one pass); each pass keeps the documents, as its own documents. Only the words are kept:
+    the teacher labels them. Returns (word lists, document keys)."""
+    import random
+
+    from hf_bert_tasks.ner.tagging import tags_to_spans
+
+    names = gold.features["ner_tags"].feature.names
+    tokens, document_ids = gold["tokens"], gold["document_id"]
+    spans = [tags_to_spans([names[tag] for tag in tags], "BIO") for tags in gold["ner_tags"]]
+    mentions = {}
+    for words, sentence_spans in zip(tokens, spans):
+        for span in sentence_spans:
+            mentions.setdefault(span.type, []).append(words[span.start:span.end])
+    with_entities = [index for index, sentence_spans in enumerate(spans) if sentence_spans]
+    if not with_entities:
+        raise ValueError("no entity mentions in the gold sentences to swap")
+    rng = random.Random(seed)
+    sentences, documents = [], []
+    for n in range(len(with_entities) if count is None else count):
+        index = with_entities[n % len(with_entities)]
+        words, position = [], 0
+        for span in spans[index]:
+            words += tokens[index][position:span.start] + rng.choice(mentions[span.type])
+            position = span.end
+        sentences.append(words + tokens[index][position:])
+        documents.append((n // len(with_entities), document_ids[index]))
+    return sentences, documents
 
 
 def squad_transfer_text(args, work: Path):
@@ -152,10 +205,10 @@ def sst2_files(args, work: Path):
 # -- runs ------------------------------------------------------------------------------------------------------------
 
 
-def run_recipe(args, name: str, recipe: str, flags: list, out: Path) -> dict:
+def run_recipe(args, name: str, recipe: str, flags: list, out: Path, learning_rate: float) -> dict:
     common_flags = ["--output_dir", out, "--do_train", "--do_eval", "--do_predict", "--num_train_epochs", args.epochs,
                     "--per_device_train_batch_size", args.batch_size, "--per_device_eval_batch_size", 64,
-                    "--learning_rate", args.learning_rate, "--seed", args.seed, "--save_strategy", "no",
+                    "--learning_rate", learning_rate, "--seed", args.seed, "--save_strategy", "no",
                     "--report_to", "none", "--logging_steps", 50, "--disable_tqdm", "true"]
     if args.head_learning_rate is not None:
         common_flags += ["--head_learning_rate", args.head_learning_rate]
@@ -268,7 +321,8 @@ def main():
         teacher = work / "teacher"
         head = ["--head", "crf"] if args.task == "conll2003" else []
         rows.append(run_recipe(args, "teacher", teacher_recipe,
-                               ["--model_name_or_path", common.minilm_path(), *head, *data_flags], teacher))
+                               ["--model_name_or_path", common.minilm_path(), *head, *data_flags], teacher,
+                               args.learning_rate))
     else:
         metrics = json.loads((teacher / "all_results.json").read_text())
         rows.append({"run": "teacher", "reused": str(teacher), "metrics": metrics})
@@ -284,7 +338,7 @@ def main():
             name = f"{layers}-layer {variant}"
             out = work / f"student{layers}_{variant.replace('+', '_')}"
             row = run_recipe(args, name, "distill.py", ["--teacher_name_or_path", teacher, "--student_layers", layers,
-                                                        *data_flags, *flags], out)
+                                                        *data_flags, *flags], out, args.student_learning_rate)
             row.update(layers=layers, variant=variant, **predictor_speed(args, out, speed_texts))
             if not args.keep_models:
                 for weights in out.glob("*.safetensors"):
