@@ -205,6 +205,7 @@ class OnnxCrfTokenClassifier(OnnxTokenClassifier):
 
     decode = BertCrfForTokenClassification.decode
     tag_probabilities = BertCrfForTokenClassification.tag_probabilities
+    _path_probabilities = BertCrfForTokenClassification._path_probabilities
 
     def __init__(self, session, config, crf_scores):
         super().__init__(session, config)

@@ -135,6 +135,29 @@ def test_decode_and_tag_probabilities_match_brute_force():
         assert (probabilities[row][~tag_mask[row]] == 0).all()
 
 
+def test_decode_returning_probabilities_matches_the_separate_calls():
+    """The predictors' one call (`return_probabilities=True`) gives the path of `decode` and the marginals of
+    `tag_probabilities`, with rows that have no labelled position (kept out of the CRF) among the others."""
+    model = make_model()
+    with torch.no_grad():
+        model.crf.transitions.normal_(0, 1)
+    generator = torch.Generator().manual_seed(5)
+    logits = torch.randn(4, 7, len(LABELS), generator=generator) * 2
+    tag_mask = torch.tensor([[0, 1, 1, 0, 1, 0, 0], [0] * 7, [0, 1, 0, 1, 1, 1, 0], [0] * 7], dtype=torch.bool)
+    for mask in (tag_mask, tag_mask[[0, 2]], tag_mask[[1, 3]]):
+        rows = logits[: len(mask)]
+        tags, probabilities = model.decode(rows, mask, return_probabilities=True)
+        assert torch.equal(tags, model.decode(rows, mask))
+        torch.testing.assert_close(probabilities, model.tag_probabilities(rows, mask, tags.clamp(min=0)))
+        assert (tags[~mask] == -100).all() and (probabilities[~mask] == 0).all()
+        for row in mask.any(dim=1).nonzero().flatten().tolist():
+            positions = mask[row].nonzero().flatten()
+            best, marginals = brute_force(model, rows[row, positions])
+            assert tags[row, positions].tolist() == best
+            expected = marginals[torch.arange(len(best)), torch.tensor(best)]
+            torch.testing.assert_close(probabilities[row, positions], expected, atol=1e-5, rtol=1e-4)
+
+
 def test_constrained_decoding_never_produces_illegal_bio():
     model = make_model()
     logits = torch.randn(16, 20, len(LABELS)) * 5

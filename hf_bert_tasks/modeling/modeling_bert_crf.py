@@ -219,61 +219,83 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
 
     def crf_loss(self, emissions: torch.Tensor, labels: torch.Tensor, tag_mask: torch.Tensor) -> torch.Tensor:
         """Mean CRF negative log-likelihood over rows with at least one labelled position (0 if there are none)."""
-        rows = tag_mask.any(dim=1)
-        if not bool(rows.any()):
-            return emissions.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
-        emissions, labels, tag_mask = emissions[rows], labels[rows], tag_mask[rows]
         if bool((labels[tag_mask] < 0).any()):
             raise ValueError("tag_mask marks positions whose label is -100")
-        index, mask = compact_positions(tag_mask)
-        tags = labels.gather(1, index).masked_fill(~mask, 0)
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             # The forward algorithm's log-sum-exp overflows in half precision: always float32.
-            gathered = emissions.float().gather(1, index[..., None].expand(-1, -1, self.num_labels))
+            labelled = labelled_emissions(emissions, tag_mask)
+            if labelled is None:
+                return emissions.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
+            rows, index, mask, gathered = labelled
+            tags = (labels if rows is None else labels[rows]).gather(1, index).masked_fill(~mask, 0)
             return -self.crf.log_likelihood(gathered, tags, mask).mean()
 
     @torch.no_grad()
-    def decode(self, logits: torch.Tensor, tag_mask: torch.Tensor) -> torch.Tensor:
+    def decode(self, logits: torch.Tensor, tag_mask: torch.Tensor, return_probabilities: bool = False):
         """Best tag path (Viterbi) over the labelled positions.
 
         Args:
             logits: emissions `(batch_size, sequence_length, num_labels)` from `forward`.
             tag_mask: `(batch_size, sequence_length)` bool, the positions to tag.
+            return_probabilities: also return each tag's marginal probability, as `tag_probabilities` of the path
+                (one compaction of the positions serves both: what a predictor wants per window).
         Returns:
-            `(batch_size, sequence_length)` long tag ids at labelled positions, -100 elsewhere.
+            `(batch_size, sequence_length)` long tag ids at labelled positions, -100 elsewhere; with
+            `return_probabilities`, `(tags, probabilities)`, the probabilities float and 0 elsewhere.
         """
         tag_mask = tag_mask.bool()
         tags = torch.full(tag_mask.shape, -100, dtype=torch.long, device=logits.device)
-        rows = tag_mask.any(dim=1)
-        if not bool(rows.any()):
-            return tags
-        index, mask = compact_positions(tag_mask[rows])
+        probabilities = torch.zeros(tag_mask.shape, device=logits.device) if return_probabilities else None
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            gathered = logits[rows].float().gather(1, index[..., None].expand(-1, -1, self.num_labels))
-            path = self.crf.decode(gathered, mask)
-        row_tags = torch.full_like(tags[rows], -100)
-        # Boolean indexing walks both masks in row-major order, and the compaction kept each row's order.
-        row_tags[tag_mask[rows]] = path[mask]
-        tags[rows] = row_tags
-        return tags
+            labelled = labelled_emissions(logits, tag_mask)
+            if labelled is not None:
+                _, _, mask, gathered = labelled
+                path = self.crf.decode(gathered, mask)
+                # Boolean indexing walks both masks in row-major order, and the compaction kept each row's order.
+                tags[tag_mask] = path[mask]
+                if return_probabilities:
+                    probabilities[tag_mask] = self._path_probabilities(gathered, mask, path.clamp(min=0))
+        return tags if probabilities is None else (tags, probabilities)
 
+    @torch.no_grad()
     def tag_probabilities(self, logits: torch.Tensor, tag_mask: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
         """Marginal probability p(y_t = tags_t | x) under the CRF (`crf.marginals`), `(batch_size, sequence_length)`
         float, 0 elsewhere."""
         tag_mask = tag_mask.bool()
         probabilities = torch.zeros(tag_mask.shape, device=logits.device)
-        rows = tag_mask.any(dim=1)
-        if not bool(rows.any()):
-            return probabilities
-        index, mask = compact_positions(tag_mask[rows])
-        row_tags = tags[rows].gather(1, index).masked_fill(~mask, 0)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            gathered = logits[rows].detach().float().gather(1, index[..., None].expand(-1, -1, self.num_labels))
-            marginals = self.crf.marginals(gathered, mask)
-        row_probabilities = torch.zeros_like(probabilities[rows])
-        row_probabilities[tag_mask[rows]] = marginals.gather(2, row_tags[..., None]).squeeze(2)[mask].float().clamp(0.0, 1.0)
-        probabilities[rows] = row_probabilities
+            labelled = labelled_emissions(logits, tag_mask)
+            if labelled is not None:
+                rows, index, mask, gathered = labelled
+                row_tags = (tags if rows is None else tags[rows]).gather(1, index).masked_fill(~mask, 0)
+                probabilities[tag_mask] = self._path_probabilities(gathered, mask, row_tags)
         return probabilities
+
+    def _path_probabilities(self, gathered: torch.Tensor, mask: torch.Tensor, tags: torch.Tensor) -> torch.Tensor:
+        """p(y_t = tags_t | x) at the compacted positions where `mask` is on, flat, in row-major order."""
+        marginals = self.crf.marginals(gathered, mask)
+        return marginals.gather(2, tags[..., None]).squeeze(2)[mask].float().clamp(0.0, 1.0)
+
+
+def labelled_emissions(logits: torch.Tensor, tag_mask: torch.Tensor):
+    """The CRF's input: the float32 emissions of the labelled positions, left-aligned (`compact_positions`), for
+    the rows with at least one (the CRF needs a position per row).
+
+    Returns:
+        None if no row has a labelled position, else `(rows, index, mask, gathered)`: `rows` `(batch,)` bool, the
+        rows kept, or None when all are (the usual case, which then costs no copy); `index`, `mask` as from
+        `compact_positions` for the kept rows; `gathered` `(kept, n, num_labels)` float32.
+    """
+    index, mask = compact_positions(tag_mask)
+    rows = mask[:, 0]  # a row has a labelled position exactly when its first compacted slot is on
+    if bool(rows.all()):
+        rows = None
+    elif not bool(rows.any()):
+        return None
+    else:
+        logits, index, mask = logits[rows], index[rows], mask[rows]
+    gathered = logits.float().gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
+    return rows, index, mask, gathered
 
 
 __all__ = ["BertCrfPreTrainedModel", "BertCrfForTokenClassification"]

@@ -106,10 +106,9 @@ class _Item:
 
 def decode_emissions(model, logits: torch.Tensor, tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Tag ids `(batch, length)` (-100 where `tag_mask` is False) and the probability of each: the CRF's Viterbi path
-    and marginals for a model with a CRF (`decode`, `tag_probabilities`), the softmax argmax otherwise."""
+    and marginals for a model with a CRF (`decode(..., return_probabilities=True)`), the softmax argmax otherwise."""
     if hasattr(model, "decode"):
-        tags = model.decode(logits, tag_mask)
-        return tags, model.tag_probabilities(logits, tag_mask, tags.clamp(min=0))
+        return model.decode(logits, tag_mask, return_probabilities=True)
     probabilities, tags = logits.float().softmax(-1).max(-1)
     return tags.masked_fill(~tag_mask, -100), probabilities * tag_mask
 
