@@ -404,8 +404,9 @@ def numpy_log_likelihood(emissions, gold, mask, start, transitions, end, with_ba
     number of operations is the cost (a numpy operation on a few hundred numbers takes about a microsecond, a torch
     operation several; autograd adds more).
 
-    emissions (B, T, K), start (K,), transitions (K, K), end (K,) float64; gold (B, T) int (0 outside the mask);
-    mask (B, T) bool, right-padded. The recursion, rescaling and shifts are those of :func:`sequential_forward`.
+    emissions (B, T, K), start (K,), transitions (K, K), end (K,) float64; gold (B, T) int (0 outside the mask), or
+    None for -log Z alone (the marginals need no path); mask (B, T) bool, right-padded. The recursion, rescaling and
+    shifts are those of :func:`sequential_forward`.
     """
     batch, length, k = emissions.shape
     lengths = mask.sum(axis=1)
@@ -442,6 +443,8 @@ def numpy_log_likelihood(emissions, gold, mask, start, transitions, end, with_ba
     shifts = numpy.where(mask, em_max[..., 0], 0.0).sum(axis=1) + (lengths - 1) * trans_max + start_max + end_max
     with numpy.errstate(divide="ignore"):  # no legal path: log Z = -inf, which the caller recomputes in log space
         log_z = numpy.log(last @ end_exp) + log_sums + shifts
+    if gold is None:
+        return -log_z, (vectors, w, end_exp, lengths, mask, gold)
     score = start[gold[:, 0]] + numpy.where(mask, numpy.take_along_axis(em, gold[:, :, None], 2)[:, :, 0], 0.0).sum(1)
     if length > 1:
         score += numpy.where(mask[:, 1:], transitions[gold[:, :-1], gold[:, 1:]], 0.0).sum(axis=1)
@@ -469,8 +472,7 @@ def _numpy_unnormalised_marginals(saved):
 def numpy_token_marginals(emissions, mask, start, transitions, end):
     """p(y_t = k | x) (B, T, K) for numpy arrays on the host (as :func:`numpy_log_likelihood`), 0 at padding: the
     forward and backward recursions without autograd, for inference (a path's per-token confidence)."""
-    gold = numpy.zeros(mask.shape, dtype=numpy.int64)  # the path scored is irrelevant to the marginals
-    _, saved = numpy_log_likelihood(emissions, gold, mask, start, transitions, end, with_backward=True)
+    _, saved = numpy_log_likelihood(emissions, None, mask, start, transitions, end, with_backward=True)
     _, _, unary, norm = _numpy_unnormalised_marginals(saved)
     return unary / norm * mask[..., None]
 
