@@ -19,7 +19,7 @@ runs some of them only (e.g. one more distilled setting, `--distill_args`, again
 `--transfer_source squad` takes the CoNLL-2003 transfer text from outside CoNLL instead: the sentences of the SQuAD
 v1.1 training paragraphs (Wikipedia), which is how text beyond the annotated set is tried at the full budget;
 `--transfer_source mentions` makes it from the gold sentences themselves, their entity mentions swapped for others of
-the same type (TinyBERT's data augmentation in its NER form). `--student_learning_rate` sets the students' encoder
+the same type (the recipe's `--augment_mentions`, TinyBERT's data augmentation in its NER form). `--student_learning_rate` sets the students' encoder
 rate apart from the teacher's.
 
 Reported per run: dev/test F1 (NER, strict) or accuracy (SST-2), the share of the teacher's test score kept, training
@@ -59,8 +59,10 @@ def arguments(argv=None):
     parser.add_argument("--transfer_source", choices=["train", "squad", "mentions"], default="train",
                         help="CoNLL-2003 transfer text: the training sentences after the gold ones (train), the "
                              "sentences of the SQuAD v1.1 training paragraphs (squad: Wikipedia, no CoNLL text), or "
-                             "the gold sentences with their entity mentions swapped (mentions: TinyBERT-style "
-                             "augmentation, see mention_swap_sentences)")
+                             "the gold sentences with their entity mentions swapped (mentions: the recipe's "
+                             "--augment_mentions, TinyBERT-style augmentation)")
+    parser.add_argument("--mention_passes", type=int, default=1,
+                        help="with --transfer_source mentions: the recipe's --augment_mentions passes")
     parser.add_argument("--max_eval_samples", type=int, default=None, help="dev and test sentences (default all)")
     parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=list(VARIANTS),
                         help="which student runs (default all; distilled+transfer needs transfer text)")
@@ -90,77 +92,43 @@ def arguments(argv=None):
 
 
 def conll_files(args, work: Path):
-    """Recipe flags for the gold data, and the transfer file (CoNLL tokens of the training sentences after the
-    gold ones, with their documents; tags written as O: the recipe ignores them) or None."""
+    """Recipe flags for the gold data and for the transfer text (None without any), the speed texts and the sizes.
+    The transfer text (`--transfer_source`): CoNLL tokens of the training sentences after the gold ones, with their
+    documents (tags written as O: the recipe ignores them); the SQuAD sentences; or the recipe's own
+    `--augment_mentions` passes over the gold sentences."""
+    from hf_bert_tasks.distillation import mention_swap_sentences
     from hf_bert_tasks.ner.data import load_ner_dataset
 
     folder = args.data_dir / "conll2003"
     common.require(folder / "eng.train", folder / "eng.testa", folder / "eng.testb")
     train = load_ner_dataset(train_file=str(folder / "eng.train"), source_scheme="IOB1", target_scheme="BIO")["train"]
     gold = min(args.gold_sentences or len(train), len(train))
-    transfer = None
+    transfer_flags = None
     rest = len(train) - gold if args.transfer_sentences is None else min(args.transfer_sentences, len(train) - gold)
     if args.transfer_source == "squad":
         transfer, rest = squad_transfer_text(args, work)
+        transfer_flags = ["--transfer_file", transfer, "--transfer_format", "text"]
     elif args.transfer_source == "mentions":
-        sentences, documents = mention_swap_sentences(train.select(range(gold)), args.transfer_sentences, args.seed)
-        transfer, rest = write_conll_words(work / "transfer_mentions.conll", sentences, documents), len(sentences)
+        labelled, names = train.select(range(gold)), train.features["ner_tags"].feature.names
+        tags = [[names[tag] for tag in sentence] for sentence in labelled["ner_tags"]]
+        rest = len(mention_swap_sentences(labelled["tokens"], tags, "BIO", passes=args.mention_passes)[0])
+        transfer_flags = ["--augment_mentions", args.mention_passes]
     elif rest > 0:
-        rows = train.select(range(gold, gold + rest))
-        transfer = write_conll_words(work / "transfer.conll", rows["tokens"], rows["document_id"])
+        lines, document = [], None
+        for row in train.select(range(gold, gold + rest)):
+            if row["document_id"] != document:
+                lines += ["-DOCSTART- O", ""]
+                document = row["document_id"]
+            lines += [f"{token} O" for token in row["tokens"]] + [""]
+        work.mkdir(parents=True, exist_ok=True)
+        transfer = work / "transfer.conll"
+        transfer.write_text("\n".join(lines) + "\n", encoding="utf-8")
+        transfer_flags = ["--transfer_file", transfer, "--transfer_format", "conll"]
     flags = ["--train_file", folder / "eng.train", "--validation_file", folder / "eng.testa", "--test_file",
              folder / "eng.testb", "--source_scheme", "IOB1", "--max_train_samples", gold]
     test = load_ner_dataset(train_file=str(folder / "eng.testb"), source_scheme="IOB1", target_scheme="BIO")["train"]
     speed_texts = [" ".join(tokens) for tokens in test["tokens"][: args.speed_sentences]]
-    transfer_format = "text" if args.transfer_source == "squad" else "conll"
-    return flags, transfer, ["--transfer_format", transfer_format], speed_texts, {"gold": gold, "transfer": rest}
-
-
-def write_conll_words(path: Path, sentences: list[list[str]], documents: list) -> Path:
-    """Sentences as a CoNLL file of `word O` lines (the recipe ignores transfer tags), a -DOCSTART- line where the
-    document changes (the recipe reads each sentence in its document's context)."""
-    lines, document = [], None
-    for words, sentence_document in zip(sentences, documents):
-        if sentence_document != document:
-            lines += ["-DOCSTART- O", ""]
-            document = sentence_document
-        lines += [f"{word} O" for word in words] + [""]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    return path
-
-
-def mention_swap_sentences(gold, count: int | None, seed: int) -> tuple[list[list[str]], list]:
-    """New sentences from labelled ones by mention replacement (the NER form of TinyBERT's data augmentation): every
-    entity mention of a sentence is replaced by a mention of the same type drawn at random from all mentions of
-    `gold`. Sentences without entities are not copied. Passes over the gold sentences in order until `count`
-    sentences (default: one pass); each pass keeps the documents, as its own documents. Only the words are kept:
-    the teacher labels them. Returns (word lists, document keys)."""
-    import random
-
-    from hf_bert_tasks.ner.tagging import tags_to_spans
-
-    names = gold.features["ner_tags"].feature.names
-    tokens, document_ids = gold["tokens"], gold["document_id"]
-    spans = [tags_to_spans([names[tag] for tag in tags], "BIO") for tags in gold["ner_tags"]]
-    mentions = {}
-    for words, sentence_spans in zip(tokens, spans):
-        for span in sentence_spans:
-            mentions.setdefault(span.type, []).append(words[span.start:span.end])
-    with_entities = [index for index, sentence_spans in enumerate(spans) if sentence_spans]
-    if not with_entities:
-        raise ValueError("no entity mentions in the gold sentences to swap")
-    rng = random.Random(seed)
-    sentences, documents = [], []
-    for n in range(len(with_entities) if count is None else count):
-        index = with_entities[n % len(with_entities)]
-        words, position = [], 0
-        for span in spans[index]:
-            words += tokens[index][position:span.start] + rng.choice(mentions[span.type])
-            position = span.end
-        sentences.append(words + tokens[index][position:])
-        documents.append((n // len(with_entities), document_ids[index]))
-    return sentences, documents
+    return flags, transfer_flags, speed_texts, {"gold": gold, "transfer": rest}
 
 
 def squad_transfer_text(args, work: Path):
@@ -191,15 +159,16 @@ def sst2_files(args, work: Path):
     rows = [line.split("\t", 1)[1] for line in (folder / "train.tsv").read_text(encoding="utf-8").splitlines()[1:]]
     gold = min(args.gold_sentences or len(rows), len(rows))
     rest = len(rows) - gold if args.transfer_sentences is None else min(args.transfer_sentences, len(rows) - gold)
-    transfer = None
+    transfer_flags = None
     if rest > 0:
         transfer = work / "transfer.txt"
         work.mkdir(parents=True, exist_ok=True)
         transfer.write_text("\n".join(rows[gold:gold + rest]) + "\n", encoding="utf-8")
+        transfer_flags = ["--transfer_file", transfer, "--transfer_format", "text"]
     flags = ["--train_file", folder / "train.tsv", "--validation_file", folder / "dev.tsv", "--test_file",
              folder / "test.tsv", "--max_train_samples", gold]
     tests = [line.split("\t", 1)[1] for line in (folder / "test.tsv").read_text(encoding="utf-8").splitlines()[1:]]
-    return flags, transfer, ["--transfer_format", "text"], tests[: args.speed_sentences], {"gold": gold, "transfer": rest}
+    return flags, transfer_flags, tests[: args.speed_sentences], {"gold": gold, "transfer": rest}
 
 
 # -- runs ------------------------------------------------------------------------------------------------------------
@@ -310,7 +279,7 @@ def main():
     common.quiet_transformers()
     work = common.work_dir(args) / args.task
     prepare = conll_files if args.task == "conll2003" else sst2_files
-    data_flags, transfer, transfer_flags, speed_texts, sizes = prepare(args, work)
+    data_flags, transfer_flags, speed_texts, sizes = prepare(args, work)
     if args.speed_only:
         interleaved_speed(args, work, speed_texts)
         return
@@ -332,8 +301,8 @@ def main():
     extra = args.distill_args.split()
     for layers in args.student_layers:
         variants = [("direct", ["--soft_weight", "0"]), ("distilled", extra)]
-        if transfer is not None:
-            variants.append(("distilled+transfer", [*extra, "--transfer_file", transfer, *transfer_flags]))
+        if transfer_flags is not None:
+            variants.append(("distilled+transfer", [*extra, *transfer_flags]))
         for variant, flags in [(name, flags) for name, flags in variants if name in args.variants]:
             name = f"{layers}-layer {variant}"
             out = work / f"student{layers}_{variant.replace('+', '_')}"

@@ -41,6 +41,11 @@ Decisions
   the fly (its marginals, Viterbi paths or logits in every batch), so users can distil on more text than they
   annotated. NER: raw text (one sentence per line, a blank line between documents; words split as the predictor
   splits them) or the tokens of any NER file (its tags are ignored). Classification: one text per line.
+- **Augmentation** (`--augment_mentions P`, NER): TinyBERT enlarges the task data before distilling; for NER the
+  rule that keeps a sentence well-formed is mention replacement. Each pass copies every labelled training sentence
+  that has entities, each mention replaced by a mention of the same type drawn at random (seeded by `--seed`) from
+  all mentions of the training set; the copies join the transfer text (no gold: the teacher labels them). A
+  sentence of names alone changes its names; one without entities is not copied (it would be a duplicate).
 - The learned projection is not part of the student and is not saved; training resumed from a checkpoint starts
   it anew. With several processes its gradients are averaged before each optimizer step.
 """
@@ -105,6 +110,9 @@ class DistillationArguments:
         "help": f"Format of --transfer_file: {', '.join(TRANSFER_FORMATS)} (auto: guessed like the NER readers)."})
     max_transfer_samples: int | None = field(default=None, metadata={
         "help": "Use only the first N sentences or texts of --transfer_file."})
+    augment_mentions: int = field(default=0, metadata={
+        "help": "NER: P passes of mention-swapped copies of the labelled training sentences (each mention replaced "
+                "by a random one of the same type), added as transfer text that the teacher labels."})
 
     def __post_init__(self):
         if (self.student_layers is None) == (self.student_name_or_path is None):
@@ -116,6 +124,8 @@ class DistillationArguments:
         for name in ("soft_weight", "hard_weight", "gold_weight", "hidden_weight", "attention_weight"):
             if getattr(self, name) < 0:
                 raise ValueError(f"--{name} must be >= 0, got {getattr(self, name)}")
+        if self.augment_mentions < 0:
+            raise ValueError(f"--augment_mentions must be >= 0, got {self.augment_mentions}")
         if self.transfer_format not in TRANSFER_FORMATS:
             raise ValueError(f"--transfer_format must be one of {', '.join(TRANSFER_FORMATS)}, "
                              f"got {self.transfer_format!r}")
@@ -132,7 +142,8 @@ class DistillationArguments:
                 "soft_weight": self.soft_weight, "hard_weight": self.hard_weight if task == "ner" else None,
                 "gold_weight": self.gold_weight, "hidden_weight": self.hidden_weight,
                 "attention_weight": self.attention_weight,
-                "transfer_file": Path(self.transfer_file).name if self.transfer_file else None}
+                "transfer_file": Path(self.transfer_file).name if self.transfer_file else None,
+                "augment_mentions": self.augment_mentions if task == "ner" else None}
 
 
 def resolved_temperature(temperature: float | None, task: str) -> float:
@@ -326,6 +337,43 @@ def read_transfer_sentences(path: str, format: str = "text", limit: int | None =
         raise ValueError(f"transfer file {path} holds no words")
     if limit is not None:
         sentences, documents = sentences[:limit], documents[:limit]
+    return sentences, documents
+
+
+def mention_swap_sentences(tokens: list[list[str]], tags: list[list[str]], scheme: str, document_ids: list | None = None,
+                           passes: int = 1, seed: int = 0) -> tuple[list[list[str]], list]:
+    """Mention-swapped copies of labelled sentences (`--augment_mentions`; the rule: module docstring).
+
+    Args:
+        tokens, tags: the sentences' words and their tags in `scheme` (valid sequences).
+        document_ids: each sentence's document (default: one document); a pass keeps them, as documents of its own.
+        passes: copies of each sentence that has entities.
+        seed: of the draws; the same arguments give the same sentences.
+    Returns:
+        (word lists, document ids `"augment-{pass}-{document}"`), pass by pass in the order of the input.
+    """
+    import random
+
+    from .ner.tagging import tags_to_spans
+
+    spans = [tags_to_spans(sentence_tags, scheme) for sentence_tags in tags]
+    mentions = {}
+    for words, sentence_spans in zip(tokens, spans):
+        for span in sentence_spans:
+            mentions.setdefault(span.type, []).append(words[span.start:span.end])
+    with_entities = [index for index, sentence_spans in enumerate(spans) if sentence_spans]
+    if passes and not with_entities:
+        raise ValueError("the training sentences hold no entity mentions to swap (--augment_mentions)")
+    rng = random.Random(seed)
+    sentences, documents = [], []
+    for copy_index in range(passes):
+        for index in with_entities:
+            words, position = [], 0
+            for span in spans[index]:
+                words += tokens[index][position:span.start] + rng.choice(mentions[span.type])
+                position = span.end
+            sentences.append(words + tokens[index][position:])
+            documents.append(f"augment-{copy_index}-{'' if document_ids is None else document_ids[index]}")
     return sentences, documents
 
 
@@ -631,6 +679,6 @@ __all__ = [
     "AverageProjectionGradients", "CrfMarginals", "DistillationArguments", "DistillationOutput",
     "DistillationTrainer", "attention_loss", "crf_marginals", "crf_soft_target_loss", "distillation_optimizer",
     "encoder_config", "evenly_spaced_layers", "hidden_projection", "hidden_state_loss", "layer_pairs_for",
-    "load_teacher", "num_layers", "read_transfer_sentences", "read_transfer_texts", "resolved_temperature",
-    "soft_logits_loss", "student_from_path", "student_from_teacher", "use_eager_attention",
+    "load_teacher", "mention_swap_sentences", "num_layers", "read_transfer_sentences", "read_transfer_texts",
+    "resolved_temperature", "soft_logits_loss", "student_from_path", "student_from_teacher", "use_eager_attention",
 ]

@@ -12,7 +12,8 @@ embeddings, emission layer or classifier and CRF copied) or `--student_name_or_p
 with the teacher's tokenizer). Losses, each weighted (0 switches it off): `--soft_weight` (CRF marginals at
 `--temperature`, or the classifier's softened logits), `--hard_weight` (the teacher's Viterbi paths), `--gold_weight`,
 `--hidden_weight` and `--attention_weight` (TinyBERT's intermediate losses). `--transfer_file` adds unlabelled text
-the teacher labels. `--soft_weight 0` is plain fine-tuning of the student (the baseline). The decisions and formulas
+the teacher labels; `--augment_mentions P` (NER) adds P passes of the training sentences with their entity mentions
+swapped for others of the same type (TinyBERT's data augmentation), labelled by the teacher the same way. `--soft_weight 0` is plain fine-tuning of the student (the baseline). The decisions and formulas
 are in `hf_bert_tasks/distillation.py`.
 
 The data, scores and outputs are those of `recipes/ner.py` or `recipes/classify.py` (the teacher's task): the tag
@@ -36,6 +37,7 @@ from hf_bert_tasks.distillation import (
     hidden_projection,
     layer_pairs_for,
     load_teacher,
+    mention_swap_sentences,
     read_transfer_sentences,
     read_transfer_texts,
     student_from_path,
@@ -179,9 +181,17 @@ def build_ner(distillation, data_args, training_args, student, tokenizer):
         features = raw.map(encode, batched=True, with_indices=True,
                            batch_size=None if config.context_window else 1000,
                            remove_columns=raw[next(iter(raw))].column_names)
+        sentences, documents = [], []
         if distillation.transfer_file and training_args.do_train:
             sentences, documents = read_transfer_sentences(distillation.transfer_file, distillation.transfer_format,
                                                            distillation.max_transfer_samples)
+        if distillation.augment_mentions and training_args.do_train:
+            train = raw["train"]
+            copies, copy_documents = mention_swap_sentences(
+                train["tokens"], [[tag_names[t] for t in sentence] for sentence in train["ner_tags"]], scheme,
+                train["document_id"], passes=distillation.augment_mentions, seed=training_args.seed)
+            sentences, documents = sentences + copies, documents + copy_documents
+        if sentences:
             windows = encode_words(tokenizer, sentences, document_ids=documents, **windowing)
             windows["labels"] = [[-100] * len(ids) for ids in windows["input_ids"]]  # no gold: the teacher labels
             transfer = Dataset.from_dict(windows).cast(features["train"].features)
@@ -237,6 +247,8 @@ def build_classification(distillation, data_args, training_args, student, tokeni
         write_predictions,
     )
 
+    if distillation.augment_mentions:
+        raise ValueError("--augment_mentions swaps entity mentions: it needs an NER teacher, not a classifier")
     config = student.config
     labels = [config.id2label[i] for i in range(config.num_labels)]
     multi_label = config.problem_type == "multi_label_classification"

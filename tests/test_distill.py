@@ -23,11 +23,13 @@ from hf_bert_tasks.distillation import (
     crf_soft_target_loss,
     evenly_spaced_layers,
     hidden_state_loss,
+    mention_swap_sentences,
     read_transfer_sentences,
     soft_logits_loss,
     student_from_teacher,
 )
 from hf_bert_tasks.modeling.crf import LOG_LIKELIHOOD_ALGORITHMS, crf_log_partition
+from hf_bert_tasks.ner.data import load_ner_dataset
 from hf_bert_tasks.modeling.modeling_bert_crf import compact_positions
 
 PYTHON = sys.executable
@@ -73,6 +75,8 @@ def test_student_arguments_need_exactly_one_student():
         DistillationArguments(teacher_name_or_path="t", student_layers=2, student_name_or_path="s")
     with pytest.raises(ValueError, match="--temperature must be positive"):
         DistillationArguments(teacher_name_or_path="t", student_layers=2, temperature=0)
+    with pytest.raises(ValueError, match="--augment_mentions must be >= 0"):
+        DistillationArguments(teacher_name_or_path="t", student_layers=2, augment_mentions=-1)
 
 
 def test_crf_student_copies_the_chosen_layers_and_every_other_weight():
@@ -289,6 +293,34 @@ def test_transfer_text_sentences_documents_and_ner_files(tmp_path):
         read_transfer_sentences(str(empty))
 
 
+def test_mention_swap_replaces_each_mention_by_one_of_its_type():
+    tokens = [["Anna", "Keller", "met", "Omar", "in", "Lima", "."], ["It", "rained", "."], ["Paris", "and", "Rome"],
+              ["Acme", "Corp", "hired", "Bo"]]
+    tags = [["B-PER", "I-PER", "O", "B-PER", "O", "B-LOC", "O"], ["O", "O", "O"], ["B-LOC", "O", "B-LOC"],
+            ["B-ORG", "I-ORG", "O", "B-PER"]]
+    people, places = [["Anna", "Keller"], ["Omar"], ["Bo"]], [["Lima"], ["Paris"], ["Rome"]]
+    sentences, documents = mention_swap_sentences(tokens, tags, "BIO", ["d1", "d1", "d2", "d3"], passes=3, seed=7)
+    # the sentence without entities is never copied; 3 passes of the other 3, in order
+    assert len(sentences) == 9 and documents[:3] == ["augment-0-d1", "augment-0-d2", "augment-0-d3"]
+    assert documents[3] == "augment-1-d1"
+    for n, words in enumerate(sentences):
+        source = [0, 2, 3][n % 3]
+        if source == 0:  # PER O PER O LOC O: the words between the mentions stay
+            assert words.count("met") == 1 and words[-2:] in (place + ["."] for place in places)
+            before, after = words[: words.index("met")], words[words.index("met") + 1: -2]
+            assert before in people and after[:-1] in people and after[-1] == "in"
+        elif source == 2:
+            assert words[1] == "and" and [words[0]] in places and [words[2]] in places
+        else:
+            assert words[:2] == ["Acme", "Corp"] and words[2] == "hired" and words[3:] in people
+    # seeded: the same call gives the same sentences; another seed other draws
+    assert mention_swap_sentences(tokens, tags, "BIO", passes=3, seed=7)[0] == sentences
+    assert mention_swap_sentences(tokens, tags, "BIO", passes=3, seed=8)[0] != sentences
+    assert mention_swap_sentences(tokens, tags, "BIO", passes=0) == ([], [])
+    with pytest.raises(ValueError, match="no entity mentions"):
+        mention_swap_sentences([["It", "rained"]], [["O", "O"]], "BIO")
+
+
 # --- end to end ---------------------------------------------------------------------------------------------------
 
 
@@ -323,8 +355,8 @@ def distilled_ner(tmp_path_factory):
                                       "mary met the president of france .\n", encoding="utf-8")
     run_distill("--teacher_name_or_path", tmp / "teacher", "--student_layers", 1, "--hard_weight", 0.5,
                 "--hidden_weight", 1.0, "--attention_weight", 1.0, "--temperature", 2.0,
-                "--transfer_file", tmp / "transfer.txt", "--output_dir", tmp / "student", "--do_train", "--do_eval",
-                "--do_predict", "--logging_steps", 1, *NER_DATA)
+                "--transfer_file", tmp / "transfer.txt", "--augment_mentions", 1, "--output_dir", tmp / "student",
+                "--do_train", "--do_eval", "--do_predict", "--logging_steps", 1, *NER_DATA)
     return tmp
 
 
@@ -336,8 +368,12 @@ def test_ner_distillation_trains_scores_and_logs_every_loss(distilled_ner):
     config = json.loads((out / "config.json").read_text())
     assert config["encoder"]["num_hidden_layers"] == 1 and config["model_type"] == "bert_crf"
     logs = [entry for entry in json.loads((out / "trainer_state.json").read_text())["log_history"] if "loss" in entry]
-    # 24 sentences + 3 transfer sentences at batch 8: 4 steps, each with every loss
-    assert len(logs) == 4
+    # 24 sentences + 3 transfer sentences + a mention-swapped copy of each of the 24 that has entities, at batch 8,
+    # each with every loss
+    train = load_ner_dataset(train_file=str(SAMPLE / "en_train.conll"))["train"].select(range(24))
+    outside = train.features["ner_tags"].feature.str2int("O")
+    copies = sum(any(tag != outside for tag in tags) for tags in train["ner_tags"])
+    assert copies > 0 and len(logs) == math.ceil((24 + 3 + copies) / 8)
     for entry in logs:
         assert {"loss_soft", "loss_hard", "loss_gold", "loss_hidden", "loss_attention"} <= entry.keys()
     assert (out / "test_predictions.txt").exists()
@@ -438,6 +474,10 @@ def test_classifier_distillation_end_to_end(tmp_path):
     classifier = TextClassifier.from_pretrained(str(tmp_path / "out"))
     assert classifier.model.config.num_hidden_layers == 1
     assert len(classifier(["the team won the cup ."])) == 1
+    refused = run_distill("--teacher_name_or_path", tmp_path / "teacher", "--student_layers", 1, "--augment_mentions",
+                          1, "--train_file", FIXTURES / "classify_news_train.txt", "--output_dir", tmp_path / "again",
+                          "--do_train", check=False)
+    assert refused.returncode != 0 and "--augment_mentions swaps entity mentions" in refused.stderr
 
 
 @pytest.fixture
