@@ -19,8 +19,8 @@ runs some of them only (e.g. one more distilled setting, `--distill_args`, again
 `--transfer_source squad` takes the CoNLL-2003 transfer text from outside CoNLL instead: the sentences of the SQuAD
 v1.1 training paragraphs (Wikipedia), which is how text beyond the annotated set is tried at the full budget;
 `--transfer_source mentions` makes it from the gold sentences themselves, their entity mentions swapped for others of
-the same type (the recipe's `--augment_mentions`, TinyBERT's data augmentation in its NER form). `--student_learning_rate` sets the students' encoder
-rate apart from the teacher's.
+the same type (the recipe's `--augment_mentions`, TinyBERT's data augmentation in its NER form).
+`--student_learning_rate` sets the students' encoder rate apart from the teacher's.
 
 Reported per run: dev/test F1 (NER, strict) or accuracy (SST-2), the share of the teacher's test score kept, training
 steps, parameters, and predictor sentences/s (`NerPredictor` / `TextClassifier` on raw test sentences) at batch 1

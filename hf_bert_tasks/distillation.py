@@ -340,8 +340,9 @@ def read_transfer_sentences(path: str, format: str = "text", limit: int | None =
     return sentences, documents
 
 
-def mention_swap_sentences(tokens: list[list[str]], tags: list[list[str]], scheme: str, document_ids: list | None = None,
-                           passes: int = 1, seed: int = 0) -> tuple[list[list[str]], list]:
+def mention_swap_sentences(tokens: list[list[str]], tags: list[list[str]], scheme: str,
+                           document_ids: list | None = None, passes: int = 1,
+                           seed: int = 0) -> tuple[list[list[str]], list[str]]:
     """Mention-swapped copies of labelled sentences (`--augment_mentions`; the rule: module docstring).
 
     Args:

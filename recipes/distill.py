@@ -13,8 +13,10 @@ with the teacher's tokenizer). Losses, each weighted (0 switches it off): `--sof
 `--temperature`, or the classifier's softened logits), `--hard_weight` (the teacher's Viterbi paths), `--gold_weight`,
 `--hidden_weight` and `--attention_weight` (TinyBERT's intermediate losses). `--transfer_file` adds unlabelled text
 the teacher labels; `--augment_mentions P` (NER) adds P passes of the training sentences with their entity mentions
-swapped for others of the same type (TinyBERT's data augmentation), labelled by the teacher the same way. `--soft_weight 0` is plain fine-tuning of the student (the baseline). The decisions and formulas
-are in `hf_bert_tasks/distillation.py`.
+swapped for others of the same type (TinyBERT's data augmentation), labelled by the teacher the same way.
+`--soft_weight 0` is plain fine-tuning of the student (the baseline). The decisions and formulas are in
+`hf_bert_tasks/distillation.py`. A student cut from the teacher's layers wants a larger `--learning_rate` than its
+teacher (2e-4 against 5e-5 for MiniLM on CoNLL-2003: benchmarks/README.md, "Distillation").
 
 The data, scores and outputs are those of `recipes/ner.py` or `recipes/classify.py` (the teacher's task): the tag
 scheme, windows and long-text settings are the teacher's. The output folder is an ordinary model of ours
