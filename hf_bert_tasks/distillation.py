@@ -65,7 +65,7 @@ from transformers import TrainerCallback
 from transformers.utils import ModelOutput
 
 from .modeling.crf import crf_log_partition
-from .modeling.modeling_bert_crf import compact_positions
+from .modeling.modeling_bert_crf import labelled_emissions
 from .training import OrderedEvalTrainer, build_optimizer
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -611,14 +611,11 @@ class DistillationTrainer(OrderedEvalTrainer):
         if teacher is None or not bool(rows.any()):
             return parts
         if d.soft_weight > 0:
-            index, mask = compact_positions(tag_mask[rows])
-            k = emissions.shape[-1]
-            gather = index[..., None].expand(-1, -1, k)
-            teacher_emissions = teacher.logits[rows].float().gather(1, gather)
+            _, _, mask, student_emissions, teacher_emissions = labelled_emissions(tag_mask, emissions, teacher.logits)
             start, transitions, end = (s / self.temperature for s in self.teacher.crf.effective_scores())
             targets = crf_marginals(teacher_emissions / self.temperature, mask, start, transitions, end)
-            parts["soft"] = crf_soft_target_loss(emissions[rows].float().gather(1, gather), mask,
-                                                 *student_model.crf.effective_scores(), targets, self.temperature)
+            parts["soft"] = crf_soft_target_loss(student_emissions, mask, *student_model.crf.effective_scores(),
+                                                 targets, self.temperature)
         if d.hard_weight > 0:
             paths = self.teacher.decode(teacher.logits, tag_mask)
             parts["hard"] = student_model.crf_loss(emissions, paths, tag_mask)

@@ -29,8 +29,8 @@ from hf_bert_tasks.distillation import (
     student_from_teacher,
 )
 from hf_bert_tasks.modeling.crf import LOG_LIKELIHOOD_ALGORITHMS, crf_log_partition
-from hf_bert_tasks.ner.data import load_ner_dataset
 from hf_bert_tasks.modeling.modeling_bert_crf import compact_positions
+from hf_bert_tasks.ner.data import load_ner_dataset
 
 PYTHON = sys.executable
 LABELS = ["O", "B-LOC", "I-LOC", "B-MISC", "I-MISC", "B-ORG", "I-ORG", "B-PER", "I-PER"]

@@ -223,7 +223,7 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
             raise ValueError("tag_mask marks positions whose label is -100")
         with torch.autocast(device_type=emissions.device.type, enabled=False):
             # The forward algorithm's log-sum-exp overflows in half precision: always float32.
-            labelled = labelled_emissions(emissions, tag_mask)
+            labelled = labelled_emissions(tag_mask, emissions)
             if labelled is None:
                 return emissions.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact
             rows, index, mask, gathered = labelled
@@ -247,7 +247,7 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         tags = torch.full(tag_mask.shape, -100, dtype=torch.long, device=logits.device)
         probabilities = torch.zeros(tag_mask.shape, device=logits.device) if return_probabilities else None
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            labelled = labelled_emissions(logits, tag_mask)
+            labelled = labelled_emissions(tag_mask, logits)
             if labelled is not None:
                 _, _, mask, gathered = labelled
                 path = self.crf.decode(gathered, mask)
@@ -264,7 +264,7 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         tag_mask = tag_mask.bool()
         probabilities = torch.zeros(tag_mask.shape, device=logits.device)
         with torch.autocast(device_type=logits.device.type, enabled=False):
-            labelled = labelled_emissions(logits, tag_mask)
+            labelled = labelled_emissions(tag_mask, logits)
             if labelled is not None:
                 rows, index, mask, gathered = labelled
                 row_tags = (tags if rows is None else tags[rows]).gather(1, index).masked_fill(~mask, 0)
@@ -277,14 +277,15 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         return marginals.gather(2, tags[..., None]).squeeze(2)[mask].float().clamp(0.0, 1.0)
 
 
-def labelled_emissions(logits: torch.Tensor, tag_mask: torch.Tensor):
-    """The CRF's input: the float32 emissions of the labelled positions, left-aligned (`compact_positions`), for
-    the rows with at least one (the CRF needs a position per row).
+def labelled_emissions(tag_mask: torch.Tensor, *scores: torch.Tensor):
+    """The CRF's input: float32 emissions of the labelled positions, left-aligned (`compact_positions`), for the
+    rows with at least one (the CRF needs a position per row); several `scores` (e.g. a student's and its
+    teacher's) share one compaction.
 
     Returns:
-        None if no row has a labelled position, else `(rows, index, mask, gathered)`: `rows` `(batch,)` bool, the
+        None if no row has a labelled position, else `(rows, index, mask, *gathered)`: `rows` `(batch,)` bool, the
         rows kept, or None when all are (the usual case, which then costs no copy); `index`, `mask` as from
-        `compact_positions` for the kept rows; `gathered` `(kept, n, num_labels)` float32.
+        `compact_positions` for the kept rows; one `(kept, n, num_labels)` float32 tensor per `scores`.
     """
     index, mask = compact_positions(tag_mask)
     rows = mask[:, 0]  # a row has a labelled position exactly when its first compacted slot is on
@@ -293,9 +294,10 @@ def labelled_emissions(logits: torch.Tensor, tag_mask: torch.Tensor):
     elif not bool(rows.any()):
         return None
     else:
-        logits, index, mask = logits[rows], index[rows], mask[rows]
-    gathered = logits.float().gather(1, index[..., None].expand(-1, -1, logits.shape[-1]))
-    return rows, index, mask, gathered
+        index, mask = index[rows], mask[rows]
+        scores = [x[rows] for x in scores]
+    gather = index[..., None].expand(-1, -1, scores[0].shape[-1])
+    return (rows, index, mask, *(x.float().gather(1, gather) for x in scores))
 
 
 __all__ = ["BertCrfPreTrainedModel", "BertCrfForTokenClassification"]
