@@ -387,12 +387,13 @@ def test_distilled_ner_student_works_with_the_predictor(distilled_ner):
     assert len(entities) == 2 and all(isinstance(e, list) for e in entities)
 
 
-def test_distilled_student_loads_without_the_package(distilled_ner, tmp_path):
+def test_distilled_student_loads_and_runs_the_pipeline_without_the_package(distilled_ner, tmp_path):
     from transformers import AutoModelForTokenClassification
 
     path = distilled_ner / "student"
     tokenizer = tiny_tokenizer()
     inputs = tokenizer(["john smith visited paris ."], return_tensors="pt")
+    texts = ["john smith visited paris .", "the bank in london .", "mary went to berlin with john ."]
     torch.save(dict(inputs), tmp_path / "inputs.pt")
     script = textwrap.dedent(f"""
         import sys
@@ -409,6 +410,11 @@ def test_distilled_student_loads_without_the_package(distilled_ner, tmp_path):
         with torch.no_grad():
             logits = model(**torch.load({str(tmp_path / "inputs.pt")!r})).logits
         torch.save(logits, {str(tmp_path / "logits.pt")!r})
+        # The door the model card advertises: the standard pipeline builds the shipped CRF pipeline.
+        from transformers import pipeline
+        ner = pipeline("token-classification", model={str(path)!r}, trust_remote_code=True,
+                       aggregation_strategy="simple", device="cpu")
+        torch.save(ner({texts!r}), {str(tmp_path / "entities.pt")!r})
     """)
     result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False,
                             env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
@@ -417,6 +423,15 @@ def test_distilled_student_loads_without_the_package(distilled_ner, tmp_path):
     local = AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=True).eval()
     with torch.no_grad():
         assert torch.equal(torch.load(tmp_path / "logits.pt"), local(**inputs).logits)
+    from hf_bert_tasks.ner.predictor import NerPredictor
+
+    expected = NerPredictor.from_pretrained(str(path))(texts)
+    got = torch.load(tmp_path / "entities.pt")
+    assert any(expected)  # the comparison below is not between empty lists
+    assert [[(e["entity_group"], e["start"], e["end"]) for e in row] for row in got] == \
+        [[(e["type"], e["start"], e["end"]) for e in row] for row in expected]
+    assert [e["score"] for row in got for e in row] == \
+        pytest.approx([e["score"] for row in expected for e in row], abs=1e-5)
 
 
 def test_student_from_a_narrower_config_learns_through_a_projection(tmp_path):
