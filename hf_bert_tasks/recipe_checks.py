@@ -171,7 +171,7 @@ def _warn_unknown_tokens(counts: dict, tokenizer) -> None:
         f"of {counts['train_tokens']}): {name} lacks many of the data's characters or words, and the model cannot "
         f"tell them apart. `python -m hf_bert_tasks.vocab mine --tokenizer {name} --files TRAIN_FILE --format "
         "ner|classification|squad|lines --output tokens.txt` lists what is missing and `python -m "
-        "hf_bert_tasks.vocab expand` adds it (README: vocabulary expansion)"), stacklevel=3)
+        "hf_bert_tasks.vocab expand` adds it (docs/vocabulary.md)"), stacklevel=3)
 
 
 # ----------------------------------------------------------------------------------------------------- logging steps
