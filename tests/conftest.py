@@ -35,6 +35,8 @@ WORDS = (
     "un ibm google reuters european german french chinese olympic world"
 ).split()
 CHARACTERS = list("明朝建立于年开国皇帝是朱元璋北京上海中华人民共和国银行李王张") + list("0123456789.,:;!?'\"()-，。")
+# Characters of the tiny vocabulary: a "document" of them tokenizes to one token per character.
+CHINESE = "明朝建立于年开国皇帝是朱元璋北京上海中华人民共和国银行李王张"
 
 
 def tiny_vocab() -> dict[str, int]:
@@ -70,6 +72,14 @@ def tiny_encoder_dir(tmp_path_factory) -> Path:
     BertModel(tiny_bert_config()).save_pretrained(path)
     tiny_tokenizer().save_pretrained(path)
     return path
+
+
+def manual_windows(ids: list[int], budget: int, stride: int) -> list[list[int]]:
+    """Windows of `budget` tokens starting every `budget - stride` tokens until the last token is covered."""
+    starts = [0]
+    while starts[-1] + budget < len(ids):
+        starts.append(starts[-1] + budget - stride)
+    return [ids[s : s + budget] for s in starts]
 
 
 def minilm_path() -> Path | None:
