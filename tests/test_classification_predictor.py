@@ -83,6 +83,40 @@ def test_classify_texts_records(tiny_classifier_dir):
     assert TextClassifier(model, tiny_tokenizer())(texts[0])["label"] == records[0]["label"]
 
 
+def test_a_text_without_tokens_gets_no_prediction(tiny_classifier_dir):
+    """Empty, blank, or only characters the tokenizer deletes: None, not a confident label for [CLS] [SEP]."""
+    classifier = TextClassifier.from_pretrained(str(tiny_classifier_dir))
+    texts = ["", " \t\n", "\ufffd\ue000\u200b", "the team won"]
+    records = classifier(texts)
+    assert records[:3] == [None, None, None]
+    assert records[3] == classifier("the team won") and records[3]["label"] in classifier.labels
+    assert classifier("") is None and classify_texts(str(tiny_classifier_dir), ["", "won"])[0] is None
+    assert classifier(["won", "won"], ["the team", " "])[1] is None  # a pair without tokens too
+
+
+def test_one_str_is_one_text_everywhere(tiny_classifier_dir):
+    classifier = TextClassifier.from_pretrained(str(tiny_classifier_dir))
+    one = classify_texts(str(tiny_classifier_dir), "the team won")
+    assert isinstance(one, dict) and one == classifier(["the team won"])[0]
+    assert classifier.logits("the team won").shape == (1, 3)
+
+
+def test_bad_texts_name_the_argument_and_the_type(tiny_classifier_dir):
+    classifier = TextClassifier.from_pretrained(str(tiny_classifier_dir))
+    for bad, message in ((b"won", "texts must be a str or a list of str, got bytes \\(decode bytes first"),
+                         (None, "texts must be a str or a list of str, got NoneType"),
+                         (["won", None], "text 1 must be a str, got NoneType"),
+                         ([b"won"], "text 0 must be a str, got bytes")):
+        with pytest.raises(TypeError, match=message):
+            classifier(bad)
+    with pytest.raises(TypeError, match="text pair 0 must be a str, got int"):
+        classifier(["won"], [3])
+    with pytest.raises(ValueError, match="text 1 is not valid Unicode: a lone surrogate U\\+D83D at character 4"):
+        classifier(["won", "the \ud83d team"])
+    with pytest.raises(TypeError, match="texts must be a str or a list of str, got int"):
+        classify_texts(str(tiny_classifier_dir), 5)
+
+
 def test_prediction_records_multi_label_threshold():
     logits = np.array([[2.0, -1.0, 0.5], [-3.0, -2.0, -4.0]])
     records = prediction_records(logits, ["a", "b", "c"], multi_label=True, threshold=0.6)

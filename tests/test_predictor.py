@@ -93,10 +93,11 @@ def test_document_prediction_returns_each_sentence_with_its_own_offsets(predicto
 
 
 def test_non_text_input_is_refused(predictor):
-    """The pipeline's checks (pipeline_bert_crf.check_text/check_texts): the type received is named."""
+    """Every door's checks (modeling/texts.py): the argument and the type received are named."""
     with pytest.raises(TypeError, match="text 1 must be a str, got int"):
         predictor(["fine", 3])
-    for bad, message in ((5, "expected a str or a list of str, got int"), (None, "got NoneType"),
+    for bad, message in ((5, "texts must be a str or a list of str, got int"),
+                         (None, "texts must be a str or a list of str, got NoneType"),
                          (b"John", "got bytes \\(decode bytes first"), ([b"John"], "text 0 must be a str, got bytes")):
         with pytest.raises(TypeError, match=message):
             predictor(bad)
@@ -104,6 +105,19 @@ def test_non_text_input_is_refused(predictor):
         predictor.predict_document("flew from Dublin")
     with pytest.raises(TypeError, match="sentence 0 is a str"):
         predictor.predict_words(["flew from Dublin"])
+
+
+def test_a_lone_surrogate_is_named_with_its_position(predictor):
+    """transformers would fail deep inside with "PreTokenizedEncodeInput must be Union[...]"."""
+    for call in (predictor, lambda text: predictor.predict_document(["fine", text])):
+        with pytest.raises(ValueError, match="is not valid Unicode: a lone surrogate U\\+DC80 at character 5"):
+            call("John \udc80 Smith")
+    with pytest.raises(ValueError, match="text 1 is not valid Unicode: a lone surrogate U\\+D800 at character 0"):
+        predictor(["fine", "\ud800"])
+    with pytest.raises(ValueError, match="word 0 of sentence 0 is not valid Unicode"):
+        predictor.predict_words([["\ud800"]])
+    with pytest.raises(ValueError, match="text is not valid Unicode"):
+        predictor.pipeline("John \udc80")
 
 
 def test_a_model_folder_without_tokenizer_files_names_the_folder_and_the_files(predictor, tmp_path):

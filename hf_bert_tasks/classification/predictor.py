@@ -3,7 +3,10 @@
 
 Prediction: :class:`TextClassifier` / :func:`classify_texts` take raw strings (any length, the model's long-text
 settings) to ``{label, score, probabilities}``; the recipe's ``--do_predict`` writes the same records to TSV or
-JSON lines. Single-label: softmax over the (pooled) logits, ``label`` is the argmax and ``score`` its probability.
+JSON lines. Input checks are every door's (``modeling/texts.py``): one ``str`` is one text (a list of them, several);
+other types raise ``TypeError`` naming the argument, a lone surrogate ``ValueError``. A text without tokens (empty,
+blank, or only characters the tokenizer deletes) gets no prediction: ``None`` in place of its record, where the model
+would otherwise classify an empty input with confidence. Single-label: softmax over the (pooled) logits, ``label`` is the argmax and ``score`` its probability.
 Multi-label: sigmoid per label, ``label`` the list of labels whose probability reaches ``threshold`` (default 0.5),
 most probable first, ``score`` their probabilities.
 """
@@ -19,6 +22,7 @@ import numpy as np
 from datasets import Dataset
 
 from ..files import PathLike
+from ..modeling.texts import check_texts, texts_without_tokens
 from .inputs import DEFAULT_LONG_TEXT, encode_texts, long_text_settings
 
 DEFAULT_THRESHOLD = 0.5
@@ -202,9 +206,9 @@ class TextClassifier:
         """Pooled logits ``(len(texts), num_labels)``: the mean over each text's windows."""
         import torch
 
-        for i, text in enumerate(texts):
-            if not isinstance(text, str):
-                raise TypeError(f"text {i} is a {type(text).__name__}, not a str")
+        texts, _ = check_texts(texts)
+        if text_pairs is not None:
+            text_pairs, _ = check_texts(text_pairs, "text_pairs", "text pair")
         features = encode_texts(self.tokenizer, texts, text_pairs, max_length=self.max_length,
                                 long_text=self.long_text, stride=self.stride, head_tokens=self.head_tokens)
         example_index = features.pop("example_index")
@@ -222,18 +226,29 @@ class TextClassifier:
         return pool_window_logits(window_logits, example_index, len(texts))
 
     def __call__(self, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None):
-        """``{label, score, probabilities}`` for one text, or a list of them for a list of texts."""
-        single = isinstance(texts, str)
-        batch = [texts] if single else list(texts)
-        pairs = None if text_pairs is None else ([text_pairs] if isinstance(text_pairs, str) else list(text_pairs))
-        records = prediction_records(self.logits(batch, pairs), self.labels, self.multi_label, self.threshold)
+        """``{label, score, probabilities}`` for one text, or a list of them for a list of texts; ``None`` for a
+        text (or pair) without tokens."""
+        batch, single = check_texts(texts)
+        pairs = None if text_pairs is None else check_texts(text_pairs, "text_pairs", "text pair")[0]
+        if pairs is not None and len(pairs) != len(batch):
+            raise ValueError(f"{len(batch)} texts but {len(pairs)} text pairs")
+        empty = set(texts_without_tokens(self.tokenizer, batch))
+        empty.update(texts_without_tokens(self.tokenizer, pairs or []))
+        kept = [i for i in range(len(batch)) if i not in empty]
+        records: list[dict | None] = [None] * len(batch)
+        if kept:
+            logits = self.logits([batch[i] for i in kept], None if pairs is None else [pairs[i] for i in kept])
+            for i, record in zip(kept, prediction_records(logits, self.labels, self.multi_label, self.threshold)):
+                records[i] = record
         return records[0] if single else records
 
 
-def classify_texts(model_or_path, texts: Sequence[str], text_pairs: Sequence[str] | None = None, *,
-                   tokenizer=None, **kwargs) -> list[dict]:
-    """Classify raw strings: ``model_or_path`` is a folder / Hub id, or a loaded model (then ``tokenizer`` too, or
-    it is loaded from the model's ``name_or_path``). Keyword arguments go to :class:`TextClassifier`."""
+def classify_texts(model_or_path, texts: str | Sequence[str], text_pairs: str | Sequence[str] | None = None, *,
+                   tokenizer=None, **kwargs) -> list[dict | None] | dict | None:
+    """Classify raw strings as :class:`TextClassifier` does (a list of records for a list of texts, one record for
+    one ``str``): ``model_or_path`` is a folder / Hub id, or a loaded model (then ``tokenizer`` too, or it is loaded
+    from the model's ``name_or_path``). Keyword arguments go to :class:`TextClassifier`."""
+    check_texts(texts)  # before anything loads
     if isinstance(model_or_path, (str, os.PathLike)):
         classifier = TextClassifier.from_pretrained(str(model_or_path), **kwargs)
     else:
@@ -242,4 +257,4 @@ def classify_texts(model_or_path, texts: Sequence[str], text_pairs: Sequence[str
 
             tokenizer = AutoTokenizer.from_pretrained(model_or_path.config.name_or_path)
         classifier = TextClassifier(model_or_path, tokenizer, **kwargs)
-    return classifier(list(texts), None if text_pairs is None else list(text_pairs))
+    return classifier(texts, text_pairs)

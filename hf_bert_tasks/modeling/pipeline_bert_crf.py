@@ -42,8 +42,9 @@ windows per forward pass (a long text is several windows; windows of several tex
 for any pipeline. `is_split_into_words=True` takes a list of words (or a list of such lists) instead of text;
 `start`/`end` then index the words joined by `delimiter` (default `" "`).
 
-Bad input: a text that is not a `str` raises `TypeError` naming the type received (`check_text`, which
-`hf_bert_tasks.ner.predictor.NerPredictor` uses too); an empty or blank text gives `[]`.
+Bad input is checked by `texts.py`, the rules every door of `hf_bert_tasks` shares: a text that is not a `str` raises
+`TypeError` naming the type received, one with a lone surrogate `ValueError` naming its position; an empty or blank
+text, or one of characters the tokenizer deletes, gives `[]`.
 
 `NerPredictor` (in the `hf_bert_tasks` package) is built on this class: its `__call__`, `predict_document` and
 `predict_words` run here, with several sentences (and their document context) as one input.
@@ -56,30 +57,10 @@ import torch
 from transformers.pipelines.base import ChunkPipeline
 
 from .tagging import entities_from_words, split_words
+from .texts import check_text, check_texts
 from .windows import encode_words, merge_windows
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
-
-
-def check_text(text, name: str = "text") -> str:
-    """`text` itself if it is a `str`, else `TypeError` naming what was received (bytes: decode them first)."""
-    if isinstance(text, str):
-        return text
-    hint = " (decode bytes first, e.g. text.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
-    raise TypeError(f"{name} must be a str, got {type(text).__name__}{hint}")
-
-
-def check_texts(texts) -> tuple[list[str], bool]:
-    """`([texts], True)` for one `str`, `(list(texts), False)` for a list or tuple of `str`; else `TypeError` naming
-    the type received (and, for a list, the position of the first text that is not a `str`)."""
-    if isinstance(texts, str):
-        return [texts], True
-    if not isinstance(texts, (list, tuple)):
-        raise TypeError(f"expected a str or a list of str, got {type(texts).__name__}"
-                        + (" (decode bytes first)" if isinstance(texts, (bytes, bytearray)) else ""))
-    for i, text in enumerate(texts):
-        check_text(text, f"text {i}")
-    return list(texts), False
 
 
 @dataclass(frozen=True)
@@ -157,9 +138,7 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
             if isinstance(inputs, (list, tuple)):
                 return self._by_length([list(words) for words in inputs], kwargs, is_split_into_words=True)
         elif isinstance(inputs, (list, tuple)):
-            for i, text in enumerate(inputs):
-                check_text(text, f"text {i}")
-            return self._by_length(list(inputs), kwargs)
+            return self._by_length(check_texts(inputs)[0], kwargs)
         return super().__call__(inputs, **kwargs)
 
     def _by_length(self, inputs: list, kwargs, is_split_into_words: bool = False) -> list:
@@ -195,8 +174,8 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
         if isinstance(inputs, WordSequences):
             sentences = [list(s) for s in inputs.sentences]
             for i, sentence in enumerate(sentences):
-                for word in sentence:
-                    check_text(word, f"word of sentence {i}")
+                for j, word in enumerate(sentence):
+                    check_text(word, f"word {j} of sentence {i}")
             item = _Item(sentences, {}, settings["scheme"], settings["label_strategy"])
             document_ids = (list(inputs.document_ids) if inputs.document_ids is not None
                             else list(range(len(sentences))))
@@ -280,5 +259,4 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
         ]
 
 
-__all__ = ["BertCrfTokenClassificationPipeline", "WordSequences", "check_text", "check_texts",
-           "decode_emissions"]
+__all__ = ["BertCrfTokenClassificationPipeline", "WordSequences", "decode_emissions"]

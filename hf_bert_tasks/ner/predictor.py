@@ -10,15 +10,17 @@ mean, over its words, of the CRF marginal probability of the predicted tag (the 
 head). What `NerPredictor` adds: several texts (or a document's sentences, with document context) go through the
 pipeline as one input, so their windows are tokenized together and batched by length; and its entity dicts.
 
-Input checks (`pipeline_bert_crf.check_text`/`check_texts`, shared with the pipeline): a text that is not a `str`
-raises `TypeError` naming the type received; an empty or blank text has no entities.
+Input checks (`modeling/texts.py`, shared by every door): one `str` or a list of them; anything else raises
+`TypeError` naming the type received, a lone surrogate `ValueError` naming its position; an empty or blank text, or
+one of characters the tokenizer deletes, has no entities (`[]`).
 """
 
 from collections.abc import Sequence
 
 from transformers import AutoModelForTokenClassification
 
-from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences, check_texts
+from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences
+from ..modeling.texts import check_texts
 from ..recipe_checks import load_tokenizer
 from .tagging import entities_from_words, split_words
 
