@@ -1,10 +1,13 @@
+"""hf_bert_tasks/modeling/windows.py: words to windows of model inputs (planning, encoding, document context,
+collation) and the windows' predictions back to words."""
+
 import random
 
 import pytest
 
 from conftest import WORDS, tiny_tokenizer
-from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows, plan_windows
-from hf_bert_tasks.ner.tagging import Span, spans_to_tags, validate_tags
+from hf_bert_tasks.modeling.tagging import Span, spans_to_tags, validate_tags
+from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, merge_windows, plan_windows
 
 LABELS = ["O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER", "S-PER", "X"]
 
@@ -49,7 +52,7 @@ def random_sentence(rng, scheme):
 @pytest.mark.parametrize("scheme", ["BIO", "BIOES"])
 def test_windows_round_trip_gold_tags(scheme, strategy, context_window):
     """Feeding the aligned gold labels back as predictions must give back every word's tag, across windows
-    (exact for entities shorter than half the stride, as documented in hf_bert_tasks.ner.inputs)."""
+    (exact for entities shorter than half the stride, as documented in hf_bert_tasks.modeling.windows)."""
     rng = random.Random(0)
     tokenizer = tiny_tokenizer()
     labels = [label for label in LABELS if label[0] in scheme + "OX"]
@@ -142,3 +145,11 @@ def test_context_stays_inside_the_document_and_carries_no_labels():
     assert len(context["input_ids"][middle]) == 16  # 7 words + 7 context pieces (all that fit) + 2 special
     one_sentence_document = context["example_index"].index(len(sentences) - 1)
     assert len(context["input_ids"][one_sentence_document]) == 3
+
+
+def test_the_ner_task_reexports_the_windows_under_its_role_name():
+    from hf_bert_tasks.modeling import windows
+    from hf_bert_tasks.ner import inputs
+
+    for name in inputs.__all__:
+        assert getattr(inputs, name) is getattr(windows, name)
