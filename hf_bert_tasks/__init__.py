@@ -8,8 +8,9 @@ loads with `trust_remote_code=True` where this package is not installed.
 from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 
 from .modeling.configuration_bert_crf import BertCrfConfig
-from .modeling.crf import LinearChainCRF, allowed_transitions
+from .modeling.crf import LinearChainCRF
 from .modeling.modeling_bert_crf import BertCrfForTokenClassification
+from .modeling.schemes import allowed_transitions
 
 AutoConfig.register(BertCrfConfig.model_type, BertCrfConfig)
 AutoModel.register(BertCrfConfig, BertCrfForTokenClassification)

@@ -51,7 +51,8 @@ def test_save_pretrained_ships_the_pipeline(saved):
     config = json.loads((path / "config.json").read_text())
     assert config["custom_pipelines"]["token-classification"]["impl"] == \
         "pipeline_bert_crf.BertCrfTokenClassificationPipeline"
-    for name in ("pipeline_bert_crf.py", "tagging.py", "windows.py", "texts.py", "crf.py", "modeling_bert_crf.py"):
+    for name in ("pipeline_bert_crf.py", "tagging.py", "windows.py", "texts.py", "crf.py", "schemes.py",
+                 "modeling_bert_crf.py"):
         assert (path / name).is_file(), name
     # The shipped files import nothing of hf_bert_tasks (relative imports of siblings only).
     for name in ("pipeline_bert_crf.py", "tagging.py", "windows.py", "texts.py"):

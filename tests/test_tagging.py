@@ -17,7 +17,6 @@ from hf_bert_tasks.ner.tagging import (
     convert_tags,
     entities_from_words,
     label_list,
-    normalize_scheme,
     repair_tags,
     spans_to_tags,
     split_tag,
@@ -98,18 +97,6 @@ def as_spans(span_set):
 
 
 # --- schemes, tags, labels ---------------------------------------------------------------------------------------
-
-
-def test_normalize_scheme():
-    assert normalize_scheme("bio") == "BIO"
-    assert normalize_scheme("IOB2") == "BIO"
-    assert normalize_scheme("iobes") == "BIOES"
-    assert normalize_scheme("Bmes") == "BMES"
-    assert normalize_scheme("iob1") == "IOB1"
-    with pytest.raises(ValueError, match="IOB1, BIO, BIOES, BMES"):
-        normalize_scheme("BILOU")
-    with pytest.raises(ValueError):
-        tags_to_spans(["O"], "IOB")  # ambiguous: IOB1 or IOB2
 
 
 def test_split_tag():

@@ -15,7 +15,7 @@ and ``log p(y | E) = score(y) - log Z`` with ``log Z`` the log-sum-exp of ``scor
 ``trans[i, j]`` is the score of moving from tag ``i`` to tag ``j`` (as in pytorch-crf).
 
 Constraints: the boolean buffers ``start_allowed``, ``transition_allowed`` and ``end_allowed`` select the moves a
-tag scheme permits (see :func:`allowed_transitions`). The *effective* scores replace forbidden entries by
+tag scheme permits (see :func:`schemes.allowed_transitions`). The *effective* scores replace forbidden entries by
 ``-10000.0``; the raw parameters are left alone. ``exp(-10000)`` is exactly 0 in float32 and float64, so a
 forbidden move has probability zero in training and is never chosen by Viterbi while a legal path exists, and the
 gradients stay finite.
@@ -57,7 +57,7 @@ row, K) by crossovers measured with ``benchmarks/crf_speed.py --crossovers``; ``
   (distillation divides them by a temperature).
 """
 
-from typing import List, Optional, Tuple
+from typing import Optional, Tuple
 
 import numpy
 import torch
@@ -80,119 +80,13 @@ from .crf_kernels import (
     viterbi_tree,
 )
 
-__all__ = [
-    "LinearChainCRF", "SCHEME_ALIASES", "SCHEME_PREFIXES", "allowed_transitions", "crf_log_partition",
-    "normalize_scheme",
-]
+__all__ = ["LinearChainCRF", "crf_log_partition"]
 
 # Effective score of a forbidden move: finite (finite gradients), yet exp() of it is exactly 0 in float32/64.
 FORBIDDEN_SCORE = -10000.0
 # Algorithms the module can run (see crf_kernels.py); ``None`` (the default) lets the shapes choose.
 LOG_LIKELIHOOD_ALGORITHMS = ("numpy", "tree", "sequential")
 VITERBI_ALGORITHMS = ("numpy", "numpy_batched", "tree", "middle", "middle_rows", "sequential")
-
-# The one table of tag schemes: entity prefixes in canonical label order, and the accepted aliases. The tagging
-# module of the package reads it from here, so the CRF's constraints and the data's validation cannot diverge.
-SCHEME_PREFIXES = {
-    "IOB1": ("B", "I"),
-    "BIO": ("B", "I"),
-    "BIOES": ("B", "I", "E", "S"),
-    "BMES": ("B", "M", "E", "S"),
-}
-SCHEME_ALIASES = {"IOB2": "BIO", "IOBES": "BIOES"}
-
-
-# ---------------------------------------------------------------------------------------------------------------
-# Tag-scheme constraints
-# ---------------------------------------------------------------------------------------------------------------
-
-
-def normalize_scheme(scheme: str) -> str:
-    """Canonical scheme name: case-insensitive, aliases resolved (``"IOB2"`` -> ``"BIO"``, ``"IOBES"`` -> ``"BIOES"``)."""
-    name = str(scheme).strip().upper()
-    name = SCHEME_ALIASES.get(name, name)
-    if name not in SCHEME_PREFIXES:
-        aliases = ", ".join(f"{alias} = {target}" for alias, target in SCHEME_ALIASES.items())
-        raise ValueError(f"unknown tagging scheme {scheme!r}; valid: {', '.join(SCHEME_PREFIXES)} (aliases: {aliases})")
-    return name
-
-
-def _parse_label(label: str, scheme: str) -> Tuple[str, Optional[str]]:
-    """Split a label into (prefix, entity type); "O" and "X" have no type."""
-    if label in ("O", "X"):
-        return label, None
-    prefix, sep, entity = label.partition("-")
-    if not sep or not entity or prefix not in SCHEME_PREFIXES[scheme]:
-        allowed = ", ".join(p + "-TYPE" for p in SCHEME_PREFIXES[scheme])
-        raise ValueError(f"label {label!r} does not fit tag scheme {scheme} (expected O, X or one of {allowed})")
-    return prefix, entity
-
-
-def _transition_ok(prev: Tuple[str, Optional[str]], cur: Tuple[str, Optional[str]], scheme: str) -> bool:
-    """Whether tag ``cur`` may follow tag ``prev`` (neither of them X) under ``scheme``."""
-    (p_prefix, p_type), (c_prefix, c_type) = prev, cur
-    if scheme == "BIO":
-        if c_prefix == "I":
-            return p_prefix in ("B", "I") and p_type == c_type
-        return True
-    if scheme == "IOB1":
-        if c_prefix == "B":
-            return p_prefix in ("B", "I") and p_type == c_type
-        return True
-    # BIOES / BMES: an open entity (B or inside) must go on with inside or end of the same type.
-    inside = "I" if scheme == "BIOES" else "M"
-    if p_prefix in ("B", inside):
-        return c_prefix in (inside, "E") and c_type == p_type
-    return c_prefix in ("O", "B", "S")
-
-
-def allowed_transitions(labels: List[str], scheme: str) -> Tuple[Tensor, Tensor, Tensor]:
-    """Moves a tag scheme permits, as boolean masks for :class:`LinearChainCRF`.
-
-    Args:
-        labels: tag names in id order, e.g. ``["O", "B-PER", "I-PER"]``; ``"X"`` marks a later word piece.
-        scheme: ``"BIO"`` (alias ``"IOB2"``), ``"IOB1"``, ``"BIOES"`` (alias ``"IOBES"``) or ``"BMES"``; case-insensitive.
-
-    Returns:
-        ``(start_allowed (K,), transition_allowed (K, K), end_allowed (K,))``, bool;
-        ``transition_allowed[i, j]`` says whether tag ``j`` may follow tag ``i``.
-
-    Rules. BIO: a sequence starts with O or B-x; I-x only follows B-x or I-x. IOB1: I-x may follow anything (it opens
-    an entity after O or another type); B-x only follows B-x or I-x of its type, so never starts a sequence.
-    BIOES / BMES (M for inside): B-x and I/M-x are followed only by I/M-x or E-x of the same type; O, E-x and S-x
-    only by O, B-y or S-y; a sequence starts with O, B or S and ends with O, E or S. X may follow any tag but
-    cannot start a sequence; X may be followed by any tag that may follow at least one non-X tag, and may end one.
-
-    Raises:
-        ValueError: unknown scheme, or a label whose form or prefix does not belong to the scheme (named).
-    """
-    name = normalize_scheme(scheme)
-    parsed = [_parse_label(label, name) for label in labels]
-    k = len(labels)
-    start = torch.zeros(k, dtype=torch.bool)
-    trans = torch.zeros(k, k, dtype=torch.bool)
-    end = torch.zeros(k, dtype=torch.bool)
-    real = [i for i, (prefix, _) in enumerate(parsed) if prefix != "X"]
-    for i, (prefix, _) in enumerate(parsed):
-        if prefix == "X":
-            end[i] = True
-            continue
-        if name == "BIO":
-            start[i] = prefix != "I"
-        elif name == "IOB1":
-            start[i] = prefix != "B"
-        else:
-            start[i] = prefix in ("O", "B", "S")
-            end[i] = prefix in ("O", "E", "S")
-        if name in ("BIO", "IOB1"):
-            end[i] = True
-        for j in real:
-            trans[i, j] = _transition_ok(parsed[i], parsed[j], name)
-    follows_something = trans[real][:, real].any(dim=0)  # (len(real),)
-    for x in (i for i, (prefix, _) in enumerate(parsed) if prefix == "X"):
-        trans[:, x] = True  # any tag (a word piece included) may be followed by a word piece
-        trans[x, real] = follows_something  # after a word piece: whatever may follow some real tag
-    return start, trans, end
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -350,7 +244,7 @@ class LinearChainCRF(torch.nn.Module):
     Args:
         num_tags: number of tags K (>= 1).
         allowed: ``(start_allowed (K,), transition_allowed (K, K), end_allowed (K,))`` bool masks, e.g. from
-            :func:`allowed_transitions`; ``None`` allows everything.
+            :func:`schemes.allowed_transitions`; ``None`` allows everything.
 
     Parameters: ``start_transitions`` (K,), ``end_transitions`` (K,), ``transitions`` (K, K) with
     ``transitions[i, j]`` the score of moving from tag i to tag j. Buffers (persistent, saved in the state dict):

@@ -2,7 +2,7 @@
 
 Laid out like a transformers model file: building blocks, the `PreTrainedModel` base, then the head. It is copied next
 to the weights by `save_pretrained` (Hugging Face custom code), so it imports only torch, transformers and its sibling
-files `configuration_bert_crf.py` and `crf.py` (and, lazily, `pipeline_bert_crf.py`: the custom pipeline that ships with
+files `configuration_bert_crf.py`, `crf.py` and `schemes.py` (and, lazily, `pipeline_bert_crf.py`: the custom pipeline that ships with
 every model; see `BertCrfForTokenClassification.pipeline_class`).
 """
 
@@ -15,7 +15,8 @@ from transformers import initialization as init
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_bert_crf import BertCrfConfig
-from .crf import LinearChainCRF, allowed_transitions
+from .crf import LinearChainCRF
+from .schemes import allowed_transitions
 
 # `config.custom_pipelines`: `pipeline("token-classification", model=..., trust_remote_code=True)` (or without a task)
 # builds this class, resolved in the model's folder or Hub repository.
@@ -222,7 +223,7 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         if bool((labels[tag_mask] < 0).any()):
             raise ValueError("tag_mask marks positions whose label is -100")
         with torch.autocast(device_type=emissions.device.type, enabled=False):
-            # The forward algorithm's log-sum-exp overflows in half precision: always float32.
+            # The CRF computes in float64 whatever the emissions' dtype; under autocast its products would not.
             labelled = labelled_emissions(tag_mask, emissions)
             if labelled is None:
                 return emissions.sum() * 0.0  # keeps the graph (and DDP's bookkeeping) intact

@@ -1,6 +1,7 @@
 """Tagging schemes, span extraction, label alignment and the raw-text pre-tokenizer.
 
-Standard library only, so the file can be copied next to custom model code on the Hub.
+The standard library and the scheme table (``schemes.py``, which imports torch) only, so the file can be copied next
+to custom model code on the Hub.
 
 Schemes
 =======
@@ -50,7 +51,7 @@ import unicodedata
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
-from .crf import SCHEME_PREFIXES, normalize_scheme
+from .schemes import SCHEME_PREFIXES, normalize_scheme
 
 __all__ = [
     "SCHEMES",

@@ -1,7 +1,8 @@
 """Words to model inputs and predictions back to words: windows of whole words, label alignment over word pieces.
 
-Part of the custom code that ships with a CRF model (standard library and ``.tagging`` only): the pipeline
-(``pipeline_bert_crf.py``), ``NerPredictor``, the NER recipe and MLM pretraining (``plan_windows``) all use it.
+Part of the custom code that ships with a CRF model (the standard library and ``.tagging``, hence torch, only): the
+pipeline (``pipeline_bert_crf.py``), ``NerPredictor``, the NER recipe and MLM pretraining (``plan_windows``) all use
+it.
 
 Nothing is truncated. A sentence (or a whole document) that does not fit the encoder's window is cut into overlapping
 windows of whole words (``plan_windows``): each window holds at most `max_length` tokens with special tokens, windows

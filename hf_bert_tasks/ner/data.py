@@ -86,7 +86,6 @@ _COLUMN_GAP = re.compile(r"[ \t]+")  # CoNLL column separators: ASCII spaces and
 _MAX_SHOWN = 5  # invalid sentences or repairs quoted in a message
 _DATA_SUFFIXES = {".txt", ".conll", ".conllu", ".json", ".jsonl", ".bio", ".bmes", ".bioes", ".iob", ".iob2", ".tsv"}
 _JSON_SUFFIXES = {".json", ".jsonl"}
-_BIO_NAMES = {"BIO", "IOB2"}
 
 
 class NerDataError(DataFileError):
@@ -485,8 +484,10 @@ def read_cluener(
     An entity nested inside another (CLUENER's train file, line 1507, has two company names inside a book title)
     cannot be written in flat tags: ``nested="outer"`` keeps the outer entity and warns with the file, line and mention of
     every dropped one; ``nested="error"`` refuses the file. Crossing spans are always an error."""
+    from ..modeling.schemes import normalize_scheme
+
     sentences = _parse_cluener(path, read_lines(path, NerDataError), nested)
-    if scheme.upper() not in _BIO_NAMES:
+    if normalize_scheme(scheme) != "BIO":
         _convert_sentences(path, sentences, "BIO", scheme)
     return _finish(path, sentences, labels)
 
@@ -554,8 +555,8 @@ def _convert_sentences(
     Invalid sentences raise one :class:`NerDataError` at the line of the first offending tag, with how many
     sentences of the file are invalid and the first few; repairs are counted per sentence and summarised in a
     :class:`NerDataWarning`."""
-    # Imported here: tagging is a sibling module (it imports torch through the CRF's scheme table) that readers
-    # without conversion do not need.
+    # Imported here: tagging is a sibling module (it imports torch through the scheme table) that readers without
+    # conversion do not need.
     from .tagging import convert_tags, normalize_scheme, repair_tags, tag_problems
 
     source, target = normalize_scheme(source), normalize_scheme(target)  # a bad name is the caller's error
@@ -629,7 +630,7 @@ def _split_labels(
     types = {t for t in map(_entity_type, training_tags) if t is not None}
     origin = ", ".join(str(sources[split][0]) for split in label_splits)
     if scheme is not None:
-        from ..modeling.crf import SCHEME_PREFIXES, normalize_scheme
+        from ..modeling.schemes import SCHEME_PREFIXES, normalize_scheme
 
         prefixes = set(SCHEME_PREFIXES[normalize_scheme(scheme)])
     else:
