@@ -1,5 +1,5 @@
-"""Reading data files, shared by every task's readers: UTF-8 lines, JSON-lines records, and the error that names the
-file and the line.
+"""Reading data files, shared by every task's readers: UTF-8 lines, JSON-lines records (or one JSON array of records),
+CSV rows, and the error that names the file and the line.
 
 Every reader of the package (NER, classification, QA, the vocabulary miner) reports a malformed file with a
 :class:`DataFileError` (or a task's subclass of it) whose message starts with ``"<path>:<line>: "``.
@@ -7,14 +7,28 @@ Every reader of the package (NER, classification, QA, the vocabulary miner) repo
 
 from __future__ import annotations
 
+import bisect
 import codecs
+import csv
+import io
 import json
 import os
 from pathlib import Path
 
-__all__ = ["DataFileError", "PathLike", "json_records", "read_lines", "write_json"]
+__all__ = ["MAX_FIELD_LINE_ENDS", "DataFileError", "PathLike", "csv_rows", "json_records", "read_lines", "write_json"]
 
 PathLike = str | os.PathLike
+
+# A quoted CSV field holding more line ends than this is taken for a quote left open (it would swallow the rows
+# after it into one field).
+MAX_FIELD_LINE_ENDS = 100
+_JSON_SPACE = " \t\r\n"
+
+
+def _json_type(value) -> str:
+    """The JSON name of a decoded value's type ("object", "array", "string", ...)."""
+    names = {dict: "object", list: "array", str: "string", int: "number", float: "number", bool: "boolean"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 class DataFileError(ValueError):
@@ -50,17 +64,109 @@ def read_lines(path: PathLike, error: type[DataFileError] = DataFileError) -> li
 
 
 def json_records(path: PathLike, lines: list[str], error: type[DataFileError] = DataFileError):
-    """Yield ``(line number, dict)`` for every non-blank line; malformed lines raise ``error``."""
+    """Yield ``(line number, dict)`` for every record: JSON lines (one object a line, blank lines skipped), or one JSON
+    array of objects (a file whose first non-blank character is ``[``; the line is where each object starts).
+    Malformed records raise ``error`` at their line."""
+    first = next((line.lstrip(_JSON_SPACE) for line in lines if line.strip(_JSON_SPACE)), "")
+    if first.startswith("["):
+        yield from _json_array_records(path, lines, error)
+        return
     for lineno, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
             record = json.loads(line)
         except json.JSONDecodeError as err:
-            raise error(path, lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
+            hint = _json_lines_hint(lines)
+            raise error(path, lineno, f"invalid JSON: {err.msg} (column {err.colno}){hint}") from None
         if not isinstance(record, dict):
-            raise error(path, lineno, f"expected a JSON object, found {type(record).__name__}")
+            raise error(path, lineno, f"expected a JSON object, found {_json_type(record)}")
         yield lineno, record
+
+
+def _json_lines_hint(lines: list[str]) -> str:
+    """What a file that is not JSON lines holds instead, when it is one JSON value over several lines."""
+    try:
+        value = json.loads("\n".join(lines))
+    except json.JSONDecodeError:
+        return ""
+    return (f"; expected JSON lines (one object a line), found one JSON {_json_type(value)} over "
+            f"{len(lines)} lines")
+
+
+def _json_array_records(path: PathLike, lines: list[str], error: type[DataFileError]):
+    """The objects of a file holding one JSON array, each with the line where it starts."""
+    text = "\n".join(lines)
+    line_starts = [0] + [i + 1 for i, char in enumerate(text) if char == "\n"]
+
+    def line_of(position: int) -> int:
+        return bisect.bisect_right(line_starts, position)
+
+    def skip_space(position: int) -> int:
+        while position < len(text) and text[position] in _JSON_SPACE:
+            position += 1
+        return position
+
+    decoder = json.JSONDecoder()
+    position = skip_space(skip_space(0) + 1)  # past "["
+    closed = position < len(text) and text[position] == "]"
+    if closed:
+        position += 1
+    while not closed:
+        if position >= len(text):
+            raise error(path, len(lines), "the JSON array is not closed before the end of the file")
+        try:
+            record, end = decoder.raw_decode(text, position)
+        except json.JSONDecodeError as err:
+            raise error(path, err.lineno, f"invalid JSON in the array: {err.msg} (column {err.colno})") from None
+        if not isinstance(record, dict):
+            raise error(path, line_of(position), f"expected a JSON object, found {_json_type(record)}")
+        yield line_of(position), record
+        position = skip_space(end)
+        if position >= len(text):
+            raise error(path, len(lines), "the JSON array is not closed before the end of the file")
+        if text[position] not in (",", "]"):
+            raise error(path, line_of(position), "invalid JSON in the array: expected ',' or ']' after an object")
+        closed = text[position] == "]"
+        position = skip_space(position + 1)
+    position = skip_space(position)
+    if position < len(text):
+        raise error(path, line_of(position), "text after the end of the JSON array")
+
+
+def csv_rows(path: PathLike, lines: list[str], error: type[DataFileError] = DataFileError,
+             max_field_line_ends: int = MAX_FIELD_LINE_ENDS):
+    """Yield ``(first line, fields)`` of every CSV row (standard quoting; a quoted field may hold line ends).
+
+    A quote left open would swallow the rest of the file into one field, so a quoted field that runs to the end of
+    the file, or over more than ``max_field_line_ends`` line ends, raises ``error`` at the line where the quote
+    opened; so does malformed quoting (``"a"b``)."""
+    reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""), strict=True)
+    start = 1
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            return
+        except csv.Error as err:
+            if str(err) == "unexpected end of data":
+                # Read the unfinished row again, leniently, to find the field that is still open.
+                row = next(csv.reader(io.StringIO("\n".join(lines[start - 1 :]) + "\n", newline="")))
+                opened = start + sum(field.count("\n") for field in row[:-1])
+                raise error(path, opened, "a quoted field opens here and is not closed before the end of the file "
+                                          "(a quote left open?)") from None
+            began = f" (the row began at line {start}: a quote left open there?)" if reader.line_num > start else ""
+            raise error(path, reader.line_num, f"malformed CSV: {err}{began}") from None
+        opened = start
+        for field in row:
+            line_ends = field.count("\n")
+            if line_ends > max_field_line_ends:
+                raise error(path, opened, f"a quoted field opens here and runs over {line_ends} line ends (to line "
+                                          f"{opened + line_ends}); more than {max_field_line_ends} is taken for a "
+                                          "quote left open")
+            opened += line_ends
+        yield start, row
+        start = reader.line_num + 1
 
 
 def write_json(path: PathLike, content) -> Path:

@@ -147,7 +147,7 @@ def main():
 def build_ner(distillation, data_args, training_args, student, tokenizer):
     """Features (train with transfer text, validation, test), Trainer arguments and the test-prediction writer of a
     CRF student, in the teacher's scheme and windows."""
-    from hf_bert_tasks.ner.data import load_ner_dataset, write_tagged_file
+    from hf_bert_tasks.ner.data import load_ner_dataset, write_prediction_file
     from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
     from hf_bert_tasks.ner.metrics import entity_scores
     from hf_bert_tasks.ner.tagging import convert_tags
@@ -222,9 +222,8 @@ def build_ner(distillation, data_args, training_args, student, tokenizer):
 
     def write_test_predictions(predictions):
         predicted = [convert_tags(tags, scheme, source_scheme) for tags in word_predictions("test", predictions)]
-        suffix = "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "txt"
-        write_tagged_file(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"),
-                          raw["test"]["tokens"], predicted)
+        write_prediction_file(training_args.output_dir, raw["test"]["tokens"], predicted, data_args.test_file,
+                              data_args.data_format)
 
     kwargs = {"data_collator": WindowCollator(tokenizer.pad_token_id or 0),
               "compute_metrics": metrics_for("validation") if "validation" in features else None,

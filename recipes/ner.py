@@ -9,12 +9,11 @@
 Every option is a flag (`--help`); a single JSON file of options works too (`python recipes/ner.py args.json`).
 Scores are strict entity-level (seqeval, IOB2 after conversion) at word level; `all_results.json` holds `eval_f1`,
 `eval_precision`, `eval_recall` and, with `--do_predict`, the `test_*` scores; predictions go to
-`test_predictions.txt` (or `.jsonl` for JSON input) in the data's own tag scheme.
+`test_predictions.txt` (or `.jsonl` for JSON input) in the data's own tag scheme, line for line with a column test file.
 `--lora` trains LoRA adapters in the encoder and the new layers (CRF, BiLSTM, emission layer) in full; by default
 the output folder is then an ordinary model with the adapters merged in (`--lora_save`, `hf_bert_tasks/lora.py`).
 """
 
-import os
 from dataclasses import dataclass, field
 
 from transformers import (
@@ -28,7 +27,7 @@ from transformers import (
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.ner.data import column_separator, load_ner_dataset, repair_counts, write_tagged_file
+from hf_bert_tasks.ner.data import column_separator, load_ner_dataset, repair_counts, write_prediction_file
 from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.ner.metrics import entity_scores
 from hf_bert_tasks.ner.tagging import convert_tags, label_list, split_tag
@@ -183,12 +182,11 @@ def main():
         output = trainer.predict(features["test"], metric_key_prefix="test")
         log_and_save(trainer, "test", output.metrics)
         if trainer.is_world_process_zero():
-            # In the data's own scheme and layout: JSON lines for JSON input, else token<TAB>tag columns.
+            # In the data's own scheme and layout: JSON lines for JSON input, else the test file's lines.
             predicted = [convert_tags(tags, data_args.scheme, source_scheme)
                          for tags in word_predictions("test", output.predictions)]
-            suffix = "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "txt"
-            write_tagged_file(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"),
-                              raw["test"]["tokens"], predicted)
+            write_prediction_file(training_args.output_dir, raw["test"]["tokens"], predicted, data_args.test_file,
+                                  data_args.data_format, column_separator(data_args.column_separator))
     if push_to_hub and trainer.is_world_process_zero():
         settings = {"head": model_args.head, "bilstm": model_args.bilstm, "scheme": data_args.scheme,
                     "label_strategy": data_args.label_strategy, "max_seq_length": data_args.max_seq_length,

@@ -225,6 +225,9 @@ BAD_INPUTS = [
     (read_conll, "short_line.conll", "A NNP I-NP B-PER\nB NNP I-NP O\n\nC NNP B-PER\n", 4, "found 3 columns"),
     (read_conll, "docstart_only.conll", "\n-DOCSTART- -X- -X- O\n\n-DOCSTART- -X- -X- O\n", 2, "only -DOCSTART-"),
     (read_conll, "bad_utf8.conll", b"A O\n\xff\xfe O\n", 2, "not valid UTF-8"),
+    (read_conll, "docstart_inside.conll", "-DOCSTART- O\n\nAnna B-PER\n-DOCSTART- O\nWeber I-PER\n", 4,
+     "-DOCSTART- inside a sentence: line 3 is a token line"),
+    (read_conll, "docstart_ends.conll", "Anna B-PER\n-DOCSTART- O\n\nBo B-PER\n", 2, "-DOCSTART- inside a sentence"),
     (read_char_bio, "three_columns.txt", "王\tB-PER\n伟\tI-PER\tx\n", 2, "found 3"),
     (read_char_bio, "one_column.txt", "王\tB-PER\n\n伟\n", 3, "found 1"),
     (read_char_bio, "word.txt", "王\tB-PER\n北京\tB-LOC\n", 2, "one character"),
@@ -605,6 +608,15 @@ def test_repair_tags_counts_what_it_changed(tmp_path):
     assert "repaired_tags" not in clean["train"].column_names and data.repair_counts(clean) == {}
 
 
+def test_repair_never_splits_a_sentence_at_a_docstart_line(tmp_path):
+    # Once split there, the second half started with I-PER: the error blamed that tag, and repair split silently.
+    path = write(tmp_path, "docstart.conll", "-DOCSTART- O\n\nAnna B-PER\n-DOCSTART- O\nWeber I-PER\nleft O\n")
+    for repair in (False, True):
+        with pytest.raises(NerDataError) as info:
+            load_ner_dataset(train_file=path, source_scheme="BIO", target_scheme="BIO", repair_tags=repair)
+        assert str(info.value).startswith(f"{path}:4: -DOCSTART- inside a sentence"), str(info.value)
+
+
 def test_repair_never_guesses_tags_outside_the_scheme(tmp_path):
     path = write(tmp_path, "bioes.conll", "A B-PER\nB I-PER\n\nC E-PER\n")
     with pytest.raises(NerDataError) as info:
@@ -718,3 +730,30 @@ def test_real_cluener_train_reads_with_its_nested_entity():
     with pytest.warns(NerDataWarning, match="2 nested entities dropped"):  # two companies in one book title (line 1507)
         train = read_cluener(shared_data_path("cluener2020", "train.json"))
     assert len(train) == 10_748
+
+
+@pytest.mark.parametrize("fixture", ["conll_docstart_before.conll", "conll_docstart_after.conll"])
+def test_predictions_follow_the_test_file_line_for_line(tmp_path, fixture):
+    """Written predictions keep the test file's -DOCSTART- and blank lines, so they line up with the gold file."""
+    source = FIXTURES / fixture
+    dataset = read_conll(source)
+    predicted = [["O"] * len(tokens) for tokens in dataset["tokens"]]
+    predicted[0][0] = "B-MISC"
+    path = data.write_prediction_file(tmp_path, dataset["tokens"], predicted, source)
+    assert path.name == "test_predictions.txt"
+    gold_lines = source.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert len(lines) == len(gold_lines)
+    assert [line.split()[:1] for line in lines] == [line.split()[:1] for line in gold_lines]
+    written = read_conll(path)
+    assert written["tokens"] == dataset["tokens"] and tags_of(written) == predicted
+    assert written["document_id"] == [d.replace(source.stem, "test_predictions") for d in dataset["document_id"]]
+    # The first N sentences (--max_predict_samples): the file's lines up to the last of them.
+    data.write_prediction_file(tmp_path, dataset["tokens"][:2], predicted[:2], source)
+    short = path.read_text(encoding="utf-8").splitlines()
+    assert short == lines[: len(short)] and read_conll(path)["tokens"] == dataset["tokens"][:2]
+    # JSON input gives JSON lines; no test file (a Hub split) gives plain sentences.
+    jsonl = data.write_prediction_file(tmp_path, [["a"]], [["O"]], FIXTURES / "tokens.jsonl")
+    assert jsonl.name == "test_predictions.jsonl"
+    plain = data.write_prediction_file(tmp_path, [["a", "b"], ["c"]], [["O", "O"], ["O"]])
+    assert plain.read_text(encoding="utf-8") == "a\tO\nb\tO\n\nc\tO\n\n"

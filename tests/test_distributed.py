@@ -128,8 +128,9 @@ def test_two_processes_train_once_and_score_the_whole_eval_set_once(tiny_encoder
     scores = entity_scores(gold, predicted, "BIO")
     assert results["eval_f1"] == scores["f1"] and results["test_f1"] == scores["f1"]
     assert results["eval_precision"] == scores["precision"] and results["eval_recall"] == scores["recall"]
-    blocks = (out / "test_predictions.txt").read_text(encoding="utf-8").strip("\n").split("\n\n")
-    assert [[line.split("\t")[1] for line in block.split("\n")] for block in blocks] == predicted
+    written = read_conll(out / "test_predictions.txt")
+    written_names = written.features["ner_tags"].feature.names
+    assert [[written_names[t] for t in sentence] for sentence in written["ner_tags"]] == predicted
 
 
 def has_trainer_state(checkpoint: Path) -> bool:

@@ -54,10 +54,13 @@ def test_crf_recipe_scores_match_the_predictor(tiny_encoder_dir, tmp_path, conte
     predicted, _ = predictor.predict_words(dev["tokens"], document_ids=dev["document_id"])
     assert sum(tag != "O" for tags in predicted for tag in tags) > 20  # a real comparison, not all "O"
     assert entity_scores(gold, predicted, "BIO")["f1"] == pytest.approx(results["eval_f1"])
-    # Predictions are written in the input format, one line per token, nothing dropped.
-    blocks = (out / "test_predictions.txt").read_text(encoding="utf-8").strip("\n").split("\n\n")
-    assert len(blocks) == len(dev)
-    assert [[line.split("\t")[1] for line in block.split("\n")] for block in blocks] == predicted
+    # Predictions follow the test file line for line (its -DOCSTART- and blank lines kept), nothing dropped.
+    lines = (out / "test_predictions.txt").read_text(encoding="utf-8").splitlines()
+    gold_lines = (SAMPLE / "en_dev.conll").read_text(encoding="utf-8").splitlines()
+    assert [line.split()[:1] for line in lines] == [line.split()[:1] for line in gold_lines]
+    written = read_conll(out / "test_predictions.txt")
+    names = written.features["ner_tags"].feature.names
+    assert [[names[t] for t in sentence] for sentence in written["ner_tags"]] == predicted
     assert (out / "modeling_bert_crf.py").exists() and (out / "crf.py").exists()
 
 

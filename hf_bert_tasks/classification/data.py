@@ -12,9 +12,11 @@ tsv, ``.json``/``.jsonl`` jsonl, anything else label_text):
     one text per line, no label: for prediction only.
 ``tsv`` / ``csv``
     a header row naming the columns; TSV fields are split at tabs with no quoting at all (a quote is text, as
-    GLUE's TSV files expect), CSV uses standard quoting (fields may span lines).
+    GLUE's TSV files expect), CSV uses standard quoting (fields may span lines; a quote left open, a quoted field
+    running to the end of the file or over more than 100 line ends, is an error at the line where it opened).
 ``jsonl``
-    one JSON object per line; a label may be a string, an integer or (multi-label) a list.
+    one JSON object per line (or one JSON array of objects); a label may be a string, an integer or (multi-label) a
+    list.
 
 For the column formats, ``label_column`` (default ``"label"``) names the label, ``text_pair_column`` an optional
 second text (sentence pairs), ``text_column`` the text; when ``text_column`` is not given it is the one column
@@ -35,8 +37,6 @@ Readers return ``datasets`` objects with columns ``line`` (int: 1-based source l
 
 from __future__ import annotations
 
-import csv
-import io
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -46,7 +46,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SequenceFeature
 
-from ..files import DataFileError, PathLike, json_records, read_lines
+from ..files import DataFileError, PathLike, csv_rows, json_records, read_lines
 
 FORMATS = ("label_text", "text_label", "text", "tsv", "csv", "jsonl")
 
@@ -175,12 +175,7 @@ def _pick_text_column(path, columns, text_column, label_column, pair_column, lin
 def _parse_columns(path, lines, csv_quoting: bool, text_column, pair_column, label_column, require_labels,
                    multi_label, delimiter) -> tuple[list[_Record], bool]:
     if csv_quoting:
-        reader = csv.reader(io.StringIO("\n".join(lines) + "\n", newline=""))
-        rows = []
-        start = 1
-        for row in reader:
-            rows.append((start, row))
-            start = reader.line_num + 1
+        rows = list(csv_rows(path, lines, ClassificationDataError))
     else:
         rows = [(n, line.split("\t")) for n, line in enumerate(lines, 1)]
     rows = [(n, row) for n, row in rows if any(field.strip() for field in row)]

@@ -8,7 +8,8 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
     (default: the last column); every token line has the same number of columns; a blank line ends a sentence.
     Other whitespace characters (U+00A0, U+2028, U+3000, ...) are part of their token, never separators, so a
     token holding one is read as one token at its own line. ``-DOCSTART-`` lines are document boundaries, never
-    rows; they may come before each document (the usual layout) or after it (the shared CoNLL-2003 copy);
+    rows; they may come before each document (the usual layout) or after it (the shared CoNLL-2003 copy), set off
+    from the sentences by a blank line (a ``-DOCSTART-`` line right after a token line is an error at its line);
     documents are numbered in file order, ``document_id = "<file stem>-<n>"`` with n from 0. A file without
     ``-DOCSTART-`` is one document (``"<file stem>-0"``); with ``document_context=True`` (the recipes pass it for
     ``--context_window``, the only place documents matter) a :class:`NerDataWarning` says so.
@@ -26,6 +27,8 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
 ``jsonl``
     JSON lines ``{"tokens": [...], "ner_tags": [...tag strings...]}`` with optional ``"id"`` and ``"document_id"``
     (default: the file stem, as for ``char``).
+
+The JSON formats also take one JSON array of such objects (a pretty-printed file); a record's line is where it starts.
 
 Every reader returns columns ``id`` (str: the record's own id, else the sentence's 0-based index in its file),
 ``document_id`` (str), ``tokens`` (list[str]) and ``ner_tags`` (``Sequence(ClassLabel(names=labels))``); with
@@ -74,6 +77,8 @@ __all__ = [
     "read_jsonl",
     "repair_counts",
     "sample_data_path",
+    "write_prediction_file",
+    "write_tagged_file",
 ]
 
 
@@ -238,9 +243,13 @@ def _parse_conll(
             continue
         columns = _conll_columns(line, separator)
         if columns[0] == DOCSTART:
+            if tokens:
+                # Splitting here would silently cut a sentence in two (and blame the tag that then starts a sentence).
+                raise NerDataError(path, lineno, f"{DOCSTART} inside a sentence: line {tag_lines[-1]} is a token line "
+                                                 "of the same sentence; a document boundary needs a blank line before "
+                                                 "it")
             # A boundary closes whatever document is open; empty documents (a marker at the very start, or markers
             # both before and after) are not counted, so markers before and after documents number them alike.
-            end_sentence()
             if document_has_sentences:
                 document += 1
                 document_has_sentences = False
@@ -500,14 +509,14 @@ def _detect_format_lines(path: PathLike, lines: list[str]) -> str:
     first = next(((n, line) for n, line in enumerate(lines, 1) if line.strip()), None)
     if first is None:
         raise _no_sentences(path)
-    lineno, line = first
+    _, line = first
     is_json_file = Path(path).suffix.lower() in _JSON_SUFFIXES
-    if is_json_file or line.lstrip().startswith("{"):
+    if is_json_file or line.lstrip().startswith(("{", "[")):
         try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
+            record = next(json_records(path, lines, NerDataError), (None, None))[1]
+        except NerDataError:
             if is_json_file:
-                raise NerDataError(path, lineno, f"invalid JSON: {err.msg} (column {err.colno})") from None
+                raise
             record = None
         if isinstance(record, dict) or is_json_file:
             # CLUENER test files have "text" but no "label", so "text" alone decides.
@@ -796,11 +805,39 @@ def repair_counts(dataset: DatasetDict) -> dict[str, int]:
     return counts
 
 
-def write_tagged_file(path: PathLike, sentences: Iterable[list[str]], tags: Iterable[list[str]]) -> Path:
+def write_tagged_file(
+    path: PathLike,
+    sentences: Iterable[list[str]],
+    tags: Iterable[list[str]],
+    layout: PathLike | None = None,
+    separator: str | None = None,
+) -> Path:
     """Write tagged sentences in a format the readers read back: ``{"tokens", "ner_tags"}`` JSON lines for a
-    ``.json``/``.jsonl`` path, else ``token<TAB>tag`` lines with a blank line after each sentence."""
+    ``.json``/``.jsonl`` path, else ``token<TAB>tag`` lines with a blank line after each sentence.
+
+    ``layout``: the column file (CoNLL or character-per-line, columns split by ``separator``) the sentences were
+    read from. The output then follows it line for line, so that it lines up with that gold file: each token line
+    becomes ``token<TAB>tag``, each ``-DOCSTART-`` line ``-DOCSTART-<TAB>O``, and blank lines stay where they are.
+    When the sentences are the first N of the file (``--max_predict_samples``), the output stops after them."""
     path = Path(path)
+    pairs = ((token, tag) for sentence, sentence_tags in zip(sentences, tags, strict=True)
+             for token, tag in zip(sentence, sentence_tags, strict=True))
     with path.open("w", encoding="utf-8") as out:
+        if layout is not None:
+            for lineno, line in enumerate(read_lines(layout, NerDataError), 1):
+                if not line.strip():
+                    out.write("\n")
+                elif _conll_columns(line, separator)[0] == DOCSTART:
+                    out.write(f"{DOCSTART}\tO\n")
+                else:
+                    pair = next(pairs, None)
+                    if pair is None:
+                        break
+                    token, tag = pair
+                    out.write(f"{token}\t{tag}\n")
+            if next(pairs, None) is not None:
+                raise ValueError(f"{layout} has fewer token lines than the sentences to write")
+            return path
         for tokens, sentence_tags in zip(sentences, tags, strict=True):
             if path.suffix.lower() in _JSON_SUFFIXES:
                 out.write(json.dumps({"tokens": list(tokens), "ner_tags": list(sentence_tags)}, ensure_ascii=False))
@@ -809,3 +846,21 @@ def write_tagged_file(path: PathLike, sentences: Iterable[list[str]], tags: Iter
                 out.writelines(f"{token}\t{tag}\n" for token, tag in zip(tokens, sentence_tags, strict=True))
                 out.write("\n")
     return path
+
+
+def write_prediction_file(
+    output_dir: PathLike,
+    sentences: Iterable[list[str]],
+    tags: Iterable[list[str]],
+    test_file: PathLike | None = None,
+    format: str = "auto",
+    separator: str | None = None,
+) -> Path:
+    """The recipes' ``test_predictions.jsonl`` (JSON input) or ``test_predictions.txt`` in ``output_dir``; a column
+    ``test_file`` (read as ``format``) gives the text file its layout, line for line (:func:`write_tagged_file`)."""
+    if test_file is not None and format == "auto":
+        format = detect_format(test_file)
+    if test_file is not None and format in ("cluener", "jsonl"):
+        return write_tagged_file(Path(output_dir) / "test_predictions.jsonl", sentences, tags)
+    return write_tagged_file(Path(output_dir) / "test_predictions.txt", sentences, tags, layout=test_file,
+                             separator=separator)
