@@ -107,6 +107,35 @@ def test_non_text_input_is_refused(predictor):
         predictor.predict_words(["flew from Dublin"])
 
 
+def test_characters_the_tokenizer_deletes_are_no_words(predictor):
+    """U+FFFD and private-use characters have no word piece: an entity around them stays whole (it spans them, offsets
+    exact), as if they were not there; before, each became a word forced to O that broke the entity in two."""
+    rng = random.Random(1)
+    words = [rng.choice(WORDS) for _ in range(150)]
+    expected = predictor(" ".join(words))
+    assert sum(e["text"].count(" ") > 0 for e in expected) >= 3  # entities of several words
+    text, starts, ends, plain_offset = "", {}, {}, 0
+    for i, word in enumerate(words):
+        if i:
+            text += " " + (rng.choice(["\ufffd ", "\ue000 ", "\U000f0001 ", "\ufffd\ufffd "]) if i % 2 else "")
+            plain_offset += 1
+        starts[plain_offset], ends[plain_offset + len(word)] = len(text), len(text) + len(word)
+        text += word
+        plain_offset += len(word)
+    for got in (predictor(text), [{"type": e["entity_group"], "start": e["start"], "end": e["end"],
+                                   "score": e["score"], "text": e["word"]}
+                                  for e in predictor.pipeline(text, aggregation_strategy="simple")]):
+        assert [(e["type"], e["start"], e["end"]) for e in got] == \
+            [(e["type"], starts[e["start"]], ends[e["end"]]) for e in expected]
+        assert [e["score"] for e in got] == pytest.approx([e["score"] for e in expected], abs=1e-6)
+        check_entities(text, got)
+    assert any("\ufffd" in e["text"] for e in predictor(text))
+    words_out = predictor.pipeline(text)  # one dict per tagged word: the deleted characters are none of them
+    assert words_out and not any(e["word"] in ("\ufffd", "\ue000", "\U000f0001") for e in words_out)
+    tags, scores = predictor.predict_words([["john", "\ufffd", "smith"]])
+    assert scores[0][1] is None and len(tags[0]) == 3
+
+
 def test_a_lone_surrogate_is_named_with_its_position(predictor):
     """transformers would fail deep inside with "PreTokenizedEncodeInput must be Union[...]"."""
     for call in (predictor, lambda text: predictor.predict_document(["fine", text])):

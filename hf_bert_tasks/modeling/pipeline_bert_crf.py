@@ -56,9 +56,9 @@ from dataclasses import dataclass, field
 import torch
 from transformers.pipelines.base import ChunkPipeline
 
-from .tagging import entities_from_words, split_words
+from .tagging import split_words
 from .texts import check_text, check_texts
-from .windows import encode_words, merge_windows
+from .windows import encode_words, entities_of_words, merge_windows
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
 
@@ -250,11 +250,11 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
             return [
                 {"entity": tag, "score": score, "index": i, "word": word, "start": start, "end": end}
                 for i, ((word, start, end), tag, score) in enumerate(zip(item.words, tags, scores))
-                if tag not in ignore
+                if tag not in ignore and score is not None  # None: characters the tokenizer deletes, no word
             ]
         return [
             {"entity_group": e["type"], "score": e["score"], "word": e["text"], "start": e["start"], "end": e["end"]}
-            for e in entities_from_words(item.text, item.words, tags, item.scheme, scores)
+            for e in entities_of_words(item.text, item.words, tags, scores, item.scheme)
             if e["type"] not in ignore
         ]
 

@@ -19,7 +19,7 @@ exact for entities shorter than that; a longer entity crossing a window seam may
 
 from collections.abc import Sequence
 
-from .tagging import Span, align_labels, spans_to_tags, tags_to_spans, word_tags_from_pieces
+from .tagging import Span, align_labels, entities_from_words, spans_to_tags, tags_to_spans, word_tags_from_pieces
 
 
 def plan_windows(piece_counts: Sequence[int], max_pieces: int, stride: int) -> list[tuple[int, int]]:
@@ -174,13 +174,16 @@ def merge_windows(
     scheme: str,
     strategy: str,
     piece_scores: Sequence[Sequence[float]] | None = None,
-) -> tuple[list[list[str]], list[list[float]]]:
+) -> tuple[list[list[str]], list[list[float | None]]]:
     """Word-level tags (and scores) per sentence from window-level piece predictions.
 
     `word_ids`, `example_index` come from `encode_words`; `piece_tags[i][p]` is the predicted tag of token `p` of
     window `i` (None where unlabelled); `num_words[e]` the length of sentence `e`. Each word uses the window in which
     its first piece is farthest from an edge. The returned tags are valid in `scheme` (repaired, see
     `tagging.word_tags_from_pieces`); a word's score is that of its first piece (0.0 when no scores are given).
+    A word without pieces (all its characters deleted by the tokenizer: U+FFFD, private use, ...) is no word to the
+    model: the tags are read over the other words, the pieceless word belongs to the entity around it (else `O`) and
+    its score is None (`entities_of_words` leaves it out of the entity's mean).
     """
     # best[e][w] = (distance to the nearest window edge, window, positions of the word's pieces in that window)
     best: list[dict[int, tuple[int, int, list[int]]]] = [{} for _ in num_words]
@@ -195,16 +198,40 @@ def merge_windows(
                 best[e][w] = (distance, window, ps)
     all_tags, all_scores = [], []
     for e, n in enumerate(num_words):
-        global_word_ids, global_tags, scores = [], [], [0.0] * n
-        for w in sorted(best[e]):
+        seen = sorted(best[e])
+        global_word_ids, global_tags, scores = [], [], [None] * n
+        for w in seen:
+            scores[w] = 0.0
+        for k, w in enumerate(seen):
             _, window, ps = best[e][w]
-            global_word_ids.extend([w] * len(ps))
+            global_word_ids.extend([k] * len(ps))
             global_tags.extend(piece_tags[window][p] for p in ps)
             if piece_scores is not None:
                 scores[w] = float(piece_scores[window][ps[0]])
-        all_tags.append(word_tags_from_pieces(global_word_ids, global_tags, n, scheme, strategy) if n else [])
+        tags = word_tags_from_pieces(global_word_ids, global_tags, len(seen), scheme, strategy) if seen else []
+        if len(seen) < n:
+            tags = _spread_over_pieceless(tags, seen, n, scheme)
+        all_tags.append(tags)
         all_scores.append(scores)
     return all_tags, all_scores
+
+
+def _spread_over_pieceless(tags: list[str], seen: list[int], n: int, scheme: str) -> list[str]:
+    """Tags of all `n` words from the `tags` of the words `seen` (those with pieces): an entity covers the pieceless
+    words between its own, other pieceless words are `O`."""
+    spans = [Span(s.type, seen[s.start], seen[s.end - 1] + 1) for s in tags_to_spans(tags, scheme)]
+    return spans_to_tags(spans, n, scheme)
+
+
+def entities_of_words(text: str, words: Sequence[tuple[str, int, int]], tags: Sequence[str],
+                      scores: Sequence[float | None], scheme: str) -> list[dict]:
+    """`tagging.entities_from_words` over the words the model saw: a word whose score is None (no pieces, see
+    `merge_windows`) is left out, so an entity around it still spans it (exact offsets, `text[start:end]`) and its
+    score is the mean over its words that have pieces."""
+    kept = [i for i, score in enumerate(scores) if score is not None]
+    if len(kept) < len(words):
+        words, tags, scores = [words[i] for i in kept], [tags[i] for i in kept], [scores[i] for i in kept]
+    return entities_from_words(text, list(words), tags, scheme, scores)
 
 
 class WindowCollator:

@@ -21,8 +21,9 @@ from transformers import AutoModelForTokenClassification
 
 from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences
 from ..modeling.texts import check_texts
+from ..modeling.windows import entities_of_words
 from ..recipe_checks import load_tokenizer
-from .tagging import entities_from_words, split_words
+from .tagging import split_words
 
 
 class NerPredictor:
@@ -85,12 +86,14 @@ class NerPredictor:
         """Entities of each checked text: its words (`split_words`), their tags and scores, back to offsets."""
         words = [split_words(text) for text in texts]
         tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=document_ids)
-        return [entities_from_words(text, ws, t, self.scheme, s) for text, ws, t, s in zip(texts, words, tags, scores)]
+        return [entities_of_words(text, ws, t, s, self.scheme) for text, ws, t, s in zip(texts, words, tags, scores)]
 
     def predict_words(self, sentences: Sequence[Sequence[str]], document_ids: Sequence | None = None
                       ) -> tuple[list[list[str]], list[list[float]]]:
         """One tag and one score per word of each sentence (sentences of any length). With `document_ids`, sentences
-        of the same document (consecutive, equal ids) are context for each other; without, each stands alone."""
+        of the same document (consecutive, equal ids) are context for each other; without, each stands alone. A word
+        the tokenizer deletes entirely (U+FFFD, private use, ...) has score None and the tag of the entity around it,
+        else `O` (`windows.merge_windows`)."""
         if not len(sentences):
             return [], []
         for i, sentence in enumerate(sentences):
