@@ -1,8 +1,11 @@
-"""Reading data files, shared by every task's readers: UTF-8 lines, JSON-lines records (or one JSON array of records),
+"""Reading data files, shared by the tasks' readers: UTF-8 lines, JSON-lines records (or one JSON array of records),
 CSV rows, and the error that names the file and the line.
 
-Every reader of the package (NER, classification, QA, the vocabulary miner) reports a malformed file with a
-:class:`DataFileError` (or a task's subclass of it) whose message starts with ``"<path>:<line>: "``.
+The line-based readers (NER, classification, the vocabulary miner's plain lines) report a malformed file with a
+:class:`DataFileError` (or a task's subclass of it) whose message starts with ``"<path>:<line>: "``. QA is the
+exception: a SQuAD file is one JSON document, so its reader points at questions, not lines, and raises
+``qa.data.QaDataError`` (a ``ValueError``, not a ``DataFileError``) naming the file or Hub split and the question
+ids; one of its errors (a training question without an answer, found while building windows) names no file at all.
 """
 
 from __future__ import annotations

@@ -183,7 +183,12 @@ def test_sigkilled_run_resumes_to_the_uninterrupted_result(tiny_encoder_dir, tmp
     resumed = AutoModelForTokenClassification.from_pretrained(out, trust_remote_code=True)
     reference = AutoModelForTokenClassification.from_pretrained(tmp_path / "uninterrupted", trust_remote_code=True)
     assert fingerprint(resumed.state_dict()) == fingerprint(reference.state_dict())
-    assert NerPredictor.from_pretrained(str(out))("Mary met John Smith in Paris.") is not None
+    # The resumed folder is a complete model (tokenizer, config, code) that tags and scores every word as the
+    # uninterrupted one does.
+    words = [["Mary", "met", "John", "Smith", "in", "Paris", "."]]
+    tags, scores = NerPredictor.from_pretrained(str(out)).predict_words(words)
+    assert [len(tags[0]), len(scores[0])] == [len(words[0])] * 2
+    assert (tags, scores) == NerPredictor.from_pretrained(str(tmp_path / "uninterrupted")).predict_words(words)
 
 
 @pytest.mark.slow
