@@ -42,6 +42,7 @@ from hf_bert_tasks.classification.inputs import (
     LONG_TEXT_MODES,
     encode_dataset,
     long_text_settings,
+    truncation_counts,
 )
 from hf_bert_tasks.classification.metrics import (
     classification_scores,
@@ -168,7 +169,15 @@ def main():
         windows = {split: encode_dataset(dataset, tokenizer, multi_label=multi_label, **settings)
                    for split, dataset in raw.items()}
     example_index = {split: dataset["example_index"] for split, dataset in windows.items()}
-    features = {split: dataset.remove_columns("example_index") for split, dataset in windows.items()}
+    # What the window length cut in each split the run uses; written with the [UNK] share to data_results.json.
+    truncated = {}
+    for split, prefix, used in (("train", "train", training_args.do_train),
+                                ("validation", "eval", training_args.do_eval),
+                                ("test", "test", training_args.do_predict)):
+        if used:
+            truncated.update(truncation_counts(windows[split], len(raw[split]), prefix))
+    features = {split: dataset.remove_columns(["example_index", "truncated_tokens"])
+                for split, dataset in windows.items()}
 
     reports = {}
 
@@ -196,7 +205,7 @@ def main():
         optimizers=(finetune_args.optimizer(model, training_args), None),
         callbacks=finetune_args.callbacks(),
     )
-    checks.attach(trainer)
+    checks.attach(trainer, **truncated)
 
     if training_args.do_train:
         train_and_save(trainer, training_args, lora_args, lora_model)

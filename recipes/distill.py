@@ -268,11 +268,12 @@ def build_classification(distillation, data_args, training_args, student, tokeni
         windows = {split: encode_dataset(dataset, tokenizer, multi_label=multi_label, **settings)
                    for split, dataset in raw.items()}
         example_index = {split: dataset["example_index"] for split, dataset in windows.items()}
-        features = {split: dataset.remove_columns("example_index") for split, dataset in windows.items()}
+        features = {split: dataset.remove_columns(["example_index", "truncated_tokens"])
+                    for split, dataset in windows.items()}
         if distillation.transfer_file and training_args.do_train:
             texts = read_transfer_texts(distillation.transfer_file, distillation.max_transfer_samples)
             transfer = encode_dataset(Dataset.from_dict({"text": texts}), tokenizer, multi_label=multi_label,
-                                      **settings).remove_columns("example_index")
+                                      **settings).remove_columns(["example_index", "truncated_tokens"])
             no_gold = [-1.0] * len(labels) if multi_label else -1  # the teacher labels these
             transfer = transfer.add_column("labels", [no_gold] * len(transfer)).cast(features["train"].features)
             features["train"] = concatenate_datasets([features["train"], transfer])

