@@ -4,6 +4,7 @@
 
 import json
 import os
+import shutil
 import subprocess
 import textwrap
 from pathlib import Path
@@ -114,6 +115,33 @@ def test_pipeline_without_the_package_gives_the_predictors_entities(saved, tmp_p
     assert [(s.type, words[s.start][1], words[s.end - 1][2]) for s in tags_to_spans(tags, "BIO")] == \
         spans(expected[2])
     assert out["error"] == "text must be a str, got int"
+
+
+def test_a_config_without_custom_pipelines_still_gets_the_crf_pipeline(saved, tmp_path):
+    """A folder whose config.json predates `custom_pipelines`: the config adds the entry when it loads, before
+    pipeline() chooses its class, so it never silently builds transformers' argmax pipeline over word pieces; where
+    the pipeline's file is missing too, pipeline() fails naming it."""
+    path, _ = saved
+    old = tmp_path / "old"
+    shutil.copytree(path, old)
+    config = json.loads((old / "config.json").read_text())
+    del config["custom_pipelines"]
+    (old / "config.json").write_text(json.dumps(config))
+    script = textwrap.dedent(f"""
+        import sys
+        sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
+        from transformers import pipeline
+        for ner in (pipeline("token-classification", model={str(old)!r}, trust_remote_code=True),
+                    pipeline(model={str(old)!r}, trust_remote_code=True)):
+            assert type(ner).__name__ == "BertCrfTokenClassificationPipeline", type(ner)
+    """)
+    result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+                                 "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (old / "pipeline_bert_crf.py").unlink()
+    with pytest.raises(OSError, match="pipeline_bert_crf.py"):
+        pipeline("token-classification", model=str(old), trust_remote_code=True)
 
 
 def test_a_crf_that_forbids_entities_gives_none_although_the_argmax_has_some(tmp_path):

@@ -4,7 +4,22 @@ This file is copied next to the weights by `save_pretrained` (Hugging Face custo
 transformers and nothing of `hf_bert_tasks`.
 """
 
+import copy
+
 from transformers import AutoConfig, BertConfig, PreTrainedConfig
+
+
+# `custom_pipelines`: `pipeline("token-classification", model=..., trust_remote_code=True)` (or without a task) builds
+# this class, resolved in the model's folder or Hub repository. pipeline() reads it from the config before it loads
+# the model, so the config sets it (when config.json lacks it, as in folders saved before it existed): a CRF model
+# never silently gets transformers' argmax pipeline over word pieces.
+CUSTOM_PIPELINES = {
+    "token-classification": {
+        "impl": "pipeline_bert_crf.BertCrfTokenClassificationPipeline",
+        "pt": ["AutoModelForTokenClassification"],
+        "type": "text",
+    }
+}
 
 
 class BertCrfConfig(PreTrainedConfig):
@@ -80,6 +95,10 @@ class BertCrfConfig(PreTrainedConfig):
         super().__init__(**kwargs)
         if encoder is not None:  # transformers also builds a bare BertCrfConfig() to diff against: no labels there
             self._check_labels(**given)
+            custom_pipelines = dict(getattr(self, "custom_pipelines", None) or {})
+            if "token-classification" not in custom_pipelines:
+                # A copy: pipeline() replaces the class names in it by the classes themselves.
+                self.custom_pipelines = {**custom_pipelines, **copy.deepcopy(CUSTOM_PIPELINES)}
 
     def _check_labels(self, id2label, label2id, num_labels) -> None:
         """A model's labels are its tags: `id2label` (ids 0..n-1), `label2id` (its inverse) and `num_labels` must

@@ -18,17 +18,6 @@ from .configuration_bert_crf import BertCrfConfig
 from .crf import LinearChainCRF
 from .schemes import allowed_transitions
 
-# `config.custom_pipelines`: `pipeline("token-classification", model=..., trust_remote_code=True)` (or without a task)
-# builds this class, resolved in the model's folder or Hub repository.
-CUSTOM_PIPELINES = {
-    "token-classification": {
-        "impl": "pipeline_bert_crf.BertCrfTokenClassificationPipeline",
-        "pt": ["AutoModelForTokenClassification"],
-        "type": "text",
-    }
-}
-
-
 def compact_positions(tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """Left-align the labelled positions of each row, keeping their order.
 
@@ -129,10 +118,6 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         auto_map = getattr(config, "auto_map", None) or {}
         if "AutoModel" not in auto_map:
             config.auto_map = {**auto_map, "AutoModel": f"{__name__.rsplit('.', 1)[-1]}.{type(self).__name__}"}
-        # The CRF's own pipeline, not transformers' argmax one (see `pipeline_class`).
-        custom_pipelines = dict(getattr(config, "custom_pipelines", None) or {})
-        if "token-classification" not in custom_pipelines:
-            config.custom_pipelines = {**custom_pipelines, **CUSTOM_PIPELINES}
         self.post_init()
 
     @staticmethod
