@@ -304,6 +304,26 @@ def check_parity(model_dir: PathLike, onnx_path: PathLike, onnx_dir: PathLike | 
             "max_score_difference": difference}
 
 
+WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
+
+
+def export_folder_problem(out_dir: Path) -> str | None:
+    """Why ``out_dir`` must not receive an export (its files would be overwritten), or None: it may be absent,
+    empty, or a previous export (``model.onnx`` and no weights). Another model's folder is refused: its config,
+    tokenizer and results would be replaced and it would no longer load."""
+    if not out_dir.exists():
+        return None
+    if not out_dir.is_dir():
+        return f"OUT_DIR {out_dir} is a file, not a folder"
+    names = sorted(path.name for path in out_dir.iterdir())
+    weights = [name for name in names if name.endswith(WEIGHT_SUFFIXES)]
+    if not names or ("model.onnx" in names and not weights):
+        return None
+    shown = ", ".join(names[:6]) + (f" and {len(names) - 6} more" if len(names) > 6 else "")
+    return (f"OUT_DIR {out_dir} is not empty and holds no previous export ({shown}); writing there would overwrite "
+            f"{'a model' if weights else 'its files'}. Choose a new or empty folder")
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     import argparse
     import shutil
@@ -318,7 +338,8 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "hf_bert_tasks.export.OnnxNerPredictor('OUT_DIR/model.onnx', 'OUT_DIR').",
     )
     parser.add_argument("model_dir", help="a saved model folder (save_pretrained) with its tokenizer")
-    parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs)")
+    parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs): new, "
+                                        "empty or a previous export, never another model's folder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--text", action="append", default=None,
                         help="sample text for the parity check (repeatable; default: four built-in texts in English "
@@ -333,9 +354,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.error(f"{model_dir} is not a model folder: {model_dir / 'config.json'} not found")
     if out_dir.resolve() == model_dir.resolve():
         parser.error("OUT_DIR must differ from MODEL_DIR")
+    problem = export_folder_problem(out_dir)
+    if problem:
+        parser.error(problem)
     onnx_path = export_onnx(model_dir, out_dir / "model.onnx", opset=args.opset)
     for path in model_dir.iterdir():
-        if path.is_file() and path.suffix not in (".safetensors", ".bin", ".onnx", ".pt", ".pth", ".ckpt"):
+        if path.is_file() and not path.name.endswith((*WEIGHT_SUFFIXES, ".onnx")):
             shutil.copy2(path, out_dir / path.name)
     parity = check_parity(model_dir, onnx_path, out_dir, args.text or SAMPLE_TEXTS)
     if parity["mismatches"]:

@@ -221,6 +221,33 @@ def test_command_line_writes_checks_and_says_where(exported, tmp_path):
     assert bad.returncode == 2 and "is not a model folder" in bad.stderr
 
 
+def test_command_line_refuses_to_overwrite_another_model(exported, tmp_path, capsys):
+    """OUT_DIR holding another trained model: refused before anything is written, so that model still loads; a new,
+    empty or previously exported folder is accepted."""
+    from hf_bert_tasks.export import export_folder_problem, main
+
+    folder, _, _ = exported
+    other = tmp_path / "other-model"
+    shutil.copytree(folder, other, ignore=shutil.ignore_patterns("onnx"))
+    (other / "all_results.json").write_text('{"eval_f1": 0.9}')
+    before = {path.name: path.read_bytes() for path in other.iterdir() if path.is_file()}
+    with pytest.raises(SystemExit) as exit_info:
+        main([str(folder), str(other)])
+    assert exit_info.value.code == 2
+    error = capsys.readouterr().err
+    assert f"OUT_DIR {other} is not empty and holds no previous export" in error and "overwrite a model" in error
+    assert {path.name: path.read_bytes() for path in other.iterdir() if path.is_file()} == before
+    NerPredictor.from_pretrained(str(other))  # still loads
+    previous = tmp_path / "previous"
+    previous.mkdir()
+    for name in ("model.onnx", "config.json", "tokenizer.json"):
+        (previous / name).write_text("{}")
+    (tmp_path / "empty").mkdir()
+    (tmp_path / "a-file").write_text("")
+    assert [export_folder_problem(tmp_path / name) for name in ("new", "empty", "previous")] == [None] * 3
+    assert "is a file" in export_folder_problem(tmp_path / "a-file")
+
+
 def conll_model_dir():
     """The CoNLL-2003 CRF model the benchmarks train (runs/conll_minilm_crf, or HF_BERT_TASKS_CONLL_MODEL)."""
     path = Path(os.environ.get("HF_BERT_TASKS_CONLL_MODEL", ROOT / "runs" / "conll_minilm_crf"))
