@@ -17,7 +17,8 @@ from dataclasses import dataclass, field
 import torch
 from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainerCallback
-from transformers.trainer_utils import get_last_checkpoint
+
+from .checkpoints import resume_checkpoint
 
 
 def head_and_encoder_parameter_groups(
@@ -146,12 +147,9 @@ def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **ext
     """Train, save the model (merged or adapter with `--lora`), its metrics and state.
 
     `--resume_from_checkpoint PATH` continues from that checkpoint; `--resume_from_checkpoint last` from the newest
-    one in `--output_dir` (an error naming the folder when there is none)."""
-    resume = training_args.resume_from_checkpoint
-    if resume == "last":
-        resume = get_last_checkpoint(training_args.output_dir) if os.path.isdir(training_args.output_dir) else None
-        if resume is None:
-            raise ValueError(f"--resume_from_checkpoint last: no checkpoint in {training_args.output_dir}")
+    complete one in `--output_dir`, skipping (and naming) any cut off while being written
+    (:func:`hf_bert_tasks.checkpoints.resume_checkpoint`)."""
+    resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
     result = trainer.train(resume_from_checkpoint=resume)
     lora_args.save(trainer, lora_model)
     log_and_save(trainer, "train", {**result.metrics, **extra_metrics})

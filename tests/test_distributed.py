@@ -23,6 +23,7 @@ import torch
 from transformers import AutoModelForTokenClassification
 
 from conftest import PYTHON, ROOT
+from hf_bert_tasks.checkpoints import checkpoints
 from hf_bert_tasks.ner.data import read_conll
 from hf_bert_tasks.ner.inputs import encode_words
 from hf_bert_tasks.ner.metrics import entity_scores
@@ -133,18 +134,9 @@ def test_two_processes_train_once_and_score_the_whole_eval_set_once(tiny_encoder
     assert [[written_names[t] for t in sentence] for sentence in written["ner_tags"]] == predicted
 
 
-def has_trainer_state(checkpoint: Path) -> bool:
-    try:
-        return "global_step" in json.loads((checkpoint / "trainer_state.json").read_text())
-    except (OSError, ValueError):  # missing, or caught (or killed) halfway through writing it
-        return False
-
-
 def last_complete_checkpoint(output_dir: Path) -> Path | None:
-    """The highest checkpoint-N with a readable trainer_state.json, which the Trainer writes last: a folder without
-    one was being written when the process died."""
-    complete = [p for p in output_dir.glob("checkpoint-*") if has_trainer_state(p)]
-    return max(complete, key=lambda p: int(p.name.split("-")[1]), default=None)
+    """The newest complete checkpoint-N (what `--resume_from_checkpoint last` takes)."""
+    return next((folder for folder, problem in checkpoints(output_dir) if problem is None), None)
 
 
 @pytest.mark.slow
