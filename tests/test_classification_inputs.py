@@ -192,7 +192,8 @@ def test_long_text_errors():
     tokenizer = tiny_tokenizer()
     with pytest.raises(ValueError, match="long_text must be one of truncate, head_tail, windows"):
         encode_texts(tokenizer, ["a"], long_text="sliding")
-    with pytest.raises(ValueError, match=r"stride \(30\) must be at least 0 and smaller than the window \(30"):
+    with pytest.raises(ValueError, match=r"stride 30 must be at least 0 and smaller than a window's room for text, 30 "
+                                         r"tokens \(max_length 32 - 2 special tokens\)"):
         encode_texts(tokenizer, ["a"], max_length=32, long_text="windows", stride=30)
     with pytest.raises(ValueError, match="head_tokens"):
         encode_texts(tokenizer, ["a"], max_length=32, long_text="head_tail", head_tokens=40)

@@ -316,7 +316,8 @@ def test_training_labels_point_at_the_answer_tokens():
 
 def test_window_settings_are_checked_before_the_tokenizer_aborts():
     tokenizer = tiny_tokenizer()
-    with pytest.raises(ValueError, match=r"doc_stride \(20\) must be .* smaller .* = 13"):
+    with pytest.raises(ValueError, match=r"doc_stride 20 must be .* smaller .* room for text, 13 tokens \("
+                                         r"max_seq_length 32 - max_question_length 16 - 3 special tokens\)"):
         check_window_settings(tokenizer, max_seq_length=32, doc_stride=20, max_question_length=16)
     tokenizer.model_max_length = 64
     with pytest.raises(ValueError, match="max_seq_length 128 exceeds the tokenizer's model_max_length 64"):

@@ -7,7 +7,7 @@ import pytest
 
 from conftest import WORDS, tiny_tokenizer
 from hf_bert_tasks.modeling.tagging import Span, spans_to_tags, validate_tags
-from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, merge_windows, plan_windows
+from hf_bert_tasks.modeling.windows import WindowCollator, check_stride, encode_words, merge_windows, plan_windows
 
 LABELS = ["O", "B-LOC", "I-LOC", "E-LOC", "S-LOC", "B-PER", "I-PER", "E-PER", "S-PER", "X"]
 
@@ -153,3 +153,18 @@ def test_the_ner_task_reexports_the_windows_under_its_role_name():
 
     for name in inputs.__all__:
         assert getattr(inputs, name) is getattr(windows, name)
+
+
+def test_a_stride_as_long_as_the_window_is_refused_with_the_limit():
+    """It was clamped to the window less one piece: windows advanced a piece at a time (20x slower), silently."""
+    tokenizer = tiny_tokenizer()
+    sentence = [WORDS[:40]]
+    for stride in (14, 15, 100, -1):
+        with pytest.raises(ValueError, match=rf"stride {stride} must be at least 0 and smaller than a window's room "
+                                             r"for text, 14 tokens \(max_length 16 - 2 special tokens\)"):
+            encode_words(tokenizer, sentence, max_length=16, stride=stride, scheme="BIO", strategy="first")
+    windows = encode_words(tokenizer, sentence, max_length=16, stride=13, scheme="BIO", strategy="first")
+    assert len(windows["input_ids"]) == 40 - 13  # the largest overlap allowed: one new word per window
+    with pytest.raises(ValueError, match="stride 4 must be"):
+        plan_windows([1, 1, 1, 1], 4, 4)
+    check_stride(0, 1)

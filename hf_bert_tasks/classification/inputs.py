@@ -55,6 +55,7 @@ from collections.abc import Sequence
 import numpy as np
 from datasets import Dataset
 
+from ..modeling.windows import check_stride
 from .data import label_names_of
 
 LONG_TEXT_MODES = ("truncate", "head_tail", "windows")
@@ -79,8 +80,8 @@ def _check_long_text(long_text: str, max_length: int, stride: int, head_tokens: 
     room = max_length - specials
     if room < 2:
         raise ValueError(f"max_length={max_length} leaves no room for text after {specials} special tokens")
-    if long_text == "windows" and not 0 <= stride < room:
-        raise ValueError(f"stride ({stride}) must be at least 0 and smaller than the window ({room} tokens of text)")
+    if long_text == "windows":
+        check_stride(stride, room, room_parts=f" (max_length {max_length} - {specials} special tokens)")
     if long_text == "head_tail" and head_tokens is not None and not 0 <= head_tokens <= room:
         raise ValueError(f"head_tokens ({head_tokens}) must be between 0 and the room for text ({room})")
 

@@ -22,13 +22,21 @@ from collections.abc import Sequence
 from .tagging import Span, align_labels, entities_from_words, spans_to_tags, tags_to_spans, word_tags_from_pieces
 
 
+def check_stride(stride: int, room: int, name: str = "stride", room_parts: str = "") -> None:
+    """Refuse an overlap of consecutive windows that is negative or not smaller than a window's room for text
+    (``room`` tokens; ``room_parts`` says how it comes about): the windows would hardly advance. The NER, classification
+    and QA windows all check their stride here."""
+    if not 0 <= stride < room:
+        raise ValueError(f"{name} {stride} must be at least 0 and smaller than a window's room for text, {room} "
+                         f"tokens{room_parts}: use {name} {max(room // 4, 0)} or so, or longer windows")
+
+
 def plan_windows(piece_counts: Sequence[int], max_pieces: int, stride: int) -> list[tuple[int, int]]:
     """Word ranges `[start, end)` covering all words, each holding at most `max_pieces` pieces (a longer single word
     gets a window of its own), consecutive windows overlapping by at most `stride` pieces of whole words."""
     if max_pieces < 1:
         raise ValueError(f"windows must hold at least one word piece, got {max_pieces}")
-    if stride >= max_pieces:
-        raise ValueError(f"stride ({stride}) must be smaller than the window ({max_pieces} pieces)")
+    check_stride(stride, max_pieces)
     windows, start, n = [], 0, len(piece_counts)
     while start < n:
         end, total = start, 0
@@ -76,7 +84,9 @@ def encode_words(
         raise ValueError("label2id is needed to encode tags")
     if document_ids is not None and len(document_ids) != len(sentences):
         raise ValueError(f"{len(document_ids)} document ids for {len(sentences)} sentences")
-    budget = max_length - tokenizer.num_special_tokens_to_add(False)
+    specials = tokenizer.num_special_tokens_to_add(False)
+    budget = max_length - specials
+    check_stride(stride, budget, room_parts=f" (max_length {max_length} - {specials} special tokens)")
     pieces = tokenizer([list(s) for s in sentences if len(s)], is_split_into_words=True, add_special_tokens=False)
     counts: list[list[int]] = []
     nonempty = iter(range(len(pieces["input_ids"])))
@@ -91,7 +101,7 @@ def encode_words(
         features["labels"] = []
     window_words, window_origin = [], []
     for example_index, words in enumerate(sentences):
-        for start, end in plan_windows(counts[example_index], budget, min(stride, budget - 1)):
+        for start, end in plan_windows(counts[example_index], budget, stride):
             room = min(context_window, budget - sum(counts[example_index][start:end]))
             left, right = _context(sentences, counts, document_ids, example_index, start, end, room)
             window_words.append(left + list(words[start:end]) + right)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import warnings
 from collections.abc import Mapping
 
+from ..modeling.windows import check_stride
 from .data import QaDataError, QaDataWarning, show_ids
 
 # Windows
@@ -33,10 +34,8 @@ def check_window_settings(tokenizer, max_seq_length: int, doc_stride: int, max_q
                          f"{tokenizer.model_max_length}")
     special = tokenizer.num_special_tokens_to_add(pair=True)
     room = max_seq_length - max_question_length - special
-    if doc_stride < 0 or doc_stride >= room:
-        raise ValueError(f"doc_stride ({doc_stride}) must be at least 0 and smaller than the context part of a "
-                         f"window: max_seq_length ({max_seq_length}) - max_question_length ({max_question_length}) "
-                         f"- {special} special tokens = {room}")
+    check_stride(doc_stride, room, "doc_stride", f" (max_seq_length {max_seq_length} - max_question_length "
+                                                 f"{max_question_length} - {special} special tokens)")
     probe = tokenizer("q", "c")
     if probe["input_ids"][0] != tokenizer.cls_token_id or probe.sequence_ids(0)[1] != 0:
         raise ValueError("QA windows need a BERT-style tokenizer: [CLS] at position 0, then the question")
