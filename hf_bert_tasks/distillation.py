@@ -66,7 +66,7 @@ from transformers.utils import ModelOutput
 
 from .modeling.crf import crf_log_partition
 from .modeling.modeling_bert_crf import labelled_emissions
-from .training import OrderedEvalTrainer, build_optimizer
+from .recipe import OrderedEvalTrainer, build_optimizer
 
 # ---------------------------------------------------------------------------------------------------------------
 # Arguments

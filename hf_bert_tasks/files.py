@@ -1,5 +1,6 @@
-"""Reading data files, shared by the tasks' readers: UTF-8 lines, JSON-lines records (or one JSON array of records),
-CSV rows, and the error that names the file and the line.
+"""Reading files, shared by every task: data files (UTF-8 lines, JSON-lines records or one JSON array of records, CSV
+rows, and the error that names the file and the line) and a model folder's tokenizer (the check every predictor makes
+before loading one, :func:`load_tokenizer`, which names the files a folder lacks).
 
 The line-based readers (NER, classification, the vocabulary miner's plain lines) report a malformed file with a
 :class:`DataFileError` (or a task's subclass of it) whose message starts with ``"<path>:<line>: "``. QA is the
@@ -18,7 +19,8 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["MAX_FIELD_LINE_ENDS", "DataFileError", "PathLike", "csv_rows", "json_records", "read_lines", "write_json"]
+__all__ = ["MAX_FIELD_LINE_ENDS", "TOKENIZER_VOCABULARIES", "DataFileError", "PathLike", "check_tokenizer_files", "csv_rows",
+           "json_records", "load_tokenizer", "read_lines", "write_json"]
 
 PathLike = str | os.PathLike
 
@@ -178,3 +180,34 @@ def write_json(path: PathLike, content) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(content, ensure_ascii=False, indent=1) + "\n", encoding="utf-8")
     return path
+
+
+# A tokenizer folder holds one vocabulary file of these (and tokenizer_config.json); hub.py checks pushes against it too.
+TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
+                          "tokenizer.model")
+
+
+def check_tokenizer_files(path: PathLike) -> None:
+    """Raise ``FileNotFoundError`` when the local folder ``path`` holds no tokenizer, naming the folder, the files a
+    tokenizer needs and the files it has. transformers would otherwise try to convert a slow tokenizer and fail with
+    "Couldn't instantiate the backend tokenizer ... You need to have sentencepiece or tiktoken installed". A Hub id
+    (no such folder here) is left to transformers."""
+    folder = Path(path)
+    if not folder.is_dir():
+        return
+    if any((folder / name).is_file() for name in TOKENIZER_VOCABULARIES) or any(folder.glob("*.model")):
+        return
+    present = sorted(p.name for p in folder.iterdir())
+    raise FileNotFoundError(
+        f"{folder} has no tokenizer files: expected tokenizer.json (or vocab.txt for WordPiece, vocab.json with "
+        f"merges.txt for BPE, a sentencepiece *.model); the folder holds {', '.join(present) or 'nothing'}. Save "
+        "the tokenizer next to the model (tokenizer.save_pretrained(folder)), as the recipes do"
+    )
+
+
+def load_tokenizer(path: PathLike, **kwargs):
+    """``AutoTokenizer.from_pretrained(path, **kwargs)`` after :func:`check_tokenizer_files`."""
+    from transformers import AutoTokenizer
+
+    check_tokenizer_files(path)
+    return AutoTokenizer.from_pretrained(path, **kwargs)

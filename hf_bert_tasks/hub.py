@@ -54,6 +54,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
 
+from .files import TOKENIZER_VOCABULARIES
 from .ner.tagging import split_tag, split_words
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,12 +74,9 @@ NER_CARD_TEMPLATE = MODEL_CARDS / "ner.md"
 WEIGHTS_NAME = "model.safetensors"
 WEIGHTS_INDEX_NAME = "model.safetensors.index.json"
 PICKLE_WEIGHTS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
-TOKENIZER_FILES = ("tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "vocab.txt", "vocab.json", "merges.txt", "spiece.model", "sentencepiece.bpe.model",
-                   "tokenizer.model", "chat_template.jinja")
-# A tokenizer needs its config and one vocabulary file of these.
-TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
-                          "tokenizer.model")
+# A tokenizer needs its config and one vocabulary file of TOKENIZER_VOCABULARIES (files.py, the predictors' check).
+TOKENIZER_FILES = (*TOKENIZER_VOCABULARIES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
+                   "merges.txt", "chat_template.jinja")
 RESULT_FILES = ("all_results.json", "eval_results.json", "test_results.json", "train_results.json")
 # Remote files of the kinds push_model manages: deleted when the pushed folder no longer has them.
 MANAGED_PATTERNS = ["config.json", "*.safetensors", WEIGHTS_INDEX_NAME, "*.py", *TOKENIZER_FILES, *RESULT_FILES]

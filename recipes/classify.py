@@ -60,10 +60,10 @@ from hf_bert_tasks.classification.predictor import (
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.recipe_checks import RecipeChecks
-from hf_bert_tasks.training import (
+from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
+    RecipeChecks,
     end_processes,
     limit_samples,
     log_and_save,

@@ -48,9 +48,9 @@ from hf_bert_tasks.distillation import (
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.recipe_checks import RecipeChecks
-from hf_bert_tasks.training import (
+from hf_bert_tasks.recipe import (
     FineTuneArguments,
+    RecipeChecks,
     end_processes,
     limit_samples,
     log_and_save,

@@ -31,10 +31,10 @@ from hf_bert_tasks.ner.data import column_separator, load_ner_dataset, repair_co
 from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.ner.metrics import entity_scores
 from hf_bert_tasks.ner.tagging import convert_tags, label_list, split_tag
-from hf_bert_tasks.recipe_checks import RecipeChecks
-from hf_bert_tasks.training import (
+from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
+    RecipeChecks,
     end_processes,
     limit_samples,
     log_and_save,

@@ -55,8 +55,7 @@ from hf_bert_tasks.pretraining.training import (
     lora_with_new_tokens,
     parse_token_ids,
 )
-from hf_bert_tasks.recipe_checks import RecipeChecks
-from hf_bert_tasks.training import end_processes, log_and_save, parse_recipe_arguments, train_and_save
+from hf_bert_tasks.recipe import RecipeChecks, end_processes, log_and_save, parse_recipe_arguments, train_and_save
 from hf_bert_tasks.vocab import EXPANSION_REPORT_FILE, get_segmenter
 
 

@@ -33,14 +33,14 @@ from transformers import (
 
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.recipe_checks import RecipeChecks
 from hf_bert_tasks.qa.data import load_qa_dataset, require_training_questions
 from hf_bert_tasks.qa.inputs import prepare_eval_features, prepare_train_features
 from hf_bert_tasks.qa.metrics import detect_language, qa_scores
 from hf_bert_tasks.qa.predictor import postprocess_predictions, write_predictions
-from hf_bert_tasks.training import (
+from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
+    RecipeChecks,
     end_processes,
     limit_samples,
     log_and_save,

@@ -3,7 +3,7 @@
 Decisions:
 
 - **The model decides the page.** `MODEL_ID` (a Space variable: a Hub id, or a local folder written by one of the
-  recipes), else `DEFAULT_MODEL_ID`. Its `config.json` says the task (`hf_bert_tasks.predictor.task_of`, the rule
+  recipes), else `DEFAULT_MODEL_ID`. Its `config.json` says the task (`hf_bert_tasks.predictor.auto.task_of`, the rule
   `python -m hf_bert_tasks.predictor` uses): a token classifier (the CRF model, or a softmax head) gets the entity
   page, a sequence classifier the label page, a question-answering model the question page. One Space demonstrates
   one model; point it at another model (of any of the three kinds) and it restarts as that model's demo.
@@ -11,7 +11,7 @@ Decisions:
   predictions and `python -m hf_bert_tasks.predictor`, so what the Space shows is what users of the package get:
   `ner.predictor.NerPredictor` (words split the same way, windows over long text, CRF decoding, scores),
   `classification.predictor.TextClassifier` (long text as the model was trained: truncation, head + tail or
-  windows whose logits are averaged, from the model's config), `qa.predictor.answer_questions` (windows over long
+  windows whose logits are averaged, from the model's config), `qa.predictor.QuestionAnswerer` (windows over long
   contexts, the exact n-best search, the no-answer threshold of a 2.0-style model). `push_space` uploads those
   modules beside this file, so the Space's `requirements.txt` lists only their dependencies.
 - **The model loads once**, at start-up, and is shared by all requests (inference only reads it).
@@ -53,8 +53,8 @@ import gradio as gr  # noqa: E402
 from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 from hf_bert_tasks.ner.tagging import split_tag  # noqa: E402
-from hf_bert_tasks.predictor import task_of  # noqa: E402
-from hf_bert_tasks.qa.predictor import answer_questions  # noqa: E402
+from hf_bert_tasks.predictor.auto import predictor_class, task_of  # noqa: E402
+from hf_bert_tasks.qa.predictor import QuestionAnswerer  # noqa: E402
 
 logger = logging.getLogger("hf_bert_tasks.demo")
 
@@ -73,24 +73,6 @@ EXAMPLES = {
 TABLE_HEADERS = ["type", "text", "start", "end", "score"]
 # Light colours, so that the text on them stays readable in the light and the dark theme.
 PALETTE = ["#fca5a5", "#93c5fd", "#86efac", "#fcd34d", "#c4b5fd", "#f9a8d4", "#5eead4", "#fdba74"]
-
-
-class QaModel(NamedTuple):
-    """A question-answering model and its tokenizer, loaded once (`answer_questions` takes both)."""
-
-    model: object
-    tokenizer: object
-
-    @classmethod
-    def from_pretrained(cls, model_id: str) -> "QaModel":
-        from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-        return cls(AutoModelForQuestionAnswering.from_pretrained(model_id).eval(),
-                   AutoTokenizer.from_pretrained(model_id))
-
-
-LOADERS = {"ner": NerPredictor.from_pretrained, "classification": TextClassifier.from_pretrained,
-           "qa": QaModel.from_pretrained}
 
 
 def max_input_chars() -> int:
@@ -126,7 +108,7 @@ def load_model(model_id: str) -> LoadedModel:
         if model_id.startswith(("/", ".", "~")) and not Path(model_id).expanduser().is_dir():
             raise FileNotFoundError(f"there is no folder {Path(model_id).expanduser()}")
         task = task_of(AutoConfig.from_pretrained(model_id, trust_remote_code=True))
-        return LoadedModel(task, LOADERS[task](model_id), None)
+        return LoadedModel(task, predictor_class(task).from_pretrained(model_id), None)
     except Exception as error:  # any failure (no such folder or id, no network, broken files) must leave the app up
         logger.exception("could not load the model %r", model_id)
         lines = str(error).strip().splitlines()
@@ -271,7 +253,7 @@ def build_classification_page(model_id: str, loaded: LoadedModel, limit: int) ->
 
 
 # --- question answering ----------------------------------------------------------------------------------------------
-def answer_question(qa: QaModel, question: str, context: str, limit: int):
+def answer_question(answerer: QuestionAnswerer, question: str, context: str, limit: int):
     """The model's answer to `question` from `context`: (the context with the answer highlighted, the answer, status
     line)."""
     problem = (input_problem(question, limit, "Enter a question (the box is empty).", "question")
@@ -279,7 +261,7 @@ def answer_question(qa: QaModel, question: str, context: str, limit: int):
     if problem is not None:
         return None, "", problem
     began = time.perf_counter()
-    result = answer_questions(qa.model, [question], [context], tokenizer=qa.tokenizer)[0]
+    result = answerer(question, context)
     seconds = time.perf_counter() - began
     timing = f"{len(context):,} characters of context ({seconds:.2f} s)"
     if result["start"] is None:  # a 2.0-style model abstains

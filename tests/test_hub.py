@@ -436,10 +436,10 @@ def test_push_space_uploads_what_the_app_needs_and_the_snapshot_serves_every_tas
     assert set(api.list_repo_files("alice/ner-demo", repo_type="space")) == {
         ".gitattributes", "README.md", "app.py", "requirements.txt", *modules}
     # Only what the app imports: the training, vocabulary, Hub, LoRA and export code stays home.
-    for unneeded in ("hub.py", "vocab.py", "lora.py", "export.py", "training.py", "pretraining/training.py",
+    for unneeded in ("hub.py", "vocab.py", "lora.py", "export.py", "recipe.py", "pretraining/training.py",
                      "ner/metrics.py", "qa/metrics.py"):
         assert f"hf_bert_tasks/{unneeded}" not in modules, unneeded
-    for needed in ("__init__.py", "predictor.py", "ner/predictor.py", "classification/predictor.py",
+    for needed in ("__init__.py", "predictor/auto.py", "ner/predictor.py", "classification/predictor.py",
                    "qa/predictor.py", "modeling/modeling_bert_crf.py"):
         assert f"hf_bert_tasks/{needed}" in modules, needed
     # Every third-party module those files import at load time is installed by requirements.txt (or gradio).

@@ -28,7 +28,7 @@ from hf_bert_tasks.qa.metrics import (
     squad_exact_match,
     squad_f1,
 )
-from hf_bert_tasks.qa.predictor import answer_questions, best_spans, postprocess_predictions
+from hf_bert_tasks.qa.predictor import QuestionAnswerer, answer_questions, best_spans, postprocess_predictions
 
 FIXTURES = ROOT / "tests" / "fixtures"
 RECIPE = ROOT / "recipes" / "qa.py"
@@ -586,6 +586,27 @@ def test_answer_questions_checks_its_input(tiny_encoder_dir):
     answers = answer_questions(model, ["who visited paris ?"], ["john smith visited paris on monday ."],
                                tokenizer=tokenizer, max_seq_length=16, doc_stride=2, max_question_length=6)
     assert set(answers[0]) == {"answer", "start", "end", "score"}
+
+
+def test_question_answerer_answers_one_question_or_lists_as_answer_questions_does(tmp_path):
+    from tiny_models import QUESTIONS, save_qa_model
+
+    folder = save_qa_model(tmp_path / "qa")
+    answerer = QuestionAnswerer.from_pretrained(folder)
+    assert answerer.settings["max_seq_length"] == 48 and answerer.settings["doc_stride"] == 16  # from config.json
+    questions, contexts = [q for q, _, _ in QUESTIONS], [c for _, c, _ in QUESTIONS]
+    answers = answerer(questions, contexts)
+    assert answers == answer_questions(folder, questions, contexts)
+    one = answerer(questions[0], contexts[0])  # alone: padded differently, so the score may differ in float noise
+    assert {k: one[k] for k in ("answer", "start", "end")} == {k: answers[0][k] for k in ("answer", "start", "end")}
+    assert one["score"] == pytest.approx(answers[0]["score"], rel=1e-6)
+    assert [a["answer"] for a in answers] == [a for _, _, a in QUESTIONS]  # the tiny model was trained on them
+    with pytest.raises(TypeError, match="one question and one context"):
+        answerer(questions[0], contexts)
+    (folder / "tokenizer.json").unlink()
+    (folder / "vocab.txt").unlink(missing_ok=True)
+    with pytest.raises(FileNotFoundError, match="has no tokenizer files"):
+        QuestionAnswerer.from_pretrained(folder)
 
 
 def test_help_documents_every_flag():

@@ -1,4 +1,4 @@
-"""hf_bert_tasks.recipe_checks: the checks and quiet defaults every recipe run shares, alone and through the recipes
+"""hf_bert_tasks.recipe (RecipeChecks): the checks and quiet defaults every recipe run shares, alone and through the recipes
 (tiny random encoder, subprocesses)."""
 
 import json
@@ -11,12 +11,12 @@ import pytest
 from transformers import BertConfig, DebertaV2Config, RobertaConfig, TrainerControl, TrainerState, TrainingArguments
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
-from hf_bert_tasks.recipe_checks import (
+from hf_bert_tasks.files import check_tokenizer_files
+from hf_bert_tasks.recipe import (
     LoggingStepsCallback,
     RecipeChecks,
     UnknownTokensWarning,
     check_max_seq_length,
-    check_tokenizer_files,
     default_logging_steps,
     logging_steps_given,
     position_limit,
@@ -133,7 +133,7 @@ def test_about_fifty_logs_per_run_at_least_every_500_steps():
 
 
 def test_pin_memory_is_off_without_an_accelerator(tmp_path, monkeypatch):
-    import hf_bert_tasks.recipe_checks as checks
+    import hf_bert_tasks.recipe as checks
 
     args = TrainingArguments(output_dir=str(tmp_path), report_to="none")
     assert args.dataloader_pin_memory

@@ -1,4 +1,4 @@
-"""The recipe contract (hf_bert_tasks/training.py), through every recipe: evaluation in data order under any training
+"""The recipe contract (hf_bert_tasks/recipe.py), through every recipe: evaluation in data order under any training
 sampler, the shared new-layers learning rate and its deprecated alias."""
 
 import json
@@ -65,7 +65,7 @@ def test_scores_under_grouped_batches_equal_an_in_order_evaluation(task, tiny_en
 
 
 def test_crf_learning_rate_is_a_deprecated_alias_of_head_learning_rate():
-    from hf_bert_tasks.training import FineTuneArguments
+    from hf_bert_tasks.recipe import FineTuneArguments
 
     with pytest.warns(FutureWarning, match="--head_learning_rate"):
         args = FineTuneArguments(crf_learning_rate=5e-3)

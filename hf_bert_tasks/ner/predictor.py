@@ -19,10 +19,10 @@ from collections.abc import Sequence
 
 from transformers import AutoModelForTokenClassification
 
+from ..files import load_tokenizer
 from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences
 from ..modeling.texts import check_texts
 from ..modeling.windows import entities_of_words
-from ..recipe_checks import load_tokenizer
 from .tagging import split_words
 
 

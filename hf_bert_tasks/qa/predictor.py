@@ -21,7 +21,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ..files import PathLike, write_json
+from ..files import PathLike, load_tokenizer, write_json
 from .inputs import prepare_eval_features
 
 # The settings a trained model keeps in its config, so that answer_questions windows and decodes as training did.
@@ -150,6 +150,81 @@ def postprocess_predictions(
 # Inference
 
 
+class QuestionAnswerer:
+    """Answer questions from contexts of any length with an extractive QA model and its (fast) tokenizer.
+
+    Windowing and decoding settings (``max_seq_length``, ``doc_stride``, ``max_question_length``, ``n_best_size``,
+    ``max_answer_length``, ``version_2_with_negative``, ``null_score_diff_threshold``) default to what the model's
+    config records (``recipes/qa.py`` saves them there), else :data:`DEFAULT_SETTINGS`; keyword arguments override
+    them. Calling returns ``{"answer", "start", "end", "score"}`` per question, with ``answer ==
+    context[start:end]`` (``""``, ``None``, ``None`` when a 2.0-style model abstains) and ``score`` the answer's
+    n-best probability.
+    """
+
+    def __init__(self, model, tokenizer, *, batch_size: int = 16, **settings):
+        unknown = set(settings) - set(DEFAULT_SETTINGS)
+        if unknown:
+            raise TypeError(f"unknown settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.batch_size = batch_size
+        self.settings = {key: settings.get(key, getattr(model.config, key, default))
+                         for key, default in DEFAULT_SETTINGS.items()}
+
+    @classmethod
+    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
+        """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor)."""
+        from transformers import AutoModelForQuestionAnswering
+
+        model = AutoModelForQuestionAnswering.from_pretrained(str(path), revision=revision)
+        tokenizer = load_tokenizer(str(path), revision=revision)  # names missing files
+        if device is not None:
+            model.to(device)
+        return cls(model, tokenizer, **kwargs)
+
+    def __call__(self, questions: str | Sequence[str], contexts: str | Sequence[str]) -> dict | list[dict]:
+        """The answer to one question from one context, or a list of answers for lists of questions and contexts."""
+        single = isinstance(questions, str)
+        if single != isinstance(contexts, str):
+            raise TypeError("pass one question and one context (two str), or a list of each")
+        questions, contexts = ([questions], [contexts]) if single else (list(questions), list(contexts))
+        predicted = self.predict(questions, contexts)
+        answers = [{key: predicted[str(i)][key] for key in ("answer", "start", "end", "score")}
+                   for i in range(len(questions))]
+        return answers[0] if single else answers
+
+    def predict(self, questions: Sequence[str], contexts: Sequence[str]) -> dict[str, dict]:
+        """:func:`postprocess_predictions` of the questions, keyed by their position (``"0"``, ``"1"``, ...)."""
+        import torch
+
+        if len(questions) != len(contexts):
+            raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+        for i, context in enumerate(contexts):
+            if not context.strip():
+                raise ValueError(f"context {i} is empty")
+        options, tokenizer, model = self.settings, self.tokenizer, self.model
+        examples = {"id": [str(i) for i in range(len(questions))], "question": list(questions),
+                    "context": list(contexts), "answers": [{"text": [], "answer_start": []}] * len(questions)}
+        features = prepare_eval_features(examples, tokenizer, options["max_seq_length"], options["doc_stride"],
+                                         options["max_question_length"], with_labels=False)
+        model_inputs = [key for key in ("input_ids", "token_type_ids", "attention_mask") if key in features]
+        width = max(len(ids) for ids in features["input_ids"])
+        start_logits = np.full((len(features["input_ids"]), width), -1e4, dtype=np.float32)
+        end_logits = start_logits.copy()
+        with torch.no_grad():
+            for begin in range(0, len(features["input_ids"]), self.batch_size):
+                batch = tokenizer.pad({key: features[key][begin:begin + self.batch_size] for key in model_inputs},
+                                      return_tensors="pt")
+                output = model(**{key: value.to(model.device) for key, value in batch.items()})
+                length = output.start_logits.shape[1]
+                start_logits[begin:begin + self.batch_size, :length] = output.start_logits.float().cpu().numpy()
+                end_logits[begin:begin + self.batch_size, :length] = output.end_logits.float().cpu().numpy()
+        return postprocess_predictions(
+            examples, features, start_logits, end_logits, options["n_best_size"], options["max_answer_length"],
+            options["version_2_with_negative"], options["null_score_diff_threshold"],
+        )
+
+
 def answer_questions(
     model_or_path,
     questions: Sequence[str],
@@ -159,59 +234,18 @@ def answer_questions(
     device: str | None = None,
     **settings,
 ) -> list[dict]:
-    """Answer each question from its context: ``[{"answer", "start", "end", "score"}]`` with
-    ``answer == context[start:end]`` (``""``, ``None``, ``None`` when a 2.0-style model abstains) and ``score``
-    the answer's n-best probability.
-
-    model_or_path: a folder or Hub id (``AutoModelForQuestionAnswering`` and its tokenizer), or a loaded model
-    (then pass ``tokenizer``). Windowing and decoding settings (``max_seq_length``, ``doc_stride``,
-    ``max_question_length``, ``n_best_size``, ``max_answer_length``, ``version_2_with_negative``,
-    ``null_score_diff_threshold``) come from the model's config as ``recipes/qa.py`` saved them, else the
-    defaults; keyword arguments override them.
-    """
-    import torch
-    from transformers import AutoModelForQuestionAnswering, AutoTokenizer
-
-    if len(questions) != len(contexts):
-        raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
+    """:class:`QuestionAnswerer` in one call: ``model_or_path`` is a folder or Hub id, or a loaded model (then pass
+    ``tokenizer``); the answers of the questions, one dict each."""
     if isinstance(model_or_path, (str, os.PathLike)):
-        tokenizer = tokenizer or AutoTokenizer.from_pretrained(str(model_or_path))
-        model = AutoModelForQuestionAnswering.from_pretrained(str(model_or_path))
+        answerer = QuestionAnswerer.from_pretrained(str(model_or_path), device=device, batch_size=batch_size,
+                                                    **settings)
     else:
-        model = model_or_path
         if tokenizer is None:
             raise ValueError("pass the tokenizer with a loaded model")
-    unknown = set(settings) - set(DEFAULT_SETTINGS)
-    if unknown:
-        raise TypeError(f"unknown settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
-    options = {key: settings.get(key, getattr(model.config, key, default)) for key, default in DEFAULT_SETTINGS.items()}
-    for i, context in enumerate(contexts):
-        if not context.strip():
-            raise ValueError(f"context {i} is empty")
-    examples = {"id": [str(i) for i in range(len(questions))], "question": list(questions),
-                "context": list(contexts), "answers": [{"text": [], "answer_start": []}] * len(questions)}
-    features = prepare_eval_features(examples, tokenizer, options["max_seq_length"], options["doc_stride"],
-                                     options["max_question_length"], with_labels=False)
-    model_inputs = [key for key in ("input_ids", "token_type_ids", "attention_mask") if key in features]
-    if device is not None:
-        model.to(device)
-    model.eval()
-    width = max(len(ids) for ids in features["input_ids"])
-    start_logits = np.full((len(features["input_ids"]), width), -1e4, dtype=np.float32)
-    end_logits = start_logits.copy()
-    with torch.no_grad():
-        for begin in range(0, len(features["input_ids"]), batch_size):
-            batch = tokenizer.pad({key: features[key][begin:begin + batch_size] for key in model_inputs},
-                                  return_tensors="pt")
-            output = model(**{key: value.to(model.device) for key, value in batch.items()})
-            length = output.start_logits.shape[1]
-            start_logits[begin:begin + batch_size, :length] = output.start_logits.float().cpu().numpy()
-            end_logits[begin:begin + batch_size, :length] = output.end_logits.float().cpu().numpy()
-    predictions = postprocess_predictions(
-        examples, features, start_logits, end_logits, options["n_best_size"], options["max_answer_length"],
-        options["version_2_with_negative"], options["null_score_diff_threshold"],
-    )
-    return [{key: predictions[i][key] for key in ("answer", "start", "end", "score")} for i in examples["id"]]
+        if device is not None:
+            model_or_path.to(device)
+        answerer = QuestionAnswerer(model_or_path, tokenizer, batch_size=batch_size, **settings)
+    return answerer(list(questions), list(contexts))
 
 
 def write_predictions(predicted: dict, output_dir: PathLike, prefix: str = "", with_null_odds: bool = False) -> None:
