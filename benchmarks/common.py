@@ -172,7 +172,7 @@ def load_sentences(path: str | Path, source_scheme: str, max_sentences: int | No
     """(words per sentence, tags per sentence in `scheme`, the labels of `scheme` for the file's entity types) of a
     CoNLL or character-per-line file."""
     from hf_bert_tasks.ner.data import load_ner_dataset
-    from hf_bert_tasks.ner.tagging import label_list, split_tag
+    from hf_bert_tasks.modeling.tagging import label_list, split_tag
 
     require(path)
     split = load_ner_dataset(train_file=str(path), source_scheme=source_scheme, target_scheme=scheme)["train"]
@@ -187,7 +187,7 @@ def load_sentences(path: str | Path, source_scheme: str, max_sentences: int | No
 def encode_training_windows(tokenizer, words, tags, labels, max_length: int) -> list[dict]:
     """One dict per window (`input_ids`, `attention_mask`, `token_type_ids`, `tag_mask`, `labels`), as the NER
     recipe encodes training data (first-piece labels, stride 32)."""
-    from hf_bert_tasks.ner.inputs import encode_words
+    from hf_bert_tasks.modeling.windows import encode_words
 
     features = encode_words(tokenizer, words, tags=tags, label2id={label: i for i, label in enumerate(labels)},
                             max_length=max_length, stride=32, scheme="BIO", strategy="first")

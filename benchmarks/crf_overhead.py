@@ -88,7 +88,7 @@ def main():
     from transformers import AutoTokenizer
 
     from hf_bert_tasks import BertCrfForTokenClassification
-    from hf_bert_tasks.ner.inputs import WindowCollator
+    from hf_bert_tasks.modeling.windows import WindowCollator
 
     encoder = args.encoder or common.minilm_path()
     tokenizer = AutoTokenizer.from_pretrained(encoder)

@@ -35,7 +35,7 @@ def parameter_counts(encoder: str, lora: bool, args) -> tuple[int, int]:
     """Trainable and total parameters of the CRF model the recipe builds for CoNLL-2003 (BIO over 4 types)."""
     from hf_bert_tasks import BertCrfForTokenClassification
     from hf_bert_tasks.lora import apply_lora, trainable_parameters
-    from hf_bert_tasks.ner.tagging import label_list
+    from hf_bert_tasks.modeling.tagging import label_list
 
     model = BertCrfForTokenClassification.from_encoder(encoder, label_list("BIO", ["LOC", "MISC", "ORG", "PER"]))
     if lora:

@@ -60,7 +60,7 @@ def untrained_model(folder: Path, seed: int) -> Path:
     from transformers import AutoTokenizer
 
     from hf_bert_tasks import BertCrfForTokenClassification
-    from hf_bert_tasks.ner.tagging import label_list
+    from hf_bert_tasks.modeling.tagging import label_list
 
     encoder = common.minilm_path()
     torch.manual_seed(seed)

@@ -105,7 +105,7 @@ def train_step(model, optimizer, batch: dict) -> float:
 
 def benchmark_training(name: str, args, encoder: str, tokenizer) -> dict:
     from hf_bert_tasks import BertCrfForTokenClassification
-    from hf_bert_tasks.ner.inputs import WindowCollator
+    from hf_bert_tasks.modeling.windows import WindowCollator
 
     path, source_scheme = (args.conll_train, "IOB1") if name == "conll" else (args.msra_train, "BIO")
     words, tags, labels = common.load_sentences(path, source_scheme, args.max_sentences)

@@ -311,7 +311,7 @@ def read_transfer_sentences(path: str, format: str = "text", limit: int | None =
     `jsonl`, `cluener`): the file's tokens and documents, its tags ignored. Returns (sentences, document_ids)."""
     from .files import read_lines
     from .ner import data as ner_data
-    from .ner.tagging import split_words
+    from .modeling.tagging import split_words
 
     if format == "text":
         sentences, documents, document = [], [], 0
@@ -355,7 +355,7 @@ def mention_swap_sentences(tokens: list[list[str]], tags: list[list[str]], schem
     """
     import random
 
-    from .ner.tagging import tags_to_spans
+    from .modeling.tagging import tags_to_spans
 
     spans = [tags_to_spans(sentence_tags, scheme) for sentence_tags in tags]
     mentions = {}

@@ -55,7 +55,7 @@ from huggingface_hub.utils import HFValidationError, validate_repo_id
 from transformers.dynamic_module_utils import get_relative_imports
 
 from .files import TOKENIZER_VOCABULARIES
-from .ner.tagging import split_tag, split_words
+from .modeling.tagging import split_tag, split_words
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 

@@ -148,9 +148,9 @@ def build_ner(distillation, data_args, training_args, student, tokenizer):
     """Features (train with transfer text, validation, test), Trainer arguments and the test-prediction writer of a
     CRF student, in the teacher's scheme and windows."""
     from hf_bert_tasks.ner.data import load_ner_dataset, write_prediction_file
-    from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
+    from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, merge_windows
     from hf_bert_tasks.ner.metrics import entity_scores
-    from hf_bert_tasks.ner.tagging import convert_tags
+    from hf_bert_tasks.modeling.tagging import convert_tags
 
     config = student.config
     scheme, strategy = config.tag_scheme, config.label_strategy

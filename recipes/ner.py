@@ -28,9 +28,9 @@ from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.ner.data import column_separator, load_ner_dataset, repair_counts, write_prediction_file
-from hf_bert_tasks.ner.inputs import WindowCollator, encode_words, merge_windows
+from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.ner.metrics import entity_scores
-from hf_bert_tasks.ner.tagging import convert_tags, label_list, split_tag
+from hf_bert_tasks.modeling.tagging import convert_tags, label_list, split_tag
 from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,

@@ -52,7 +52,7 @@ import gradio as gr  # noqa: E402
 
 from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
-from hf_bert_tasks.ner.tagging import split_tag  # noqa: E402
+from hf_bert_tasks.modeling.tagging import split_tag  # noqa: E402
 from hf_bert_tasks.predictor.auto import predictor_class, task_of  # noqa: E402
 from hf_bert_tasks.qa.predictor import QuestionAnswerer  # noqa: E402
 

@@ -550,7 +550,7 @@ def test_sample_data_path_lists_files_when_missing():
 
 
 # ---------------------------------------------------------------------------------------------------------------
-# Tag-scheme conversion (hf_bert_tasks.ner.tagging.convert_tags), kept last
+# Tag-scheme conversion (hf_bert_tasks.modeling.tagging.convert_tags), kept last
 
 
 INVALID_BIO = (
@@ -626,7 +626,7 @@ def test_repair_never_guesses_tags_outside_the_scheme(tmp_path):
 
 
 def test_iob1_to_bio_recomputes_labels():
-    pytest.importorskip("hf_bert_tasks.ner.tagging")
+    pytest.importorskip("hf_bert_tasks.modeling.tagging")
     raw = load_ner_dataset(train_file=FIXTURES / "conll_iob1.conll")
     assert label_names(raw["train"]) == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]  # the files' prefixes, all types
     dataset = load_ner_dataset(
@@ -641,21 +641,21 @@ def test_iob1_to_bio_recomputes_labels():
 
 
 def test_invalid_sequence_for_the_source_scheme(tmp_path):
-    pytest.importorskip("hf_bert_tasks.ner.tagging")
+    pytest.importorskip("hf_bert_tasks.modeling.tagging")
     path = write(tmp_path, "bioes.conll", "-DOCSTART- O\n\nA O\n\nB S-PER\nC O\n")
     with pytest.raises(NerDataError, match=r"bioes\.conll:5: 1 of 2 sentences are not valid IOB1 \(the source"):
         load_ner_dataset(train_file=path, source_scheme="IOB1", target_scheme="BIO")
 
 
 def test_unknown_scheme_is_not_blamed_on_the_file():
-    pytest.importorskip("hf_bert_tasks.ner.tagging")
+    pytest.importorskip("hf_bert_tasks.modeling.tagging")
     with pytest.raises(ValueError, match="BILOU") as info:
         load_ner_dataset(train_file=FIXTURES / "conll_iob1.conll", source_scheme="IOB1", target_scheme="BILOU")
     assert not isinstance(info.value, NerDataError)
 
 
 def test_cluener_other_schemes():
-    pytest.importorskip("hf_bert_tasks.ner.tagging")
+    pytest.importorskip("hf_bert_tasks.modeling.tagging")
     dataset = read_cluener(FIXTURES / "cluener.json", scheme="BIOES")
     assert tags_of(dataset)[1] == ["B-address", "E-address", "O", "B-address", "E-address"]
     dataset = read_cluener(FIXTURES / "cluener.json", scheme="BMES")
@@ -663,7 +663,7 @@ def test_cluener_other_schemes():
 
 
 def test_hub_dataset_conversion(monkeypatch):
-    pytest.importorskip("hf_bert_tasks.ner.tagging")
+    pytest.importorskip("hf_bert_tasks.modeling.tagging")
     monkeypatch.setattr(data.datasets, "load_dataset", lambda *args: hub_dataset())
     dataset = load_ner_dataset(dataset_name="someone/ner", source_scheme="IOB1", target_scheme="BIO")
     assert label_names(dataset["test"]) == ["O", "B-LOC", "B-PER", "I-LOC", "I-PER"]
@@ -688,7 +688,7 @@ def test_real_conll2003_counts():
 @pytest.mark.data
 def test_real_conll2003_entities_after_iob1_to_bio():
     folder = shared_data_path("conll2003")
-    pytest.importorskip("hf_bert_tasks.ner.tagging")
+    pytest.importorskip("hf_bert_tasks.modeling.tagging")
     dataset = load_ner_dataset(folder / "eng.train", folder / "eng.testa", folder / "eng.testb",
                                source_scheme="IOB1", target_scheme="BIO")
     expected = {"train": {"PER": 6_600, "LOC": 7_140, "ORG": 6_321, "MISC": 3_438},

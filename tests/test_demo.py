@@ -31,7 +31,7 @@ from gradio_client import Client  # noqa: E402
 
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification  # noqa: E402
 from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
-from hf_bert_tasks.ner.inputs import WindowCollator, encode_words  # noqa: E402
+from hf_bert_tasks.modeling.windows import WindowCollator, encode_words  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 from hf_bert_tasks.qa.predictor import answer_questions  # noqa: E402
 

@@ -25,7 +25,7 @@ from transformers import AutoModelForTokenClassification
 from conftest import PYTHON, ROOT
 from hf_bert_tasks.checkpoints import checkpoints
 from hf_bert_tasks.ner.data import read_conll
-from hf_bert_tasks.ner.inputs import encode_words
+from hf_bert_tasks.modeling.windows import encode_words
 from hf_bert_tasks.ner.metrics import entity_scores
 from hf_bert_tasks.ner.predictor import NerPredictor
 

@@ -16,7 +16,7 @@ from transformers import pipeline
 from conftest import PYTHON, ROOT, WORDS, shared_data_path, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.ner.predictor import NerPredictor
-from hf_bert_tasks.ner.tagging import split_words, tags_to_spans
+from hf_bert_tasks.modeling.tagging import split_words, tags_to_spans
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 LONG_TEXT = " ".join(WORDS[i * 7 % len(WORDS)] for i in range(400)) + " 明朝建立于1368年，开国皇帝是朱元璋。"

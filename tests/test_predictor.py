@@ -8,7 +8,7 @@ import torch
 from conftest import WORDS, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.ner.predictor import NerPredictor
-from hf_bert_tasks.ner.tagging import split_words
+from hf_bert_tasks.modeling.tagging import split_words
 
 LABELS = ["O", "B-LOC", "I-LOC", "B-PER", "I-PER"]
 

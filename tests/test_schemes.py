@@ -7,7 +7,7 @@ import pytest
 import torch
 
 from hf_bert_tasks.modeling.schemes import allowed_transitions, normalize_scheme
-from hf_bert_tasks.ner.tagging import tags_to_spans
+from hf_bert_tasks.modeling.tagging import tags_to_spans
 
 
 def test_normalize_scheme():
@@ -138,7 +138,7 @@ def test_unknown_scheme():
 
 def test_one_scheme_table_for_crf_and_tagging():
     """The CRF's constraints and the data's tag validation read the same table: same schemes, same aliases."""
-    from hf_bert_tasks.ner.tagging import SCHEMES, label_list, normalize_scheme as tagging_normalize
+    from hf_bert_tasks.modeling.tagging import SCHEMES, label_list, normalize_scheme as tagging_normalize
 
     assert tagging_normalize is normalize_scheme
     for scheme in SCHEMES:

@@ -1,4 +1,4 @@
-"""Tests for hf_bert_tasks.ner.tagging against brute-force oracles written independently of the module."""
+"""Tests for hf_bert_tasks.modeling.tagging against brute-force oracles written independently of the module."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import unicodedata
 
 import pytest
 
-from hf_bert_tasks.ner.tagging import (
+from hf_bert_tasks.modeling.tagging import (
     SCHEMES,
     InvalidTagSequenceError,
     Span,

@@ -147,14 +147,6 @@ def test_context_stays_inside_the_document_and_carries_no_labels():
     assert len(context["input_ids"][one_sentence_document]) == 3
 
 
-def test_the_ner_task_reexports_the_windows_under_its_role_name():
-    from hf_bert_tasks.modeling import windows
-    from hf_bert_tasks.ner import inputs
-
-    for name in inputs.__all__:
-        assert getattr(inputs, name) is getattr(windows, name)
-
-
 def test_a_stride_as_long_as_the_window_is_refused_with_the_limit():
     """It was clamped to the window less one piece: windows advanced a piece at a time (20x slower), silently."""
     tokenizer = tiny_tokenizer()

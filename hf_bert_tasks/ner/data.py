@@ -20,7 +20,7 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
 ``cluener``
     CLUENER 2020 JSON lines, ``{"text": ..., "label": {type: {mention: [[start, end], ...]}}}`` with ``end``
     inclusive. Tokens are the characters of ``text`` (whitespace characters included, so offsets stay valid); tags
-    are BIO (other schemes through :func:`hf_bert_tasks.ner.tagging.convert_tags`). A span that does not read as its
+    are BIO (other schemes through :func:`hf_bert_tasks.modeling.tagging.convert_tags`). A span that does not read as its
     mention, or two overlapping spans (nested entities cannot be written as one tag sequence), is an error. A
     record without ``"label"`` (the unlabelled test set) is all ``O``. Records are independent snippets, so each is
     its own document, ``"<file stem>-<n>"``.
@@ -566,7 +566,7 @@ def _convert_sentences(
     :class:`NerDataWarning`."""
     # Imported here: tagging is a sibling module (it imports torch through the scheme table) that readers without
     # conversion do not need.
-    from .tagging import convert_tags, normalize_scheme, repair_tags, tag_problems
+    from ..modeling.tagging import convert_tags, normalize_scheme, repair_tags, tag_problems
 
     source, target = normalize_scheme(source), normalize_scheme(target)  # a bad name is the caller's error
     invalid = []

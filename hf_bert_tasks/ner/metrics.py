@@ -5,7 +5,7 @@ from collections.abc import Sequence
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-from .tagging import convert_tags
+from ..modeling.tagging import convert_tags
 
 
 def entity_scores(references: Sequence[Sequence[str]], predictions: Sequence[Sequence[str]], scheme: str) -> dict:

@@ -23,7 +23,7 @@ from ..files import load_tokenizer
 from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences
 from ..modeling.texts import check_texts
 from ..modeling.windows import entities_of_words
-from .tagging import split_words
+from ..modeling.tagging import split_words
 
 
 class NerPredictor:
