@@ -105,7 +105,9 @@ NER_CARD = TaskCard("token-classification", "Named Entity Recognition", "NER", M
 # The transformers heads of the classify and qa recipes, by architecture suffix; anything else is an NER model.
 TASK_CARDS = {
     "ForSequenceClassification": TaskCard("text-classification", "Text Classification", "Text Classification",
-                                          (("accuracy", "Accuracy"), ("macro_f1", "Macro F1")), "accuracy", "",
+                                          (("accuracy", "Accuracy"), ("f1", "F1 (positive class)"),
+                                           ("macro_f1", "Macro F1"), ("matthews_correlation", "Matthews correlation")),
+                                          "accuracy", "",
                                           MODEL_CARDS / "classification.md"),
     "ForQuestionAnswering": TaskCard("question-answering", "Question Answering", "Question Answering",
                                      (("exact_match", "Exact match"), ("f1", "F1")), "exact_match", "",
@@ -304,7 +306,8 @@ def render_model_card(
     Args:
         model_dir: the saved model (its config.json gives labels, scheme and architecture).
         results: the recipe's `all_results.json` (NER: `eval_precision`, `eval_recall`, `eval_f1`, `test_*`, and per
-            type `eval_PER_f1`, ...; classification: `eval_accuracy`, `eval_macro_f1`; QA: `eval_exact_match`,
+            type `eval_PER_f1`, ...; classification: `eval_accuracy`, `eval_f1` (two classes), `eval_macro_f1`,
+            `eval_matthews_correlation`; QA: `eval_exact_match`,
             `eval_f1`); None or {} for a card without scores.
         repo_id: the Hub id used in the usage snippets (default: `ORG/` + the folder name).
         base_model: the encoder's Hub id; default: the encoder config's `_name_or_path` if it is a Hub id. A local

@@ -12,9 +12,13 @@
         --output_dir out/cnews-predictions
 
 Every option is a flag (`--help`); a single JSON file of options works too. Formats, long-document handling and
-metrics are explained in `hf_bert_tasks/classification/` (data.py, inputs.py, metrics.py). `all_results.json` holds `eval_accuracy`,
-`eval_macro_f1`, `eval_weighted_f1` (and `test_*` with a labelled `--test_file`); the per-class report and confusion
-matrix go to `{eval,test}_classification_report.json` and `{eval,test}_confusion_matrix.png`; `--do_predict` writes
+metrics are explained in `hf_bert_tasks/classification/` (data.py, inputs.py, metrics.py). `all_results.json` holds
+`eval_accuracy`, `eval_macro_f1`, `eval_weighted_f1`, `eval_matthews_correlation` and, for two classes, `eval_f1`
+(the F1 of label id 1, GLUE's MRPC/QQP score), and `test_*` with a labelled `--test_file`; with the `[UNK]` share
+it and `data_results.json` hold what the window length cut (`train_truncated_texts`, `_share`, `_tokens`; `eval_*`,
+`test_*`; a warning above 5%). Sentence pairs (`--text_pair_column`) are cut as BERT's `run_classifier.py` cuts
+them, never when they fit. The per-class report and confusion matrix go to
+`{eval,test}_classification_report.json` and `{eval,test}_confusion_matrix.png`; `--do_predict` writes
 `test_predictions.tsv` (or `.jsonl`) with every label's probability. Scores are per text (window logits averaged per
 text with `--long_text windows`); the Trainer's `*_samples_per_second` and `eval_loss` count windows.
 `--lora` trains LoRA adapters in the encoder and the task layer in full, and saves an ordinary model with them
@@ -46,6 +50,7 @@ from hf_bert_tasks.classification.inputs import (
 )
 from hf_bert_tasks.classification.metrics import (
     classification_scores,
+    summary_scores,
     write_classification_report,
 )
 from hf_bert_tasks.classification.predictor import (
@@ -160,8 +165,10 @@ def main():
                                   head_tokens=data_args.head_tokens)
     threshold = resolve_threshold(config if trained else None, data_args.threshold)
     checks.check_max_seq_length(settings["max_seq_length"], config)
-    # Saved with the model, so that the predictor (TextClassifier) cuts long texts as in training.
-    saved = {**settings, "classification_threshold": threshold}
+    # Saved with the model, so that the predictor (TextClassifier) cuts long texts as in training and the Space asks
+    # for the second text of a pair model.
+    sentence_pairs = any("text_pair" in dataset.column_names for dataset in raw.values())
+    saved = {**settings, "classification_threshold": threshold, "sentence_pairs": sentence_pairs}
     for key in SAVED_SETTINGS:
         setattr(model.config, key, saved[key])
 
@@ -189,7 +196,7 @@ def main():
             predicted = predicted_label_ids(pooled_logits(split, prediction.predictions), multi_label, threshold)
             scores = classification_scores(gold_label_ids(raw[split], multi_label), predicted, labels, multi_label)
             reports[split] = scores
-            return {key: scores[key] for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1") if key in scores}
+            return summary_scores(scores)
 
         return compute_metrics
 

@@ -239,7 +239,7 @@ def build_classification(distillation, data_args, training_args, student, tokeni
         load_classification_dataset,
     )
     from hf_bert_tasks.classification.inputs import encode_dataset, long_text_settings
-    from hf_bert_tasks.classification.metrics import classification_scores
+    from hf_bert_tasks.classification.metrics import classification_scores, summary_scores
     from hf_bert_tasks.classification.predictor import (
         pool_window_logits,
         predicted_label_ids,
@@ -286,7 +286,7 @@ def build_classification(distillation, data_args, training_args, student, tokeni
             logits = pool_window_logits(prediction.predictions, example_index[split], len(raw[split]))
             scores = classification_scores(gold_label_ids(raw[split], multi_label),
                                            predicted_label_ids(logits, multi_label, threshold), labels, multi_label)
-            return {key: scores[key] for key in ("accuracy", "macro_f1", "weighted_f1", "micro_f1") if key in scores}
+            return summary_scores(scores)
 
         return compute_metrics
 

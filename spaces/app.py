@@ -11,7 +11,8 @@ Decisions:
   predictions and `python -m hf_bert_tasks.predictor`, so what the Space shows is what users of the package get:
   `ner.predictor.NerPredictor` (words split the same way, windows over long text, CRF decoding, scores),
   `classification.predictor.TextClassifier` (long text as the model was trained: truncation, head + tail or
-  windows whose logits are averaged, from the model's config), `qa.predictor.QuestionAnswerer` (windows over long
+  windows whose logits are averaged, from the model's config; a model trained on sentence pairs gets a second text
+  box, and a pair is cut by the rule of training), `qa.predictor.QuestionAnswerer` (windows over long
   contexts, the exact n-best search, the no-answer threshold of a 2.0-style model). `push_space` uploads those
   modules beside this file, so the Space's `requirements.txt` lists only their dependencies.
 - **The model loads once**, at start-up, and is shared by all requests (inference only reads it).
@@ -35,7 +36,8 @@ Decisions:
   which Spaces set, and 127.0.0.1:7860 on a laptop.
 
 The endpoints (for `gradio_client`): `/tag_entities` (text -> highlight, table, status), `/classify` (text ->
-probabilities, status), `/answer` (question, context -> highlight, answer, status).
+probabilities, status; a model trained on sentence pairs takes text, second text), `/answer` (question, context ->
+highlight, answer, status).
 """
 
 import logging
@@ -68,6 +70,7 @@ ENGLISH_EXAMPLE = "Angela Weber, chief executive of Northwind Bank, flew from Du
 EXAMPLES = {
     "ner": [CHINESE_EXAMPLE, ENGLISH_EXAMPLE],
     "classification": ["The team won the cup final on Monday.", CHINESE_EXAMPLE],
+    "sentence_pairs": [["The team won the cup final on Monday.", "On Monday the team won the final."]],
     "qa": [["Who flew to Toronto?", ENGLISH_EXAMPLE], ["开国皇帝是谁？", CHINESE_EXAMPLE]],
 }
 TABLE_HEADERS = ["type", "text", "start", "end", "score"]
@@ -212,44 +215,59 @@ def long_text_note(classifier: TextClassifier) -> str:
     return f"Longer texts are truncated to one {window} input, as the model was trained."
 
 
-def classify_text(classifier: TextClassifier, text: str, limit: int):
-    """The classifier's record for `text` as (label -> probability, status line)."""
+def classify_text(classifier: TextClassifier, text: str, limit: int, text_pair: str | None = None):
+    """The classifier's record for `text` (and `text_pair`, for a model trained on sentence pairs) as
+    (label -> probability, status line)."""
     problem = input_problem(text, limit, "Enter some text to classify (the box is empty).")
+    if problem is None and classifier.sentence_pairs:
+        problem = input_problem(text_pair, limit, "Enter the second text of the pair (the box is empty).",
+                                "second text")
     if problem is not None:
         return None, problem
+    text_pair = text_pair if classifier.sentence_pairs else None
     began = time.perf_counter()
-    record = classifier(text)
+    record = classifier(text, text_pair)
     seconds = time.perf_counter() - began
     if classifier.multi_label:
         chosen = ", ".join(f"{label} ({score:.2f})" for label, score in zip(record["label"], record["score"]))
         decision = (f"Labels: {chosen}" if chosen else "No label") + f" (threshold {classifier.threshold:g})"
     else:
         decision = f"Label: {record['label']} ({record['score']:.2f})"
-    return record["probabilities"], f"{decision}; {len(text):,} characters ({seconds:.2f} s)."
+    size = f"{len(text):,}" + (f" + {len(text_pair):,}" if text_pair is not None else "")
+    return record["probabilities"], f"{decision}; {size} characters ({seconds:.2f} s)."
 
 
 def build_classification_page(model_id: str, loaded: LoadedModel, limit: int) -> None:
     classifier = loaded.predictor
+    pairs = classifier is not None and classifier.sentence_pairs
     about = ""
     if classifier is not None:
         kind = "multi-label (independent probabilities)" if classifier.multi_label else "one label per text"
         about = f" Labels: {', '.join(classifier.labels)}; {kind}. {long_text_note(classifier)}"
+    if pairs:
+        about += (" The model reads sentence pairs: a pair longer than the window loses tokens from the end of the "
+                  "longer text, as in training.")
     gr.Markdown(f"Model: `{model_id}`. Paste text, up to {limit:,} characters.{about}")
-    text = gr.Textbox(label="Text", lines=6, max_lines=20, elem_id="cls-text",
+    text = gr.Textbox(label="First text" if pairs else "Text", lines=6, max_lines=20, elem_id="cls-text",
                       placeholder="The team won the cup final on Monday.")
+    inputs = [text]
+    if pairs:
+        inputs.append(gr.Textbox(label="Second text", lines=3, max_lines=20, elem_id="cls-pair",
+                                 placeholder="On Monday the team won the final."))
     submit = gr.Button("Classify", variant="primary", elem_id="cls-submit")
     status = gr.Markdown(elem_id="cls-status")
     label = gr.Label(label="Probabilities", elem_id="cls-label")
 
-    def classify(text: str):
+    def classify(text: str, text_pair: str | None = None):
         if loaded.error:
             return None, loaded.error
-        return classify_text(classifier, text, limit)
+        return classify_text(classifier, text, limit, text_pair)
 
     outputs = [label, status]
-    submit.click(classify, inputs=text, outputs=outputs, api_name="classify")
-    gr.Examples(examples=[[example] for example in EXAMPLES["classification"]], inputs=text, outputs=outputs,
-                fn=classify, run_on_click=True, cache_examples=False, elem_id="cls-examples")
+    submit.click(classify, inputs=inputs, outputs=outputs, api_name="classify")
+    examples = EXAMPLES["sentence_pairs"] if pairs else [[example] for example in EXAMPLES["classification"]]
+    gr.Examples(examples=examples, inputs=inputs, outputs=outputs, fn=classify, run_on_click=True,
+                cache_examples=False, elem_id="cls-examples")
 
 
 # --- question answering ----------------------------------------------------------------------------------------------

@@ -1,11 +1,13 @@
 """Classification scores (hf_bert_tasks/classification/metrics.py) against scikit-learn, and the confusion-matrix
 PNG."""
 
+import math
+
 import numpy as np
 import pytest
 from sklearn import metrics as skm
 
-from hf_bert_tasks.classification.metrics import classification_scores, plot_confusion_matrix
+from hf_bert_tasks.classification.metrics import classification_scores, plot_confusion_matrix, summary_scores
 
 
 def test_single_label_scores_match_scikit_learn():
@@ -40,6 +42,41 @@ def test_multi_label_scores_match_scikit_learn():
     assert scores["micro_f1"] == pytest.approx(skm.f1_score(gold, predicted, average="micro"))
     assert scores["confusion_matrix"] == skm.multilabel_confusion_matrix(gold, predicted).tolist()
     assert scores["per_class"]["y"]["recall"] == pytest.approx(skm.recall_score(gold[:, 2], predicted[:, 2]))
+
+
+def test_two_class_f1_is_the_positive_class_and_mcc_matches_scikit_learn():
+    """GLUE's scores: F1 of label id 1 (MRPC, QQP) and Matthews correlation (CoLA), by hand and against
+    scikit-learn."""
+    gold = [1, 1, 1, 0, 0, 0, 0, 1]
+    predicted = [1, 1, 0, 0, 1, 0, 0, 0]  # TP 2, FN 2, FP 1, TN 3
+    scores = classification_scores(gold, predicted, ["not_equivalent", "equivalent"])
+    assert scores["f1"] == pytest.approx(2 * (2 / 3) * (1 / 2) / (2 / 3 + 1 / 2)) == pytest.approx(4 / 7)
+    assert scores["matthews_correlation"] == pytest.approx((2 * 3 - 1 * 2) / math.sqrt(3 * 4 * 4 * 5))
+    assert scores["f1"] != pytest.approx(scores["macro_f1"])  # not an average over the two classes
+    rng = np.random.default_rng(7)
+    gold = rng.integers(0, 2, size=300)
+    predicted = np.where(rng.random(300) < 0.7, gold, 1 - gold)
+    scores = classification_scores(gold, predicted, ["0", "1"])
+    assert scores["f1"] == pytest.approx(skm.f1_score(gold, predicted, average="binary", pos_label=1))
+    assert scores["matthews_correlation"] == pytest.approx(skm.matthews_corrcoef(gold, predicted))
+    assert summary_scores(scores) == {key: scores[key] for key in ("accuracy", "f1", "macro_f1", "weighted_f1",
+                                                                   "matthews_correlation")}
+    # One class predicted for everything: the correlation is 0, as scikit-learn says.
+    constant = classification_scores(gold, np.zeros_like(gold), ["0", "1"])
+    assert constant["matthews_correlation"] == skm.matthews_corrcoef(gold, np.zeros_like(gold)) == 0.0
+    assert constant["f1"] == 0.0
+
+
+def test_more_classes_have_mcc_but_no_binary_f1_and_multi_label_neither():
+    rng = np.random.default_rng(11)
+    gold = rng.integers(0, 4, size=250)
+    predicted = np.where(rng.random(250) < 0.5, gold, rng.integers(0, 4, size=250))
+    scores = classification_scores(gold, predicted, ["a", "b", "c", "d"])
+    assert scores["matthews_correlation"] == pytest.approx(skm.matthews_corrcoef(gold, predicted))
+    assert "f1" not in scores
+    multi = classification_scores([[1, 0], [0, 1]], [[1, 0], [1, 1]], ["x", "y"], multi_label=True)
+    assert "f1" not in multi and "matthews_correlation" not in multi
+    assert set(summary_scores(multi)) == {"accuracy", "macro_f1", "weighted_f1", "micro_f1"}
 
 
 def test_scores_reject_mismatched_input():

@@ -67,9 +67,9 @@ def test_recipe_scores_match_the_predictor(windows_run):
     config = json.loads((windows_run / "config.json").read_text())
     assert config["id2label"] == {"0": "business", "1": "politics", "2": "sports"}
     assert (config["long_text"], config["max_seq_length"], config["stride"]) == ("windows", 12, 4)
-    assert config["problem_type"] == "single_label_classification"
+    assert config["problem_type"] == "single_label_classification" and config["sentence_pairs"] is False
     dev = read_classification_file(NEWS_DEV)
-    records = classify_texts(str(windows_run), dev["text"])
+    records = classify_texts(str(windows_run), list(dev["text"]))
     names = label_names_of(dev)
     gold = [names[i] for i in dev["label"]]
     accuracy = np.mean([r["label"] == g for r, g in zip(records, gold)])
@@ -121,7 +121,7 @@ def test_recipe_sentence_pairs_head_tail(tiny_encoder_dir, tmp_path):
                "--do_predict", "--predictions_format", "jsonl")
     config = json.loads((out / "config.json").read_text())
     assert list(config["label2id"]) == ["contradiction", "entailment", "neutral"]
-    assert (config["long_text"], config["head_tokens"]) == ("head_tail", 2)
+    assert (config["long_text"], config["head_tokens"]) == ("head_tail", 2) and config["sentence_pairs"] is True
     lines = [json.loads(line) for line in (out / "test_predictions.jsonl").read_text().strip().split("\n")]
     assert [x["text_pair"] for x in lines][:2] == ["the team won", "the bank is new"]
     expected = classify_texts(str(out), [x["text"] for x in lines], [x["text_pair"] for x in lines])
@@ -141,6 +141,28 @@ def test_recipe_sentence_pairs_head_tail(tiny_encoder_dir, tmp_path):
     for prefix in ("train", "eval", "test"):
         for key, value in expected.items():
             assert results[f"{prefix}_truncated_{key}"] == saved[f"{prefix}_truncated_{key}"] == pytest.approx(value)
+
+
+def test_recipe_sentence_pairs_report_glue_scores(tiny_encoder_dir, tmp_path):
+    """MRPC's file layout: two-class pairs get `eval_f1` (of label id 1) and Matthews correlation beside accuracy,
+    equal to scikit-learn's on the predictor's labels."""
+    out = tmp_path / "paraphrase"
+    data = FIXTURES / "classify_paraphrase.tsv"
+    run_recipe(*common_args(tiny_encoder_dir, out, epochs=3), "--train_file", data, "--validation_file", data,
+               "--test_file", data, "--text_column", "#1 String", "--text_pair_column", "#2 String",
+               "--label_column", "Quality", "--learning_rate", 1e-3, "--do_train", "--do_eval", "--do_predict")
+    results = json.loads((out / "all_results.json").read_text())
+    rows = load_classification_dataset(data, text_column="#1 String", text_pair_column="#2 String",
+                                       label_column="Quality")["train"]
+    assert label_names_of(rows) == ["0", "1"]
+    records = classify_texts(str(out), list(rows["text"]), list(rows["text_pair"]))
+    predicted = [int(r["label"]) for r in records]
+    for prefix in ("eval", "test"):
+        assert results[f"{prefix}_f1"] == pytest.approx(skm.f1_score(rows["label"], predicted, pos_label=1))
+        assert results[f"{prefix}_matthews_correlation"] == pytest.approx(skm.matthews_corrcoef(rows["label"],
+                                                                                                 predicted))
+        assert results[f"{prefix}_accuracy"] == pytest.approx(skm.accuracy_score(rows["label"], predicted))
+    assert results["train_truncated_texts"] == 0  # every pair fits in 128 tokens
 
 
 def test_recipe_multi_label(tiny_encoder_dir, tmp_path):

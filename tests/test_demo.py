@@ -10,6 +10,7 @@ package (not `playwright install`); it is skipped, saying which is missing, with
 """
 
 import importlib.util
+import json
 import os
 import re
 import shutil
@@ -338,6 +339,32 @@ def test_model_of_another_task_is_named_and_a_broken_classifier_keeps_its_page(a
     banner, (value, status) = banner_and_status(app.build_demo(str(broken)), "/classify", SPORTS)
     assert banner["value"].startswith(f"**The model `{broken}` could not be loaded.**")
     assert not value and status == banner["value"]  # no probabilities ({}: gr.Label's empty value)
+
+
+def test_a_sentence_pair_model_gets_a_second_text_box(app, classifier_dir, tmp_path, monkeypatch):
+    """A classifier whose config records `sentence_pairs` (as the recipe does for pair data): the page asks for both
+    texts, `/classify` takes both, and the answer is TextClassifier's for the pair."""
+    monkeypatch.delenv("MAX_INPUT_CHARS", raising=False)
+    pairs = tmp_path / "pair-classifier"
+    shutil.copytree(classifier_dir, pairs)
+    config = json.loads((pairs / "config.json").read_text())
+    (pairs / "config.json").write_text(json.dumps({**config, "sentence_pairs": True}))
+    classifier = TextClassifier.from_pretrained(str(pairs))
+    assert classifier.sentence_pairs and not TextClassifier.from_pretrained(str(classifier_dir)).sentence_pairs
+    first, second = SPORTS, " ".join([POLITICS] * 3)
+    expected = classifier(first, second)
+    assert expected["probabilities"] != pytest.approx(classifier(first)["probabilities"])  # the pair is read
+    demo = app.build_demo(str(pairs))
+    assert {"cls-text", "cls-pair"} <= element_ids(demo)
+    banner, (value, status) = banner_and_status(demo, "/classify", first, second)
+    assert banner["visible"] is False
+    assert {c["label"]: c["confidence"] for c in value["confidences"]} == pytest.approx(expected["probabilities"],
+                                                                                        abs=1e-6)
+    assert status.startswith(f"Label: {expected['label']} ({expected['score']:.2f}); "
+                             f"{len(first):,} + {len(second):,} characters")
+    assert app.classify_text(classifier, first, 1000, "  ") == (
+        None, "Enter the second text of the pair (the box is empty).")
+    assert "cls-pair" not in element_ids(app.build_demo(str(classifier_dir)))
 
 
 def test_bad_max_input_chars_is_named(app, monkeypatch):

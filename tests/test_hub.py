@@ -295,6 +295,33 @@ def test_card_of_a_softmax_model_and_a_broken_template(tmp_path):
         render_model_card(tmp_path / "softmax", RESULTS_A, repo_id="alice/softmax-ner", template=template)
 
 
+def test_card_of_a_sentence_pair_classifier_carries_glue_scores(tmp_path):
+    """Two classes: the model-index carries accuracy, the F1 of the positive class (label id 1, named in the card),
+    macro F1 and Matthews correlation for each split; a multi-class card has no positive-class F1."""
+    from transformers import BertForSequenceClassification
+
+    labels = ["not_equivalent", "equivalent"]
+    config = tiny_bert_config(num_labels=2, id2label=dict(enumerate(labels)),
+                              label2id={label: i for i, label in enumerate(labels)})
+    BertForSequenceClassification(config).save_pretrained(tmp_path / "mrpc")
+    results = {f"{prefix}_{metric}": value for prefix, offset in (("eval", 0.0), ("test", -0.02))
+               for metric, value in (("accuracy", 0.789 + offset), ("f1", 0.851 + offset),
+                                     ("macro_f1", 0.741 + offset), ("weighted_f1", 0.777 + offset),
+                                     ("matthews_correlation", 0.482 + offset))}
+    card = ModelCard(render_model_card(tmp_path / "mrpc", results, repo_id="alice/mrpc", datasets="nyu-mll/glue"))
+    _, read_back = model_index_to_eval_results(card.data.to_dict()["model-index"])
+    scores = {(r.dataset_split, r.metric_type): r.metric_value for r in read_back}
+    assert scores == {(split, metric): results[f"{prefix}_{metric}"]
+                      for prefix, split in (("eval", "validation"), ("test", "test"))
+                      for metric in ("accuracy", "f1", "macro_f1", "matthews_correlation")}
+    assert "positive class, `equivalent` (label id 1)" in card.text
+    assert "| validation | F1 (positive class) | 0.8510 |" in card.text
+    three = save_classifier(tmp_path / "three")
+    multi_class = {k: v for k, v in results.items() if not k.endswith("_f1") or "macro" in k or "weighted" in k}
+    text = render_model_card(three, multi_class, repo_id="alice/three")
+    assert "positive class" not in text and "| validation | Matthews correlation | 0.4820 |" in text
+
+
 # --- bad input: a clear error and not one request ---------------------------------------------------------------------
 @pytest.fixture
 def model_dir(tmp_path):

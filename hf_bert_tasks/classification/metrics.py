@@ -1,11 +1,25 @@
 """Classification scores and their report.
 
-
 Metrics (:func:`classification_scores`, plain numpy, offline): accuracy (exact match of the label set for
 multi-label), per-class precision/recall/F1/support, macro averages over the classes that occur in the gold labels or
 the predictions (as scikit-learn does when it is not given ``labels``), support-weighted F1, micro F1 for
 multi-label, and the confusion matrix (rows gold, columns predicted; per label ``[[TN, FP], [FN, TP]]`` for
-multi-label). :func:`write_classification_report` writes them as JSON and the matrix as a PNG (matplotlib, the
+multi-label). GLUE's scores beside them:
+
+``f1``
+    two-class single-label tasks only: the F1 of the positive class, label id 1 (the second label of the sorted
+    label list, or of a Hub data set's ``ClassLabel``: ``1``/``equivalent`` in MRPC, ``1``/``duplicate`` in QQP),
+    what GLUE reports for MRPC and QQP (scikit-learn's ``f1_score(average="binary")``). Absent for more classes and
+    for multi-label, so ``f1`` never means an average: those use ``macro_f1`` (and ``weighted_f1``, ``micro_f1``).
+``matthews_correlation``
+    every single-label task: Matthews correlation (CoLA's score, under the name transformers' ``run_glue.py`` and
+    the Hub give it; for more than two classes its multi-class form,
+    scikit-learn's ``matthews_corrcoef``), 0 when a row or column of the confusion matrix is all there is. Absent for
+    multi-label.
+
+The recipe writes :data:`SUMMARY_METRICS` to ``all_results.json`` (``eval_accuracy``, ``eval_f1``, ...; the model
+card's ``model-index`` carries them); :func:`write_classification_report` writes all the scores as JSON and the
+matrix as a PNG (matplotlib, the ``plots`` extra).
 """
 
 from __future__ import annotations
@@ -19,6 +33,9 @@ import numpy as np
 
 from ..files import PathLike
 
+# What the recipe reports per split (those a task has; see the module docstring).
+SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "weighted_f1", "micro_f1", "matthews_correlation")
+
 # ---------------------------------------------------------------------------------------------------------------
 # Metrics
 
@@ -28,7 +45,8 @@ def _ratio(numerator: float, denominator: float) -> float:
 
 
 def classification_scores(gold, predicted, labels: Sequence[str], multi_label: bool = False) -> dict:
-    """Accuracy, macro and weighted F1, per-class scores and the confusion matrix.
+    """Accuracy, macro and weighted F1, GLUE's positive-class F1 and Matthews correlation, per-class scores and the
+    confusion matrix.
 
     ``gold``/``predicted``: label ids ``(N,)``, or multi-hot ``(N, L)`` for multi-label. Per class,
     ``precision = TP / (TP + FP)``, ``recall = TP / (TP + FN)``, ``f1`` their harmonic mean, each 0 where its
@@ -36,7 +54,8 @@ def classification_scores(gold, predicted, labels: Sequence[str], multi_label: b
     weighs each class by its support. Single-label: ``accuracy`` is the share of correct predictions and
     ``confusion_matrix[g][p]`` counts examples of gold class g predicted as p. Multi-label: ``accuracy`` is the share
     of examples whose label set is exactly right, ``micro_f1`` pools TP/FP/FN over labels, and
-    ``confusion_matrix[c]`` is ``[[TN, FP], [FN, TP]]`` of label c.
+    ``confusion_matrix[c]`` is ``[[TN, FP], [FN, TP]]`` of label c. ``f1`` (two classes: the F1 of label id 1) and
+    ``matthews_correlation`` (:func:`matthews_correlation`) only for single-label (module docstring).
     """
     labels = list(labels)
     num_labels = len(labels)
@@ -81,8 +100,28 @@ def classification_scores(gold, predicted, labels: Sequence[str], multi_label: b
     }
     if multi_label:
         scores["micro_f1"] = _ratio(2 * tp.sum(), 2 * tp.sum() + fp.sum() + fn.sum())
+    else:
+        if num_labels == 2:
+            scores["f1"] = per_class[labels[1]]["f1"]
+        scores["matthews_correlation"] = matthews_correlation(confusion)
     scores.update(num_examples=int(len(gold)), labels=labels, per_class=per_class, confusion_matrix=matrix)
     return scores
+
+
+def matthews_correlation(confusion) -> float:
+    """Matthews correlation of an ``(L, L)`` confusion matrix (rows gold): ``(c * s - p . t) / sqrt((s^2 - p . p)
+    (s^2 - t . t))`` with ``c`` the correct count, ``s`` the total, ``p``/``t`` the predicted/gold counts per class
+    (Gorodkin's multi-class form; the binary formula for two classes); 0 when the denominator is."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    gold, predicted = confusion.sum(1), confusion.sum(0)
+    correct, total = np.trace(confusion), confusion.sum()
+    denominator = np.sqrt((total**2 - predicted @ predicted) * (total**2 - gold @ gold))
+    return _ratio(correct * total - predicted @ gold, denominator)
+
+
+def summary_scores(scores: dict) -> dict:
+    """The :data:`SUMMARY_METRICS` that :func:`classification_scores` gave (the recipe's ``all_results.json``)."""
+    return {key: scores[key] for key in SUMMARY_METRICS if key in scores}
 
 
 def _font_for(texts: Sequence[str]) -> str | None:

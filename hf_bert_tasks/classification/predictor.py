@@ -27,7 +27,7 @@ from .inputs import DEFAULT_LONG_TEXT, encode_texts, long_text_settings
 
 DEFAULT_THRESHOLD = 0.5
 # What the recipe stores in a trained classifier's config.json, so that TextClassifier predicts as training did.
-SAVED_SETTINGS = (*DEFAULT_LONG_TEXT, "classification_threshold")
+SAVED_SETTINGS = (*DEFAULT_LONG_TEXT, "classification_threshold", "sentence_pairs")
 
 # ---------------------------------------------------------------------------------------------------------------
 # Pooling and decisions
@@ -173,7 +173,10 @@ class TextClassifier:
 
     Long-text settings (``long_text``, ``max_length``, ``stride``, ``head_tokens``) and the multi-label
     ``threshold`` default to what the model's config records (the recipe stores what it trained with), else to
-    truncation at 128 tokens and 0.5. Calling returns one ``{label, score, probabilities}`` per text.
+    truncation at 128 tokens and 0.5. Calling returns one ``{label, score, probabilities}`` per text (or pair:
+    ``text_pairs``, cut by the rule of :func:`~.inputs.pair_tokens_kept`, as in training). ``sentence_pairs`` says
+    whether the model was trained on pairs (the recipe records it), so that a caller such as the Space asks for the
+    second text.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, long_text: str | None = None,
@@ -189,6 +192,7 @@ class TextClassifier:
         self.stride, self.head_tokens = settings["stride"], settings["head_tokens"]
         self.multi_label = config.problem_type == "multi_label_classification"
         self.threshold = resolve_threshold(config, threshold)
+        self.sentence_pairs = bool(getattr(config, "sentence_pairs", False))
         self.labels = [config.id2label[i] for i in range(config.num_labels)]
 
     @classmethod
