@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import textwrap
 from pathlib import Path
 
@@ -210,6 +211,21 @@ def test_long_text_is_windowed_the_same_at_every_batch_size(ner):
     one = ner(LONG_TEXT, batch_size=1)
     assert len(one) > 20 and one[-1]["end"] > len(LONG_TEXT) - 25  # the end of the text is tagged too
     assert spans(ner(LONG_TEXT, batch_size=7), "entity_group") == spans(one, "entity_group")
+
+
+def test_a_long_texts_windows_are_streamed_not_all_held(ner, monkeypatch):
+    """The first window leaves preprocess before the text's later windows are tokenized, and entities are those of
+    the whole text; memory follows the block of windows in flight, not the text (benchmarks/pipeline_memory.py)."""
+    monkeypatch.setattr(sys.modules[type(ner).__module__], "SORT_BLOCK", 8)  # the copy in the model's folder
+    text = " ".join([LONG_TEXT] * 4)
+    expected = ner(text, aggregation_strategy="simple")
+    windows = ner.preprocess(text)
+    first = next(windows)
+    item = first["item"]
+    assert len(item.word_ids) == 8  # one block tokenized so far
+    rest = list(windows)
+    assert len(item.word_ids) == len(rest) + 1 > 100 and rest[-1]["is_last"]
+    assert spans(ner(text, aggregation_strategy="simple"), "entity_group") == spans(expected, "entity_group")
 
 
 # -- real data: the pipeline without the package against NerPredictor ------------------------------------------------

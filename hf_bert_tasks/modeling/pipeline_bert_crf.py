@@ -50,6 +50,8 @@ text, or one of characters the tokenizer deletes, gives `[]`.
 `predict_words` run here, with several sentences (and their document context) as one input.
 """
 
+import itertools
+from array import array
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
@@ -58,9 +60,10 @@ from transformers.pipelines.base import ChunkPipeline
 
 from .tagging import split_words
 from .texts import check_text, check_texts
-from .windows import encode_words, entities_of_words, merge_windows
+from .windows import entities_of_words, iter_windows, merge_windows
 
 AGGREGATION_STRATEGIES = ("none", "simple", "first", "average", "max")
+SORT_BLOCK = 1024  # windows sorted by length together (batches of similar lengths pad little)
 
 
 @dataclass(frozen=True)
@@ -78,11 +81,12 @@ class _Item:
     """Everything postprocess needs about one input; shared by all its windows."""
 
     sentences: list[list[str]]
-    features: dict
     scheme: str
     strategy: str
     text: str | None = None  # raw-text inputs only
     words: list[tuple[str, int, int]] = field(default_factory=list)  # (word, start, end) of a raw-text input
+    word_ids: list = field(default_factory=list)  # per window (in `iter_windows` order), as `encode_words` gives
+    example_index: list[int] = field(default_factory=list)  # per window: its sentence
 
 
 def decode_emissions(model, logits: torch.Tensor, tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,15 +172,16 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
     # -- the three stages ---------------------------------------------------------------------------------------
 
     def preprocess(self, inputs, is_split_into_words=False, delimiter=" ", **settings):
-        """One input -> its windows, shortest first (so that batches pad little), each a dict of `(1, length)`
-        tensors plus `window` (its index, -1 for the placeholder of an input without words), `item` and `is_last`."""
+        """One input -> its windows (shortest first within blocks of `SORT_BLOCK`, so that batches pad little), each a
+        dict of `(1, length)` tensors plus `window` (its index, -1 for the placeholder of an input without words),
+        `item` and `is_last`."""
         settings = self.window_settings(**settings)
         if isinstance(inputs, WordSequences):
             sentences = [list(s) for s in inputs.sentences]
             for i, sentence in enumerate(sentences):
                 for j, word in enumerate(sentence):
                     check_text(word, f"word {j} of sentence {i}")
-            item = _Item(sentences, {}, settings["scheme"], settings["label_strategy"])
+            item = _Item(sentences, settings["scheme"], settings["label_strategy"])
             document_ids = (list(inputs.document_ids) if inputs.document_ids is not None
                             else list(range(len(sentences))))
         elif is_split_into_words:
@@ -187,33 +192,41 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
                 check_text(word, f"word {i}")
                 words.append((word, start, start + len(word)))
                 start += len(word) + len(delimiter)
-            item = _Item([[w for w, _, _ in words]], {}, settings["scheme"], settings["label_strategy"],
+            item = _Item([[w for w, _, _ in words]], settings["scheme"], settings["label_strategy"],
                          text=delimiter.join(inputs), words=words)
             document_ids = [0]
         else:
             text = check_text(inputs)
             words = split_words(text)
-            item = _Item([[w for w, _, _ in words]], {}, settings["scheme"], settings["label_strategy"],
+            item = _Item([[w for w, _, _ in words]], settings["scheme"], settings["label_strategy"],
                          text=text, words=words)
             document_ids = [0]
-        item.features = features = encode_words(
+        windows = iter_windows(
             self.tokenizer, item.sentences, max_length=settings["max_length"], stride=settings["stride"],
             scheme=item.scheme, strategy=item.strategy, document_ids=document_ids,
             context_window=settings["context_window"],
         )
-        n = len(features["input_ids"])
-        keys = [k for k in ("input_ids", "attention_mask", "token_type_ids", "tag_mask") if k in features]
-        if n == 0:
-            # No words: one placeholder window ([CLS] [SEP], nothing to tag) so that the input still has an output.
-            empty = self.tokenizer("", return_tensors="pt")
-            window = {k: empty[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in empty}
-            window["tag_mask"] = torch.zeros_like(window["input_ids"])
-            yield {**window, "window": -1, "item": item, "is_last": True}
+        # Streamed: windows are tokenized a group at a time and sorted by length within blocks of SORT_BLOCK, so that
+        # a long text's windows are never all held; only their word ids stay for postprocess (4 bytes a token).
+        pending = None
+        while block := list(itertools.islice(windows, SORT_BLOCK)):
+            indexed = []
+            for window in block:
+                indexed.append((len(item.word_ids), window))
+                item.word_ids.append(array("i", window.pop("word_ids")))
+                item.example_index.append(window.pop("example_index"))
+            for i, window in sorted(indexed, key=lambda pair: len(pair[1]["input_ids"])):
+                if pending is not None:
+                    yield {**pending, "is_last": False}
+                pending = {**{k: torch.tensor([v]) for k, v in window.items()}, "window": i, "item": item}
+        if pending is not None:
+            yield {**pending, "is_last": True}
             return
-        order = sorted(range(n), key=lambda i: len(features["input_ids"][i]))
-        for rank, i in enumerate(order):
-            window = {k: torch.tensor([features[k][i]]) for k in keys}
-            yield {**window, "window": i, "item": item, "is_last": rank == n - 1}
+        # No words: one placeholder window ([CLS] [SEP], nothing to tag) so that the input still has an output.
+        empty = self.tokenizer("", return_tensors="pt")
+        window = {k: empty[k] for k in ("input_ids", "attention_mask", "token_type_ids") if k in empty}
+        window["tag_mask"] = torch.zeros_like(window["input_ids"])
+        yield {**window, "window": -1, "item": item, "is_last": True}
 
     def _forward(self, model_inputs):
         """A batch of windows -> tag ids and their probabilities `(batch, length)`; the encoder runs once."""
@@ -228,18 +241,18 @@ class BertCrfTokenClassificationPipeline(ChunkPipeline):
         `WordSequences`, the `(tags, scores)` per word)."""
         item: _Item = all_outputs[0]["item"]
         id2label = self.model.config.id2label
-        n = len(item.features["input_ids"])
+        n = len(item.word_ids)
         piece_tags: list[list] = [[] for _ in range(n)]
-        piece_scores: list[list] = [[] for _ in range(n)]
+        piece_scores: list = [[] for _ in range(n)]
         for output in all_outputs:
             if output["window"] < 0:
                 continue
             real = output["attention_mask"][0].bool()  # the window's own tokens, wherever the padding went
             tags = output["tags"][0][real].tolist()
             piece_tags[output["window"]] = [None if t < 0 else id2label[t] for t in tags]
-            piece_scores[output["window"]] = output["probabilities"][0][real].tolist()
+            piece_scores[output["window"]] = output["probabilities"][0][real].numpy()  # no Python float per piece
         word_tags, word_scores = merge_windows(
-            item.features["word_ids"], item.features["example_index"], piece_tags,
+            item.word_ids, item.example_index, piece_tags,
             [len(s) for s in item.sentences], scheme=item.scheme, strategy=item.strategy, piece_scores=piece_scores,
         )
         if item.text is None:

@@ -17,6 +17,7 @@ word's prediction comes from a window where it has at least about `stride / 2` p
 exact for entities shorter than that; a longer entity crossing a window seam may come back split in two.
 """
 
+import itertools
 from collections.abc import Sequence
 
 from .tagging import Span, align_labels, entities_from_words, spans_to_tags, tags_to_spans, word_tags_from_pieces
@@ -54,6 +55,11 @@ def plan_windows(piece_counts: Sequence[int], max_pieces: int, stride: int) -> l
     return windows
 
 
+# Windows tokenized at once by `iter_windows` (and words counted at once): memory bounded by these, not by the text.
+WINDOW_GROUP = 256
+COUNT_GROUP = 4096
+
+
 def encode_words(
     tokenizer,
     sentences: Sequence[Sequence[str]],
@@ -80,6 +86,24 @@ def encode_words(
     where no label; only with `tags`), `example_index` (the sentence it came from) and `word_ids` (index of the word
     in its sentence, -1 for special and context tokens). Sentences without words produce no window.
     """
+    features: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "tag_mask", "example_index",
+                                                     "word_ids")}
+    if tags is not None:
+        features["labels"] = []
+    for window in iter_windows(tokenizer, sentences, max_length=max_length, stride=stride, scheme=scheme,
+                               strategy=strategy, label2id=label2id, tags=tags, document_ids=document_ids,
+                               context_window=context_window):
+        for key, value in window.items():
+            features.setdefault(key, []).append(value)
+    return features
+
+
+def iter_windows(tokenizer, sentences: Sequence[Sequence[str]], *, max_length: int, stride: int, scheme: str,
+                 strategy: str, label2id: dict[str, int] | None = None, tags: Sequence[Sequence[str]] | None = None,
+                 document_ids: Sequence[str] | None = None, context_window: int = 0):
+    """`encode_words` one window at a time, in the same order: a dict of that window's columns per window. Words
+    are counted `COUNT_GROUP` at a time and windows tokenized `WINDOW_GROUP` at a time, so that a long text's
+    windows are never all held (the pipeline streams them)."""
     if tags is not None and label2id is None:
         raise ValueError("label2id is needed to encode tags")
     if document_ids is not None and len(document_ids) != len(sentences):
@@ -87,52 +111,68 @@ def encode_words(
     specials = tokenizer.num_special_tokens_to_add(False)
     budget = max_length - specials
     check_stride(stride, budget, room_parts=f" (max_length {max_length} - {specials} special tokens)")
-    pieces = tokenizer([list(s) for s in sentences if len(s)], is_split_into_words=True, add_special_tokens=False)
-    counts: list[list[int]] = []
-    nonempty = iter(range(len(pieces["input_ids"])))
-    for words in sentences:
-        counts.append([0] * len(words))
-        if len(words):
-            for word_id in pieces.word_ids(next(nonempty)):
-                counts[-1][word_id] += 1
-    features: dict[str, list] = {key: [] for key in ("input_ids", "attention_mask", "tag_mask", "example_index",
-                                                     "word_ids")}
-    if tags is not None:
-        features["labels"] = []
-    window_words, window_origin = [], []
-    for example_index, words in enumerate(sentences):
-        for start, end in plan_windows(counts[example_index], budget, stride):
-            room = min(context_window, budget - sum(counts[example_index][start:end]))
-            left, right = _context(sentences, counts, document_ids, example_index, start, end, room)
-            window_words.append(left + list(words[start:end]) + right)
-            window_origin.append((example_index, start, end, len(left)))
-    if not window_words:
-        return features
-    encoded = tokenizer(window_words, is_split_into_words=True, truncation=True, max_length=max_length)
-    if "token_type_ids" in encoded:
-        features["token_type_ids"] = encoded["token_type_ids"]
-    features["input_ids"] = encoded["input_ids"]
-    features["attention_mask"] = encoded["attention_mask"]
+    counts = _piece_counts(tokenizer, sentences)
+
+    def planned():
+        for example_index, words in enumerate(sentences):
+            for start, end in plan_windows(counts[example_index], budget, stride):
+                room = min(context_window, budget - sum(counts[example_index][start:end]))
+                left, right = _context(sentences, counts, document_ids, example_index, start, end, room)
+                yield example_index, start, end, left + list(words[start:end]) + right, len(left)
+
     spans = {}
-    for i, (example_index, start, end, left) in enumerate(window_origin):
-        length = end - start
-        # Word ids relative to the window's own words; context words become None like special tokens.
-        local_word_ids = [None if w is None or not left <= w < left + length else w - left for w in encoded.word_ids(i)]
-        if tags is None:
-            local_tags = ["O"] * length
-        else:
-            if example_index not in spans:
-                spans[example_index] = tags_to_spans(tags[example_index], scheme)
-            clipped = [Span(s.type, max(s.start, start) - start, min(s.end, end) - start)
-                       for s in spans[example_index] if s.end > start and s.start < end]
-            local_tags = spans_to_tags(clipped, length, scheme)
-        aligned = align_labels(local_word_ids, local_tags, scheme, strategy)
-        features["tag_mask"].append([int(tag is not None) for tag in aligned])
-        if tags is not None:
-            features["labels"].append([-100 if tag is None else label2id[tag] for tag in aligned])
-        features["example_index"].append(example_index)
-        features["word_ids"].append([-1 if w is None else w + start for w in local_word_ids])
-    return features
+    plan = planned()
+    while chunk := list(itertools.islice(plan, WINDOW_GROUP)):
+        encoded = tokenizer([words for _, _, _, words, _ in chunk], is_split_into_words=True, truncation=True,
+                            max_length=max_length)
+        for i, (example_index, start, end, _, left) in enumerate(chunk):
+            length = end - start
+            # Word ids relative to the window's own words; context words become None like special tokens.
+            local_word_ids = [None if w is None or not left <= w < left + length else w - left
+                              for w in encoded.word_ids(i)]
+            if tags is None:
+                local_tags = ["O"] * length
+            else:
+                if example_index not in spans:
+                    spans[example_index] = tags_to_spans(tags[example_index], scheme)
+                clipped = [Span(s.type, max(s.start, start) - start, min(s.end, end) - start)
+                           for s in spans[example_index] if s.end > start and s.start < end]
+                local_tags = spans_to_tags(clipped, length, scheme)
+            aligned = align_labels(local_word_ids, local_tags, scheme, strategy)
+            window = {key: encoded[key][i] for key in ("input_ids", "attention_mask", "token_type_ids")
+                      if key in encoded}
+            window["tag_mask"] = [int(tag is not None) for tag in aligned]
+            if tags is not None:
+                window["labels"] = [-100 if tag is None else label2id[tag] for tag in aligned]
+            window["example_index"] = example_index
+            window["word_ids"] = [-1 if w is None else w + start for w in local_word_ids]
+            yield window
+
+
+def _piece_counts(tokenizer, sentences: Sequence[Sequence[str]]) -> list[list[int]]:
+    """The number of word pieces of each word, about `COUNT_GROUP` words tokenized at a time (a word's pieces do not
+    depend on its neighbours when the words are given pre-split)."""
+    counts: list[list[int]] = [[0] * len(words) for words in sentences]
+    segments = ((e, start) for e, words in enumerate(sentences) for start in range(0, len(words), COUNT_GROUP))
+
+    def count(batch):
+        pieces = tokenizer([list(sentences[e][start:start + COUNT_GROUP]) for e, start in batch],
+                           is_split_into_words=True, add_special_tokens=False, return_attention_mask=False,
+                           return_token_type_ids=False, verbose=False)
+        for k, (e, start) in enumerate(batch):
+            for word_id in pieces.word_ids(k):
+                counts[e][start + word_id] += 1
+
+    batch, words = [], 0
+    for e, start in segments:
+        batch.append((e, start))
+        words += min(COUNT_GROUP, len(sentences[e]) - start)
+        if words >= COUNT_GROUP:
+            count(batch)
+            batch, words = [], 0
+    if batch:
+        count(batch)
+    return counts
 
 
 def _context(sentences, counts, document_ids, example_index, start, end, room) -> tuple[list[str], list[str]]:
@@ -188,36 +228,40 @@ def merge_windows(
     """Word-level tags (and scores) per sentence from window-level piece predictions.
 
     `word_ids`, `example_index` come from `encode_words`; `piece_tags[i][p]` is the predicted tag of token `p` of
-    window `i` (None where unlabelled); `num_words[e]` the length of sentence `e`. Each word uses the window in which
+    window `i` (None where unlabelled), `piece_scores[i][p]` its score (lists or arrays); `num_words[e]` the length of
+    sentence `e`. Each word uses the window in which
     its first piece is farthest from an edge. The returned tags are valid in `scheme` (repaired, see
     `tagging.word_tags_from_pieces`); a word's score is that of its first piece (0.0 when no scores are given).
     A word without pieces (all its characters deleted by the tokenizer: U+FFFD, private use, ...) is no word to the
     model: the tags are read over the other words, the pieceless word belongs to the entity around it (else `O`) and
     its score is None (`entities_of_words` leaves it out of the entity's mean).
     """
-    # best[e][w] = (distance to the nearest window edge, window, positions of the word's pieces in that window)
-    best: list[dict[int, tuple[int, int, list[int]]]] = [{} for _ in num_words]
+    # Per sentence and word: the window it takes, the position of its first piece there and that piece's distance to
+    # the nearest window edge (-1: no window yet). Flat lists of ints, a few bytes a word, however long the text.
+    best_window = [[-1] * n for n in num_words]
+    best_first = [[-1] * n for n in num_words]
+    best_distance = [[-1] * n for n in num_words]
     for window, (ids, e) in enumerate(zip(word_ids, example_index)):
-        positions: dict[int, list[int]] = {}
+        last, previous = len(ids) - 1, -1
+        windows_e, firsts_e, distances_e = best_window[e], best_first[e], best_distance[e]
         for p, w in enumerate(ids):
-            if w >= 0:
-                positions.setdefault(w, []).append(p)
-        for w, ps in positions.items():
-            distance = min(ps[0], len(ids) - 1 - ps[0])
-            if w not in best[e] or distance > best[e][w][0]:
-                best[e][w] = (distance, window, ps)
+            if w >= 0 and w != previous:  # the first piece of word w in this window (a word's pieces are consecutive)
+                distance = min(p, last - p)
+                if distance > distances_e[w]:
+                    distances_e[w], windows_e[w], firsts_e[w] = distance, window, p
+            previous = w
     all_tags, all_scores = [], []
     for e, n in enumerate(num_words):
-        seen = sorted(best[e])
+        seen = [w for w in range(n) if best_window[e][w] >= 0]
         global_word_ids, global_tags, scores = [], [], [None] * n
-        for w in seen:
-            scores[w] = 0.0
         for k, w in enumerate(seen):
-            _, window, ps = best[e][w]
-            global_word_ids.extend([k] * len(ps))
-            global_tags.extend(piece_tags[window][p] for p in ps)
-            if piece_scores is not None:
-                scores[w] = float(piece_scores[window][ps[0]])
+            window, p = best_window[e][w], best_first[e][w]
+            ids, tags = word_ids[window], piece_tags[window]
+            scores[w] = 0.0 if piece_scores is None else float(piece_scores[window][p])
+            while p < len(ids) and ids[p] == w:
+                global_word_ids.append(k)
+                global_tags.append(tags[p])
+                p += 1
         tags = word_tags_from_pieces(global_word_ids, global_tags, len(seen), scheme, strategy) if seen else []
         if len(seen) < n:
             tags = _spread_over_pieceless(tags, seen, n, scheme)
