@@ -11,7 +11,8 @@ Decisions:
   half-made repo, and each error names what is wrong and how to fix it.
 - **An allow-list of files.** What is pushed is the model and nothing of the training run: config, safetensors
   weights (one file or an index and its shards), the custom code (`*.py`), tokenizer files, the `*_results.json`
-  metrics and the rendered `README.md`. Checkpoints, `trainer_state.json`, `training_args.bin` (a pickle), `runs/`
+  metrics, the rendered `README.md` and the Inference Endpoints handler (`handler.py`, the files it loads,
+  `requirements.txt`; added from the package when the folder lacks them). Checkpoints, `trainer_state.json`, `training_args.bin` (a pickle), `runs/`
   and prediction files stay local; pickle weights (`pytorch_model.bin`) are never pushed. Files of those kinds that
   are on the Hub but no longer in the folder (an old shard, a renamed module) are deleted in the same commit, so the
   repo holds one consistent model; other files on the Hub are left alone.
@@ -78,8 +79,14 @@ PICKLE_WEIGHTS = ("pytorch_model*.bin", "*.pt", "*.pth", "*.ckpt")
 TOKENIZER_FILES = (*TOKENIZER_VOCABULARIES, "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
                    "merges.txt", "chat_template.jinja")
 RESULT_FILES = ("all_results.json", "eval_results.json", "test_results.json", "train_results.json")
+# The Inference Endpoints custom handler (modeling/handler.py) and the modeling files it loads (the shared input
+# checks, the QA decoding), copied next to the weights, and the requirements.txt the endpoint installs: pyproject's
+# ranges (tests/test_endpoint.py compares).
+ENDPOINT_CODE = ("handler.py", "texts.py", "qa_spans.py")
+ENDPOINT_REQUIREMENTS = ("torch>=2.4", "transformers>=5.0")
 # Remote files of the kinds push_model manages: deleted when the pushed folder no longer has them.
-MANAGED_PATTERNS = ["config.json", "*.safetensors", WEIGHTS_INDEX_NAME, "*.py", *TOKENIZER_FILES, *RESULT_FILES]
+MANAGED_PATTERNS = ["config.json", "*.safetensors", WEIGHTS_INDEX_NAME, "*.py", "requirements.txt", *TOKENIZER_FILES,
+                    *RESULT_FILES]
 SPACE_FILES = ("app.py", "requirements.txt", "README.md")  # README.md: the template, rendered on push
 
 SPLIT_NAMES = {"eval": "validation", "test": "test"}
@@ -227,8 +234,33 @@ def model_files(model_dir: Path) -> list[str]:
     files = ["config.json", *weight_files(model_dir), *custom_code_files(model_dir, config, tokenizer_config)]
     files += [p.name for p in sorted(model_dir.glob("*.py")) if p.name not in files]  # other code the author added
     files += tokenizer_files(model_dir)
-    files += [name for name in RESULT_FILES if (model_dir / name).is_file()]
+    files += [name for name in ("requirements.txt", *RESULT_FILES) if (model_dir / name).is_file()]
     return list(dict.fromkeys(files))
+
+
+def endpoint_files() -> dict[str, str]:
+    """The Inference Endpoints files of a model folder, name -> text: `handler.py` (`EndpointHandler`, see
+    `modeling/handler.py`), the files it loads (`texts.py`, `qa_spans.py`) and `requirements.txt`."""
+    code = {name: (Path(__file__).parent / "modeling" / name).read_text(encoding="utf-8") for name in ENDPOINT_CODE}
+    return {**code, "requirements.txt": "\n".join(ENDPOINT_REQUIREMENTS) + "\n"}
+
+
+def write_endpoint_files(model_dir: str | os.PathLike) -> list[str]:
+    """Write `endpoint_files` into a saved model folder of a task the handler serves (NER, classification, QA, by
+    its config's `architectures`), so that it deploys as an Inference Endpoint as it is; a file the folder already has
+    is kept (the user's own handler wins). Returns the names written ([] for an encoder, an adapter, ...)."""
+    model_dir = Path(model_dir)
+    architectures = read_config(model_dir).get("architectures") or []
+    if not any(name.endswith(("ForTokenClassification", "ForSequenceClassification", "ForQuestionAnswering"))
+               for name in architectures) or not any((model_dir / name).is_file()
+                                                      for name in (WEIGHTS_NAME, WEIGHTS_INDEX_NAME)):
+        return []
+    written = []
+    for name, text in endpoint_files().items():
+        if not (model_dir / name).is_file():
+            (model_dir / name).write_text(text, encoding="utf-8")
+            written.append(name)
+    return written
 
 
 # --- model card ------------------------------------------------------------------------------------------------------
@@ -497,6 +529,8 @@ def push_model(
     results_path = model_dir / "all_results.json"
     results = json.loads(results_path.read_text(encoding="utf-8")) if results_path.is_file() else {}
     card = render_model_card(model_dir, results, repo_id=repo_id, **card_kwargs)
+    # A folder saved without the recipes still deploys: the endpoint files it lacks are added to the push.
+    texts = {"README.md": card, **{name: text for name, text in endpoint_files().items() if name not in files}}
     token = resolve_token(token)
     if commit_message is None:
         task = task_card(read_config(model_dir))
@@ -509,7 +543,7 @@ def push_model(
     if revision not in (None, "main"):
         api.create_branch(repo_id, branch=revision, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="hf-bert-tasks-push-") as staging:
-        _stage({name: model_dir / name for name in files}, {"README.md": card}, Path(staging))
+        _stage({name: model_dir / name for name in files}, texts, Path(staging))
         commit = api.upload_folder(repo_id=repo_id, folder_path=staging, revision=revision,
                                    commit_message=commit_message, delete_patterns=MANAGED_PATTERNS)
     return commit.oid

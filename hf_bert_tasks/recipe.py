@@ -58,6 +58,7 @@ from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainerCallback
 
 from .checkpoints import resume_checkpoint
+from .hub import write_endpoint_files
 
 
 
@@ -184,7 +185,8 @@ def log_and_save(trainer: Trainer, split: str, metrics: dict) -> None:
 
 
 def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **extra_metrics) -> None:
-    """Train, save the model (merged or adapter with `--lora`), its metrics and state.
+    """Train, save the model (merged or adapter with `--lora`; a task model with its Inference Endpoints handler,
+    `hub.write_endpoint_files`), its metrics and state.
 
     `--resume_from_checkpoint PATH` continues from that checkpoint; `--resume_from_checkpoint last` from the newest
     complete one in `--output_dir`, skipping (and naming) any cut off while being written
@@ -192,6 +194,8 @@ def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **ext
     resume = resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
     result = trainer.train(resume_from_checkpoint=resume)
     lora_args.save(trainer, lora_model)
+    if trainer.is_world_process_zero():
+        write_endpoint_files(training_args.output_dir)  # deployable as an Inference Endpoint as it is
     log_and_save(trainer, "train", {**result.metrics, **extra_metrics})
     trainer.save_state()
 

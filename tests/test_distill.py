@@ -333,9 +333,10 @@ def save_crf_teacher(folder: Path, layers=2) -> None:
 def run_distill(*args, env=None, check=True):
     command = [PYTHON, str(ROOT / "recipes" / "distill.py"), *map(str, args), "--report_to", "none", "--use_cpu",
                "--save_strategy", "no", "--seed", "3"]
+    env = env or {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
+                  "TOKENIZERS_PARALLELISM": "false", "HOME": str(ROOT)}
     result = subprocess.run(command, capture_output=True, text=True, cwd=ROOT, check=False,
-                            env=env or {"PATH": "/usr/bin:/bin", "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1",
-                                        "TOKENIZERS_PARALLELISM": "false", "HOME": str(ROOT)})
+                            env={**env, "PYTHONPATH": str(ROOT)})  # this checkout's package
     if check:
         assert result.returncode == 0, result.stderr[-4000:]
     return result
@@ -415,10 +416,17 @@ def test_distilled_student_loads_and_runs_the_pipeline_without_the_package(disti
         ner = pipeline("token-classification", model={str(path)!r}, trust_remote_code=True,
                        aggregation_strategy="simple", device="cpu")
         torch.save(ner({texts!r}), {str(tmp_path / "entities.pt")!r})
+        # The Inference Endpoints handler the recipe saved with the student gives the same entities.
+        import importlib.util
+        spec = importlib.util.spec_from_file_location("handler", {str(path / "handler.py")!r})
+        handler = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(handler)
+        torch.save(handler.EndpointHandler({str(path)!r})({{"inputs": {texts!r}}}),
+                   {str(tmp_path / "endpoint.pt")!r})
     """)
     result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=tmp_path, check=False,
                             env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
-                                 "PATH": "/usr/bin:/bin"})
+                                 "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})  # the same sums as here
     assert result.returncode == 0, result.stderr[-3000:]
     local = AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=True).eval()
     with torch.no_grad():
@@ -427,6 +435,7 @@ def test_distilled_student_loads_and_runs_the_pipeline_without_the_package(disti
 
     expected = NerPredictor.from_pretrained(str(path))(texts)
     got = torch.load(tmp_path / "entities.pt")
+    assert torch.load(tmp_path / "endpoint.pt") == got
     assert any(expected)  # the comparison below is not between empty lists
     assert [[(e["entity_group"], e["start"], e["end"]) for e in row] for row in got] == \
         [[(e["type"], e["start"], e["end"]) for e in row] for row in expected]

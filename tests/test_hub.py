@@ -28,7 +28,7 @@ from safetensors.torch import load_file
 
 from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
-from hf_bert_tasks.hub import push_model, push_space, render_model_card, space_package_modules
+from hf_bert_tasks.hub import endpoint_files, push_model, push_space, render_model_card, space_package_modules
 from hub_server import HubServer, git_blob_sha1
 from tiny_models import save_classifier, save_qa_model
 
@@ -44,7 +44,8 @@ RESULTS_B = {**RESULTS_A, "eval_f1": 0.8421, "test_f1": 0.7999, "eval_PER_f1": 0
 TRAINING = {"learning_rate": 5e-05, "crf_learning_rate": 0.001, "num_train_epochs": 3, "seed": 42}
 PUSHED = {".gitattributes", "README.md", "config.json", "model.safetensors", "configuration_bert_crf.py",
           "modeling_bert_crf.py", "crf.py", "crf_kernels.py", "schemes.py", "pipeline_bert_crf.py", "tagging.py",
-          "windows.py", "tokenizer.json", "tokenizer_config.json", "all_results.json"}
+          "windows.py", "texts.py", "tokenizer.json", "tokenizer_config.json", "all_results.json",
+          "handler.py", "qa_spans.py", "requirements.txt"}  # the Inference Endpoints files, added by the push
 
 
 def save_recipe_output(path: Path, seed: int, results: dict) -> BertCrfForTokenClassification:
@@ -157,8 +158,10 @@ def test_snapshot_into_an_empty_cache_is_byte_identical(pushed, tmp_path):
     cache = tmp_path / "cache"
     path = Path(snapshot_download("alice/tiny-ner", revision=sha_a, cache_dir=cache, endpoint=pushed["hub"].url))
     assert path.name == sha_a
+    added = endpoint_files()  # what the push adds to a folder saved without the recipes
     for name in PUSHED - {".gitattributes", "README.md"}:
-        assert (path / name).read_bytes() == (folder_a / name).read_bytes(), name
+        expected = (folder_a / name).read_bytes() if (folder_a / name).exists() else added[name].encode()
+        assert (path / name).read_bytes() == expected, name
     assert not (path / "training_args.bin").exists() and not (path / "checkpoint-10").exists()
 
 
@@ -623,7 +626,8 @@ def run_ner_recipe(tiny_encoder_dir, out, env, *extra):
             "--max_train_samples", "32", "--max_eval_samples", "20", "--num_train_epochs", "1", "--do_train",
             "--do_eval", "--output_dir", str(out), "--save_strategy", "no", "--report_to", "none", "--use_cpu",
             *extra]
-    return subprocess.run(args, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"})
+    return subprocess.run(args, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1",
+                                                                    "PYTHONPATH": str(ROOT)})  # this checkout
 
 
 def test_recipe_pushes_the_trained_model_with_its_card(hub, tiny_encoder_dir, tmp_path):
@@ -634,6 +638,9 @@ def test_recipe_pushes_the_trained_model_with_its_card(hub, tiny_encoder_dir, tm
     api = HfApi(token=TOKEN)
     files = set(api.list_repo_files("alice/recipe-ner"))
     assert {"config.json", "model.safetensors", "modeling_bert_crf.py", "crf.py", "README.md"} <= files
+    # The recipe saved the Inference Endpoints files with the model; they are pushed as saved.
+    assert {"handler.py", "texts.py", "qa_spans.py", "requirements.txt"} <= files
+    assert (tmp_path / "out" / "handler.py").is_file()
     assert not any(name.startswith("checkpoint-") or name.endswith(".bin") for name in files)
     card = ModelCard.load("alice/recipe-ner")
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
@@ -662,10 +669,12 @@ def test_classify_and_qa_recipes_push_the_model_with_its_card(hub, tiny_encoder_
     args = [PYTHON, str(ROOT / "recipes" / recipe), "--model_name_or_path", str(tiny_encoder_dir), *map(str, data),
             "--num_train_epochs", "1", "--do_train", "--do_eval", "--output_dir", str(out), "--save_strategy", "no",
             "--report_to", "none", "--use_cpu", "--push_to_hub", "--hub_model_id", repo, "--hub_token", TOKEN]
-    result = subprocess.run(args, capture_output=True, text=True, env={**env, "OMP_NUM_THREADS": "1"})
+    result = subprocess.run(args, capture_output=True, text=True,
+                            env={**env, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)})  # this checkout's package
     assert result.returncode == 0, result.stderr[-3000:]
     files = set(HfApi(token=TOKEN).list_repo_files(repo))
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "README.md", "all_results.json"} <= files
+    assert {"handler.py", "texts.py", "qa_spans.py", "requirements.txt"} <= files and (out / "handler.py").is_file()
     assert not any(name.startswith("checkpoint-") or name.endswith((".bin", ".tsv")) for name in files)
     card = ModelCard.load(repo)
     results = json.loads((out / "all_results.json").read_text())
