@@ -221,6 +221,9 @@ def load_teacher(path: str):
         AutoTokenizer,
     )
 
+    from .modeling import register_auto_classes
+
+    register_auto_classes()  # a CRF teacher loads as this package's model
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
     if config.model_type == "bert_crf":

@@ -34,21 +34,51 @@ Runtime and PyTorch find the same entities in sample text, and prints where it w
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
+import shutil
 import sys
 import warnings
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-import torch
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer
-from transformers.modeling_outputs import TokenClassifierOutput
+DEFAULT_OPSET = 18
 
-from .modeling.crf import LinearChainCRF
-from .modeling.modeling_bert_crf import BertCrfForTokenClassification
-from .ner.predictor import NerPredictor
+
+def command_line() -> argparse.ArgumentParser:
+    """The parser of ``python -m hf_bert_tasks.export``, defined above the heavy imports (see below)."""
+    parser = argparse.ArgumentParser(
+        prog="python -m hf_bert_tasks.export",
+        description="Export a token-classification model folder (BERT+CRF or softmax head) to ONNX. Writes "
+                    "OUT_DIR/model.onnx (encoder and emission layer; the CRF's scores and the labels in its metadata) "
+                    "and copies beside it what inference needs from MODEL_DIR (config, tokenizer, custom code; not "
+                    "the weights), checks that ONNX Runtime reproduces PyTorch's logits and finds the same entities "
+                    "in sample text, and prints where it wrote. Predict with "
+                    "hf_bert_tasks.export.OnnxNerPredictor('OUT_DIR/model.onnx', 'OUT_DIR').",
+    )
+    parser.add_argument("model_dir", help="a saved model folder (save_pretrained) with its tokenizer")
+    parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs): new, "
+                                        "empty or a previous export, never another model's folder")
+    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--text", action="append", default=None,
+                        help="sample text for the parity check (repeatable; default: four built-in texts in English "
+                             "and Chinese, one of them several windows long)")
+    return parser
+
+
+if __name__ == "__main__":  # `--help` and argument errors answer before torch and transformers load (seconds)
+    command_line().parse_args()
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer  # noqa: E402
+from transformers.modeling_outputs import TokenClassifierOutput  # noqa: E402
+
+from .modeling import register_auto_classes  # noqa: E402
+from .modeling.crf import LinearChainCRF  # noqa: E402
+from .modeling.modeling_bert_crf import BertCrfForTokenClassification  # noqa: E402
+from .ner.predictor import NerPredictor  # noqa: E402
 
 __all__ = [
     "DEFAULT_OPSET",
@@ -61,7 +91,6 @@ __all__ = [
     "main",
 ]
 
-DEFAULT_OPSET = 18
 METADATA_LABELS = "hf_bert_tasks.labels"
 METADATA_CRF = "hf_bert_tasks.crf"  # JSON {"start": (K,), "transitions": (K, K), "end": (K,)}, effective scores
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
@@ -107,6 +136,7 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     model_dir, onnx_path = Path(model_dir), Path(onnx_path)
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
+    register_auto_classes()  # a CRF folder loads as this package's model
     model = AutoModelForTokenClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
     if getattr(model, "bilstm", None) is not None:
         # pack_padded_sequence needs the lengths as Python ints: torch.export cannot trace it.
@@ -266,6 +296,7 @@ class OnnxNerPredictor(NerPredictor):
 
     def __init__(self, onnx_path: PathLike, model_dir: PathLike, *, threads: int | None = None,
                  providers: Sequence[str] | None = None, **kwargs):
+        register_auto_classes()  # a CRF folder's config is this package's class
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
         model = load_onnx_token_classifier(onnx_path, config, threads=threads, providers=providers)
@@ -325,25 +356,7 @@ def export_folder_problem(out_dir: Path) -> str | None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    import argparse
-    import shutil
-
-    parser = argparse.ArgumentParser(
-        prog="python -m hf_bert_tasks.export",
-        description="Export a token-classification model folder (BERT+CRF or softmax head) to ONNX. Writes "
-                    "OUT_DIR/model.onnx (encoder and emission layer; the CRF's scores and the labels in its metadata) "
-                    "and copies beside it what inference needs from MODEL_DIR (config, tokenizer, custom code; not "
-                    "the weights), checks that ONNX Runtime reproduces PyTorch's logits and finds the same entities "
-                    "in sample text, and prints where it wrote. Predict with "
-                    "hf_bert_tasks.export.OnnxNerPredictor('OUT_DIR/model.onnx', 'OUT_DIR').",
-    )
-    parser.add_argument("model_dir", help="a saved model folder (save_pretrained) with its tokenizer")
-    parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs): new, "
-                                        "empty or a previous export, never another model's folder")
-    parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
-    parser.add_argument("--text", action="append", default=None,
-                        help="sample text for the parity check (repeatable; default: four built-in texts in English "
-                             "and Chinese, one of them several windows long)")
+    parser = command_line()
     args = parser.parse_args(argv)
     from transformers.utils import logging
 

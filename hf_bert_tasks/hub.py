@@ -53,10 +53,8 @@ from huggingface_hub import (
 )
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import HFValidationError, validate_repo_id
-from transformers.dynamic_module_utils import get_relative_imports
 
 from .files import TOKENIZER_VOCABULARIES
-from .modeling.tagging import split_tag, split_words
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -191,6 +189,8 @@ def custom_code_files(model_dir: Path, *configs: dict) -> list[str]:
 
     Raises a ValueError naming the first missing file and who needs it.
     """
+    from transformers.dynamic_module_utils import get_relative_imports  # here: `--help` need not load transformers
+
     needed: dict[str, str] = {}  # file -> why it is needed
     for config in configs:
         for auto_class, references in (config.get("auto_map") or {}).items():
@@ -206,8 +206,8 @@ def custom_code_files(model_dir: Path, *configs: dict) -> list[str]:
             continue
         if not (model_dir / name).is_file():
             raise ValueError(f"{model_dir} lacks the custom-code file {name}, needed by {needed[name]}: save the "
-                             "model with save_pretrained() after register_for_auto_class() (importing hf_bert_tasks "
-                             "does that), which copies the module files next to the weights")
+                             "model with save_pretrained() after register_for_auto_class() (importing "
+                             "hf_bert_tasks.modeling does that), which copies the module files next to the weights")
         files.append(name)
         for module in get_relative_imports(model_dir / name):
             sibling = f"{module}.py"
@@ -373,6 +373,8 @@ def render_model_card(
         return _render_task_card(config, results, task, template, repo_id=repo_id, base_model=base_model,
                                  datasets=datasets, language=language, license=license, training_args=training_args,
                                  example_text=example_text)
+
+    from .modeling.tagging import split_tag, split_words  # here: `--help` need not load torch (the tag schemes)
 
     is_crf = config.get("model_type") == "bert_crf"
     encoder = config.get("encoder") or config

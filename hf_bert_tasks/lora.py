@@ -287,6 +287,9 @@ def load_adapter(base: str | os.PathLike | PreTrainedModel, adapter_dir: str | o
     if not (adapter_dir / "adapter_config.json").is_file():
         raise FileNotFoundError(f"{adapter_dir} has no adapter_config.json: not an adapter folder (save_adapter)")
     if not isinstance(base, torch.nn.Module):
+        from .modeling import register_auto_classes
+
+        register_auto_classes()  # a CRF adapter's config and base load as this package's model
         config = AutoConfig.from_pretrained(adapter_dir, trust_remote_code=True)
         head_class = next((auto for suffix, (_, auto) in _TASKS.items()
                            if any(name.endswith(suffix) for name in config.architectures or [])),

@@ -58,9 +58,12 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import torch
 from tokenizers import AddedToken
+
+if TYPE_CHECKING:
+    import torch  # imported where tensors are made: mining and `--help` need not load torch
 
 UNUSED_TOKEN = re.compile(r"^\[unused\d+\]$")
 INITIALISERS = ("truncated_normal", "piece_mean", "mean_resizing")
@@ -470,6 +473,8 @@ def std_argument(value: str) -> float | None:
 def _new_rows(weight: torch.Tensor, planned: Sequence[PlannedToken], piece_ids: list[list[int]], init: str,
               std: float, generator: torch.Generator | None) -> torch.Tensor:
     """`(len(planned), hidden)` float32 rows for the new tokens, from the old matrix `weight` `(rows, hidden)`."""
+    import torch
+
     old = weight.detach().float()
     if init == "truncated_normal":
         rows = torch.empty(len(planned), old.shape[1])
@@ -481,6 +486,8 @@ def _new_rows(weight: torch.Tensor, planned: Sequence[PlannedToken], piece_ids: 
 
 
 def _new_bias(bias: torch.Tensor, planned, piece_ids, init: str) -> torch.Tensor:
+    import torch
+
     old = bias.detach().float()
     if init == "truncated_normal":
         return torch.zeros(len(planned))
@@ -490,6 +497,8 @@ def _new_bias(bias: torch.Tensor, planned, piece_ids, init: str) -> torch.Tensor
 
 
 def _kept_rows(rows: int, planned: Sequence[PlannedToken]) -> torch.Tensor:
+    import torch
+
     keep = torch.ones(rows, dtype=torch.bool)
     keep[[p.id for p in planned if p.id < rows]] = False
     return keep
@@ -511,7 +520,6 @@ def _set_vocab_size(model, size: int) -> None:
             config.vocab_size = size
 
 
-@torch.no_grad()
 def expand_vocabulary(
     model,
     tokenizer,
@@ -532,65 +540,68 @@ def expand_vocabulary(
     skipped and reported; empty strings, tokens with whitespace, tokens the normalizer would change, too few
     `[unusedN]` slots are errors.
     """
-    if init not in INITIALISERS:
-        raise ValueError(f"init must be one of {INITIALISERS}, got {init!r}")
-    if std is not None and std <= 0:
-        raise ValueError(f"std must be positive (or None: the existing rows' std), got {std}")
-    embeddings = model.get_input_embeddings()
-    if embeddings is None or not hasattr(embeddings, "weight"):
-        raise TypeError(f"{type(model).__name__} has no input embedding matrix")
-    rows_before = embeddings.weight.shape[0]
-    if rows_before < len(tokenizer):
-        raise ValueError(f"the model has {rows_before} embedding rows but the tokenizer has {len(tokenizer)} tokens: "
-                         "they do not belong together")
-    expanded, planned, present, duplicates = expand_tokenizer(tokenizer, tokens, mode)
-    output, output_kind = _output_embeddings(model)
-    generator = torch.Generator().manual_seed(seed) if seed is not None else None
-    unk_id = tokenizer.unk_token_id
-    piece_ids = [tokenizer(p.token, add_special_tokens=False)["input_ids"] for p in planned]
+    import torch
 
-    # Rows are computed from the old matrices, before anything grows.
-    input_std = _resolved_std(embeddings.weight, std)
-    input_rows = _new_rows(embeddings.weight, planned, piece_ids, init, input_std, generator) if planned else None
-    output_rows = bias_rows = None
-    if planned and output is not None:
-        if output_kind == "untied":
-            output_rows = _new_rows(output.weight, planned, piece_ids, init, _resolved_std(output.weight, std),
-                                    generator)
-        if getattr(output, "bias", None) is not None:
-            bias_rows = _new_bias(output.bias, planned, piece_ids, init)
+    with torch.no_grad():  # the new rows are written into parameters in place
+        if init not in INITIALISERS:
+            raise ValueError(f"init must be one of {INITIALISERS}, got {init!r}")
+        if std is not None and std <= 0:
+            raise ValueError(f"std must be positive (or None: the existing rows' std), got {std}")
+        embeddings = model.get_input_embeddings()
+        if embeddings is None or not hasattr(embeddings, "weight"):
+            raise TypeError(f"{type(model).__name__} has no input embedding matrix")
+        rows_before = embeddings.weight.shape[0]
+        if rows_before < len(tokenizer):
+            raise ValueError(f"the model has {rows_before} embedding rows but the tokenizer has {len(tokenizer)} "
+                             "tokens: they do not belong together")
+        expanded, planned, present, duplicates = expand_tokenizer(tokenizer, tokens, mode)
+        output, output_kind = _output_embeddings(model)
+        generator = torch.Generator().manual_seed(seed) if seed is not None else None
+        unk_id = tokenizer.unk_token_id
+        piece_ids = [tokenizer(p.token, add_special_tokens=False)["input_ids"] for p in planned]
 
-    new_size = max(rows_before, len(expanded))
-    if new_size > rows_before:
-        owner = model if output is not None else model.base_model
-        owner.resize_token_embeddings(new_size, mean_resizing=init == "mean_resizing")
-        _set_vocab_size(model, new_size)
-    embeddings = model.get_input_embeddings()
-    output, kind_after = _output_embeddings(model)
-    if kind_after != output_kind:
-        raise RuntimeError(f"resizing changed the output embeddings from {output_kind} to {kind_after}")
+        # Rows are computed from the old matrices, before anything grows.
+        input_std = _resolved_std(embeddings.weight, std)
+        input_rows = _new_rows(embeddings.weight, planned, piece_ids, init, input_std, generator) if planned else None
+        output_rows = bias_rows = None
+        if planned and output is not None:
+            if output_kind == "untied":
+                output_rows = _new_rows(output.weight, planned, piece_ids, init, _resolved_std(output.weight, std),
+                                        generator)
+            if getattr(output, "bias", None) is not None:
+                bias_rows = _new_bias(output.bias, planned, piece_ids, init)
 
-    # transformers initialised the rows it appended with mean_resizing; everything else is written here. The bias
-    # always is: with a tied decoder transformers pads it with zeros whatever mean_resizing says.
-    if planned:
-        ids = torch.tensor([p.id for p in planned])
-        fill = torch.tensor([not (init == "mean_resizing" and p.id >= rows_before) for p in planned])
-        embeddings.weight[ids[fill]] = input_rows[fill].to(embeddings.weight.dtype)
-        if output_rows is not None:
-            output.weight[ids[fill]] = output_rows[fill].to(output.weight.dtype)
-        if bias_rows is not None:
-            output.bias[ids] = bias_rows.to(output.bias.dtype)
+        new_size = max(rows_before, len(expanded))
+        if new_size > rows_before:
+            owner = model if output is not None else model.base_model
+            owner.resize_token_embeddings(new_size, mean_resizing=init == "mean_resizing")
+            _set_vocab_size(model, new_size)
+        embeddings = model.get_input_embeddings()
+        output, kind_after = _output_embeddings(model)
+        if kind_after != output_kind:
+            raise RuntimeError(f"resizing changed the output embeddings from {output_kind} to {kind_after}")
 
-    report = ExpansionReport(
-        mode=mode, init=init, added=[asdict(p) for p in planned], skipped_in_vocabulary=present,
-        skipped_duplicates=duplicates, tokenizer_size_before=len(tokenizer), tokenizer_size_after=len(expanded),
-        embedding_rows_before=rows_before, embedding_rows_after=embeddings.weight.shape[0],
-        output_embeddings=output_kind, std=input_std if init == "truncated_normal" else None,
-        seed=seed if init == "truncated_normal" else None,
-        unk_initialised=[p.token for p, ids in zip(planned, piece_ids) if init == "piece_mean"
-                         and all(i == unk_id for i in ids)],
-    )
-    return model, expanded, report
+        # transformers initialised the rows it appended with mean_resizing; everything else is written here. The bias
+        # always is: with a tied decoder transformers pads it with zeros whatever mean_resizing says.
+        if planned:
+            ids = torch.tensor([p.id for p in planned])
+            fill = torch.tensor([not (init == "mean_resizing" and p.id >= rows_before) for p in planned])
+            embeddings.weight[ids[fill]] = input_rows[fill].to(embeddings.weight.dtype)
+            if output_rows is not None:
+                output.weight[ids[fill]] = output_rows[fill].to(output.weight.dtype)
+            if bias_rows is not None:
+                output.bias[ids] = bias_rows.to(output.bias.dtype)
+
+        report = ExpansionReport(
+            mode=mode, init=init, added=[asdict(p) for p in planned], skipped_in_vocabulary=present,
+            skipped_duplicates=duplicates, tokenizer_size_before=len(tokenizer), tokenizer_size_after=len(expanded),
+            embedding_rows_before=rows_before, embedding_rows_after=embeddings.weight.shape[0],
+            output_embeddings=output_kind, std=input_std if init == "truncated_normal" else None,
+            seed=seed if init == "truncated_normal" else None,
+            unk_initialised=[p.token for p, ids in zip(planned, piece_ids) if init == "piece_mean"
+                             and all(i == unk_id for i in ids)],
+        )
+        return model, expanded, report
 
 
 def save_expanded(model, tokenizer, report: ExpansionReport, folder: str | Path) -> None:
@@ -677,6 +688,9 @@ def load_model_for_expansion(path: str):
     import transformers
     from transformers import AutoConfig, AutoModel
 
+    from .modeling import register_auto_classes
+
+    register_auto_classes()  # a CRF folder loads as this package's model, and saving it copies its code
     config = AutoConfig.from_pretrained(path, trust_remote_code=True)
     architecture = (getattr(config, "architectures", None) or [None])[0]
     model_class = getattr(transformers, architecture, None) if architecture else None
@@ -751,8 +765,6 @@ def main(argv: Sequence[str] | None = None) -> None:
     tokens += args.token
     if not tokens:
         parser.error("expand needs --tokens FILE or --token T ...")
-    import hf_bert_tasks  # noqa: F401  (registers the CRF model, so that saving copies its code)
-
     tokenizer = AutoTokenizer.from_pretrained(args.model, trust_remote_code=True)
     model = load_model_for_expansion(args.model)
     model, tokenizer, report = expand_vocabulary(model, tokenizer, tokens, mode=args.mode, init=args.init,

@@ -4,3 +4,28 @@ Every file here imports only torch, transformers, numpy (which transformers requ
 siblings (``from .crf import ...``), so a saved folder loads with ``trust_remote_code=True`` on a machine without
 this package.
 """
+
+import functools
+
+
+@functools.cache
+def register_auto_classes() -> None:
+    """Register the CRF model with the Auto classes in this process (``AutoConfig``, ``AutoModel``,
+    ``AutoModelForTokenClassification``), so a saved CRF folder loads as this package's classes, with or without
+    ``trust_remote_code``, and mark it for custom-code saving, so ``save_pretrained`` copies the files of this folder
+    and writes ``auto_map``. Runs once per process.
+
+    It lives here, not in the copied files: a folder's own code, loaded as remote code, must not register itself in
+    the user's process. ``hf_bert_tasks.BertCrfConfig`` / ``BertCrfForTokenClassification`` call it on first access,
+    and so does every loader of this package that reads a CRF folder through the Auto classes.
+    """
+    from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
+
+    from .configuration_bert_crf import BertCrfConfig
+    from .modeling_bert_crf import BertCrfForTokenClassification
+
+    AutoConfig.register(BertCrfConfig.model_type, BertCrfConfig)
+    AutoModel.register(BertCrfConfig, BertCrfForTokenClassification)
+    AutoModelForTokenClassification.register(BertCrfConfig, BertCrfForTokenClassification)
+    BertCrfConfig.register_for_auto_class()
+    BertCrfForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")

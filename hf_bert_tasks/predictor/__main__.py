@@ -26,6 +26,9 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from transformers import AutoConfig
 
+    from ..modeling import register_auto_classes
+
+    register_auto_classes()  # a CRF folder's config is this package's class, not its copied code
     config = AutoConfig.from_pretrained(args.model, revision=args.revision, trust_remote_code=True)
     task = task_of(config)
     if task == "qa" and args.question is None:
