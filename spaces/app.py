@@ -20,7 +20,9 @@ Decisions:
   model failed and why, and answers every submit with the same message; the traceback goes to the Space's log. A
   typo in a Space variable should explain itself on the page, not crash-loop the container. When not even the
   config can be read the task is unknown, and the page is the entity page (the project's own kind of model).
-- **Bad input is answered in the status line**, not with an exception: empty text (question or context), and text
+- **Bad input is answered in the status line**, not with an exception: empty text (question or context), text the
+  predictors refuse (their shared checks, `modeling/texts.py`: not valid Unicode; a question or context without a
+  token), a text without a token for a classifier (no prediction), and text
   over `MAX_INPUT_CHARS` characters (default 20,000; a Space variable too). The predictors handle any length
   (windows); the cap bounds the CPU time one visitor can take on a shared Space.
 - **Load limits.** `queue(default_concurrency_limit=2, max_size=32)`: two predictions at a time (a free CPU Space
@@ -157,7 +159,10 @@ def tag_entities(predictor: NerPredictor, text: str, limit: int):
     if problem is not None:
         return None, [], problem
     began = time.perf_counter()
-    entities = predictor(text)
+    try:
+        entities = predictor(text)
+    except ValueError as error:  # the predictors' input checks (modeling/texts.py): e.g. not valid Unicode
+        return None, [], f"{error}."
     seconds = time.perf_counter() - began
     highlighted = {
         "text": text,
@@ -226,8 +231,14 @@ def classify_text(classifier: TextClassifier, text: str, limit: int, text_pair: 
         return None, problem
     text_pair = text_pair if classifier.sentence_pairs else None
     began = time.perf_counter()
-    record = classifier(text, text_pair)
+    try:
+        record = classifier(text, text_pair)
+    except ValueError as error:
+        return None, f"{error}."
     seconds = time.perf_counter() - began
+    if record is None:
+        return None, ("No prediction: the text has no token the model can read (only characters its tokenizer "
+                      "deletes, such as U+FFFD).")
     if classifier.multi_label:
         chosen = ", ".join(f"{label} ({score:.2f})" for label, score in zip(record["label"], record["score"]))
         decision = (f"Labels: {chosen}" if chosen else "No label") + f" (threshold {classifier.threshold:g})"
@@ -279,7 +290,10 @@ def answer_question(answerer: QuestionAnswerer, question: str, context: str, lim
     if problem is not None:
         return None, "", problem
     began = time.perf_counter()
-    result = answerer(question, context)
+    try:
+        result = answerer(question, context)
+    except ValueError as error:  # e.g. a question of characters the tokenizer deletes: refused, as an empty one
+        return None, "", f"{error}."
     seconds = time.perf_counter() - began
     timing = f"{len(context):,} characters of context ({seconds:.2f} s)"
     if result["start"] is None:  # a 2.0-style model abstains

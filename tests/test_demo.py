@@ -367,6 +367,25 @@ def test_a_sentence_pair_model_gets_a_second_text_box(app, classifier_dir, tmp_p
     assert "cls-pair" not in element_ids(app.build_demo(str(classifier_dir)))
 
 
+def test_input_the_predictors_refuse_is_answered_in_the_status_line(app, ner_model_dir, classifier_dir,
+                                                                     qa_model_dir):
+    """The predictors' shared checks reach the page as a status line, never as an error: characters the tokenizer
+    deletes (a classifier gives no prediction, QA refuses the question), a lone surrogate (JSON can carry one)."""
+    from hf_bert_tasks.ner.predictor import NerPredictor
+    from hf_bert_tasks.qa.predictor import QuestionAnswerer
+
+    classifier = TextClassifier.from_pretrained(str(classifier_dir))
+    assert app.classify_text(classifier, "\ufffd\ue000", 1000) == (
+        None, "No prediction: the text has no token the model can read (only characters its tokenizer deletes, "
+              "such as U+FFFD).")
+    value, status = app.classify_text(classifier, "the team \ud800", 1000)
+    assert value is None and status.startswith("text is not valid Unicode: a lone surrogate U+D800 at character 9")
+    answerer = QuestionAnswerer.from_pretrained(qa_model_dir)
+    assert app.answer_question(answerer, "\ufffd", "john visited paris .", 1000)[2].startswith("question 0 is empty")
+    highlight, rows, status = app.tag_entities(NerPredictor.from_pretrained(str(ner_model_dir)), "\udc80 Paris", 1000)
+    assert highlight is None and rows == [] and "not valid Unicode" in status
+
+
 def test_bad_max_input_chars_is_named(app, monkeypatch):
     monkeypatch.setenv("MAX_INPUT_CHARS", "lots")
     with pytest.raises(ValueError, match="MAX_INPUT_CHARS='lots' is not an integer"):

@@ -586,6 +586,36 @@ def test_answer_questions_checks_its_input(tiny_encoder_dir):
     answers = answer_questions(model, ["who visited paris ?"], ["john smith visited paris on monday ."],
                                tokenizer=tokenizer, max_seq_length=16, doc_stride=2, max_question_length=6)
     assert set(answers[0]) == {"answer", "start", "end", "score"}
+    # One str is one question (never a list of characters), as in every door that takes texts.
+    one = answer_questions(model, "who visited paris ?", "john smith visited paris on monday .",
+                           tokenizer=tokenizer, max_seq_length=16, doc_stride=2, max_question_length=6)
+    assert one == answers[0]
+
+
+def test_an_empty_question_is_refused_as_the_data_reader_refuses_it(tiny_encoder_dir):
+    from transformers import AutoModelForQuestionAnswering
+
+    answerer = QuestionAnswerer(AutoModelForQuestionAnswering.from_pretrained(tiny_encoder_dir), tiny_tokenizer())
+    for question in ("", "  \t", "\ufffd"):
+        with pytest.raises(ValueError, match="question 1 is empty"):
+            answerer(["who ?", question], ["john .", "mary ."])
+    with pytest.raises(ValueError, match="context 0 is empty"):
+        answerer("who ?", "\ue000 ")
+
+
+def test_bad_arguments_are_named_with_their_type(tiny_encoder_dir):
+    from transformers import AutoModelForQuestionAnswering
+
+    answerer = QuestionAnswerer(AutoModelForQuestionAnswering.from_pretrained(tiny_encoder_dir), tiny_tokenizer())
+    for questions, contexts, message in ((None, "john .", "questions must be a str or a list of str, got NoneType"),
+                                         ("who ?", None, "contexts must be a str or a list of str, got NoneType"),
+                                         (None, None, "questions must be a str or a list of str, got NoneType"),
+                                         (["who ?"], [b"john"], "context 0 must be a str, got bytes"),
+                                         ([None], ["john ."], "question 0 must be a str, got NoneType")):
+        with pytest.raises(TypeError, match=message):
+            answerer(questions, contexts)
+    with pytest.raises(ValueError, match="question 0 is not valid Unicode: a lone surrogate U\\+D800 at character 4"):
+        answerer(["who \ud800 ?"], ["john ."])
 
 
 def test_question_answerer_answers_one_question_or_lists_as_answer_questions_does(tmp_path):

@@ -3,6 +3,11 @@
 Decoding (:func:`best_spans`, :func:`postprocess_predictions`: the exact n-best search over every window and the
 merge into answers of the original context) lives in ``modeling/qa_spans.py``, which ships next to the weights for
 the Inference Endpoints handler; it is imported here under the same names.
+
+Prediction (:class:`QuestionAnswerer`, :func:`answer_questions`) checks its input as every door does
+(``modeling/texts.py``): a ``str`` is one question (or context), other types raise ``TypeError`` naming the argument,
+a lone surrogate ``ValueError``; an empty or blank question or context (no token) is refused, as the data reader
+refuses it.
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import numpy as np
 
 from ..files import PathLike, load_tokenizer, write_json
 from ..modeling.qa_spans import best_spans, postprocess_predictions  # noqa: F401  (best_spans: re-exported)
+from ..modeling.texts import check_texts, texts_without_tokens
 from .inputs import prepare_eval_features
 
 # The settings a trained model keeps in its config, so that answer_questions windows and decodes as training did.
@@ -66,10 +72,10 @@ class QuestionAnswerer:
 
     def __call__(self, questions: str | Sequence[str], contexts: str | Sequence[str]) -> dict | list[dict]:
         """The answer to one question from one context, or a list of answers for lists of questions and contexts."""
-        single = isinstance(questions, str)
-        if single != isinstance(contexts, str):
+        questions, single = check_texts(questions, "questions", "question")
+        contexts, single_context = check_texts(contexts, "contexts", "context")
+        if single != single_context:
             raise TypeError("pass one question and one context (two str), or a list of each")
-        questions, contexts = ([questions], [contexts]) if single else (list(questions), list(contexts))
         predicted = self.predict(questions, contexts)
         answers = [{key: predicted[str(i)][key] for key in ("answer", "start", "end", "score")}
                    for i in range(len(questions))]
@@ -79,11 +85,14 @@ class QuestionAnswerer:
         """:func:`postprocess_predictions` of the questions, keyed by their position (``"0"``, ``"1"``, ...)."""
         import torch
 
+        questions, _ = check_texts(questions, "questions", "question")
+        contexts, _ = check_texts(contexts, "contexts", "context")
         if len(questions) != len(contexts):
             raise ValueError(f"{len(questions)} questions but {len(contexts)} contexts")
-        for i, context in enumerate(contexts):
-            if not context.strip():
-                raise ValueError(f"context {i} is empty")
+        # Refused as the data reader refuses them: there is nothing to ask, or nothing to answer from.
+        for name, texts in (("question", questions), ("context", contexts)):
+            for i in texts_without_tokens(self.tokenizer, texts):
+                raise ValueError(f"{name} {i} is empty (no token: blank, or only characters the tokenizer deletes)")
         options, tokenizer, model = self.settings, self.tokenizer, self.model
         examples = {"id": [str(i) for i in range(len(questions))], "question": list(questions),
                     "context": list(contexts), "answers": [{"text": [], "answer_start": []}] * len(questions)}
@@ -109,15 +118,15 @@ class QuestionAnswerer:
 
 def answer_questions(
     model_or_path,
-    questions: Sequence[str],
-    contexts: Sequence[str],
+    questions: str | Sequence[str],
+    contexts: str | Sequence[str],
     tokenizer=None,
     batch_size: int = 16,
     device: str | None = None,
     **settings,
 ) -> list[dict]:
     """:class:`QuestionAnswerer` in one call: ``model_or_path`` is a folder or Hub id, or a loaded model (then pass
-    ``tokenizer``); the answers of the questions, one dict each."""
+    ``tokenizer``); the answers of the questions, one dict each (one dict for one ``str`` question and context)."""
     if isinstance(model_or_path, (str, os.PathLike)):
         answerer = QuestionAnswerer.from_pretrained(str(model_or_path), device=device, batch_size=batch_size,
                                                     **settings)
@@ -127,7 +136,7 @@ def answer_questions(
         if device is not None:
             model_or_path.to(device)
         answerer = QuestionAnswerer(model_or_path, tokenizer, batch_size=batch_size, **settings)
-    return answerer(list(questions), list(contexts))
+    return answerer(questions, contexts)
 
 
 def write_predictions(predicted: dict, output_dir: PathLike, prefix: str = "", with_null_odds: bool = False) -> None:
