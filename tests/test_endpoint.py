@@ -15,6 +15,9 @@ from tiny_models import CLASSES, QUESTIONS, save_classifier, save_qa_model
 
 NER_TEXTS = ["john smith visited paris with the ibm team", "mary met anna in tokyo", "", "peter weber"]
 CLASS_TEXTS = ["the team won the cup final", "the bank said the company was new", "   ", "the minister told"]
+# Pairs longer than the classifier's 16 tokens: both texts long, and a short first text with a long second one.
+LONG_PAIRS = [{"text": "the team won the cup final on monday", "text_pair": "the president met the minister in paris"},
+              {"text": "the bank", "text_pair": "the club won the league and the team won the cup final on friday"}]
 # For each model: (request, what the script also computes with the plain pipeline for comparison).
 ENDPOINT_SCRIPT = """
 import importlib.util, json, sys
@@ -84,7 +87,8 @@ def endpoints(tmp_path_factory):
         "alice/classifier": [{"inputs": CLASS_TEXTS[0]}, {"inputs": CLASS_TEXTS},
                              {"inputs": CLASS_TEXTS[:2], "parameters": {"top_k": None}},
                              {"inputs": {"text": "the team won", "text_pair": "the cup final"}},
-                             {"inputs": {"txt": "the team"}}, {"inputs": ["fine", {"text": 3}]}],
+                             {"inputs": {"txt": "the team"}}, {"inputs": ["fine", {"text": 3}]},
+                             {"inputs": LONG_PAIRS}],
         "alice/qa": [{"inputs": qa_pairs[0]}, qa_pairs[1], {"inputs": qa_pairs},
                      {"inputs": qa_pairs, "parameters": {"max_answer_length": 1, "batch_size": 3}},
                      {"inputs": "who visited paris ?"}, {"inputs": [qa_pairs[0], {"question": "who ?"}]},
@@ -122,7 +126,7 @@ def test_ner_endpoint_returns_the_pipelines_entities(endpoints):
 
 def test_classification_endpoint_returns_the_pipelines_labels(endpoints):
     classifier = endpoints["alice/classifier"]
-    one, batch, top, pair, *errors = classifier["answers"]
+    one, batch, top, pair, *errors, long_pairs = classifier["answers"]
     kept, every_label, plain_pair = classifier["pipeline"]
     assert classifier["task"] == "text-classification"
     # The blank text gets no prediction; the others what the pipeline gives, in order.
@@ -133,6 +137,18 @@ def test_classification_endpoint_returns_the_pipelines_labels(endpoints):
     assert rounded(pair["result"]) == rounded(plain_pair) and plain_pair["label"] == "sports"
     assert errors == [{"error": "ValueError: inputs must have the keys 'text' and optionally 'text_pair', got ['txt']"},
                       {"error": "TypeError: inputs[1]['text'] must be a str, got int"}]
+
+
+def test_classification_endpoint_cuts_pairs_as_the_package(endpoints, tmp_path):
+    """Pairs that do not fit: the handler's pipeline (the tokenizer's `longest_first`) and TextClassifier's
+    `truncate` reading (`classification.inputs.pair_tokens_kept`) cut them alike, so they answer alike."""
+    from hf_bert_tasks.classification.predictor import TextClassifier
+
+    classifier = TextClassifier.from_pretrained(str(save_classifier(tmp_path / "classifier")), long_text="truncate")
+    expected = classifier([p["text"] for p in LONG_PAIRS], [p["text_pair"] for p in LONG_PAIRS])
+    answers = endpoints["alice/classifier"]["answers"][-1]["result"]
+    assert [a["label"] for a in answers] == [e["label"] for e in expected]
+    assert [a["score"] for a in answers] == pytest.approx([e["score"] for e in expected], abs=1e-5)
 
 
 def test_qa_endpoint_answers_as_the_packages_predictor_in_the_trained_windows(endpoints, tmp_path):
