@@ -99,6 +99,10 @@ def test_one_str_is_one_text_everywhere(tiny_classifier_dir):
     one = classify_texts(str(tiny_classifier_dir), "the team won")
     assert isinstance(one, dict) and one == classifier(["the team won"])[0]
     assert classifier.logits("the team won").shape == (1, 3)
+    # Any iterable of texts is a batch (a generator, a datasets column); a mapping is refused, not iterated.
+    assert classifier(text for text in ["the team won", "rain"]) == classifier(["the team won", "rain"])
+    with pytest.raises(TypeError, match="texts must be a str or a list of str, got dict"):
+        classifier({"text": "the team won"})
 
 
 def test_bad_texts_name_the_argument_and_the_type(tiny_classifier_dir):

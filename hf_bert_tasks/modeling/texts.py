@@ -8,8 +8,9 @@ The rules:
 
 - **One text** must be a ``str``. Anything else raises ``TypeError`` naming the argument and the type received
   (``"question must be a str, got NoneType"``; bytes get a hint to decode them).
-- **Several texts**: a list or tuple of ``str`` (an item that is not names its position: ``"text 1 must be a str,
-  got int"``), or a single ``str``, which is one text, never a sequence of characters.
+- **Several texts**: a list, tuple or any other iterable of ``str`` (a ``datasets`` column, a generator; an item that
+  is not a ``str`` names its position: ``"text 1 must be a str, got int"``), or a single ``str``, which is one text,
+  never a sequence of characters. Bytes and mappings are refused, not iterated.
 - **Valid Unicode.** A ``str`` holding a lone surrogate (U+D800..U+DFFF, left by ``errors="surrogateescape"``
   decoding or by JSON with an unpaired ``\\ud83d`` escape) cannot be encoded and would fail deep inside the
   tokenizer: it raises ``ValueError`` naming the text and the character position.
@@ -18,7 +19,7 @@ The rules:
   prediction (``None``), QA refuses an empty question or context.
 """
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 
 
 def check_text(text, name: str = "text") -> str:
@@ -37,11 +38,11 @@ def check_text(text, name: str = "text") -> str:
 
 
 def check_texts(texts, name: str = "texts", item: str = "text") -> tuple[list[str], bool]:
-    """`([texts], True)` for one `str`, `(list(texts), False)` for a list or tuple of `str`, each checked by
-    `check_text` (named `"{item} {i}"`); else `TypeError` naming `name` and the type received."""
+    """`([texts], True)` for one `str`, `(list(texts), False)` for an iterable of `str`, each checked by `check_text`
+    (named `"{item} {i}"`); else `TypeError` naming `name` and the type received."""
     if isinstance(texts, str):
         return [check_text(texts, item)], True
-    if not isinstance(texts, (list, tuple)):
+    if isinstance(texts, (bytes, bytearray, Mapping)) or not isinstance(texts, Iterable):
         hint = " (decode bytes first)" if isinstance(texts, (bytes, bytearray)) else ""
         raise TypeError(f"{name} must be a str or a list of str, got {type(texts).__name__}{hint}")
     return [check_text(text, f"{item} {i}") for i, text in enumerate(texts)], False
