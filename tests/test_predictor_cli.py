@@ -20,9 +20,9 @@ def same_json(records):
     return json.loads(json.dumps(records, ensure_ascii=False))
 
 
-def predict(*args, check=True):
+def predict(*args, check=True, stdin=None):
     result = subprocess.run([PYTHON, "-m", "hf_bert_tasks.predictor", *map(str, args)], capture_output=True,
-                            text=True, env=ENV, cwd=ROOT, timeout=300)
+                            text=True, env=ENV, cwd=ROOT, timeout=300, input=stdin)
     if check:
         assert result.returncode == 0, result.stderr[-3000:]
         return [json.loads(line) for line in result.stdout.splitlines()]
@@ -74,3 +74,31 @@ def test_a_model_of_no_known_task_is_refused_by_name(tmp_path):
     tiny_tokenizer().save_pretrained(tmp_path / "encoder")
     result = predict(tmp_path / "encoder", "text", check=False)
     assert result.returncode != 0 and "cannot tell the task" in result.stderr and "BertModel" in result.stderr
+
+
+def test_texts_from_standard_input_and_a_file_and_a_path_given_as_text(tmp_path):
+    """`-` reads standard input and `--input` a file, one text a line (blank lines kept: a text without tokens gets no
+    prediction, printed as null); an argument naming a file is tagged as text, with a warning."""
+    from hf_bert_tasks.classification.predictor import TextClassifier
+
+    folder = save_classifier(tmp_path / "classifier")
+    lines = tmp_path / "texts.txt"
+    lines.write_text("the bank said\r\n\nthe minister told the president\n", encoding="utf-8")
+    printed = predict(folder, TEXTS[0], "-", str(lines), "--input", lines, stdin="the team won\n\ufffd\n")
+    texts = [TEXTS[0], "the team won", "\ufffd", str(lines), "the bank said", "", "the minister told the president"]
+    assert [line["text"] for line in printed] == texts
+    expected = TextClassifier.from_pretrained(str(folder))(texts)
+    assert expected[2] is None and expected[5] is None
+    assert [line["label"] for line in printed] == [None if e is None else e["label"] for e in expected]
+    assert printed[2] == {"text": "\ufffd", "label": None, "score": None, "probabilities": None}
+    result = predict(folder, lines, check=False)
+    assert result.returncode == 0 and f"the text '{lines}' names a file" in result.stderr
+    assert "--input" in result.stderr
+    nothing = predict(folder, check=False)
+    assert nothing.returncode == 2 and "no text to predict" in nothing.stderr
+
+
+def test_question_answering_refuses_an_empty_question_by_name(tmp_path):
+    folder = save_qa_model(tmp_path / "qa")
+    result = predict(folder, "john visited paris .", "--question", " ", check=False)
+    assert result.returncode == 2 and "question 0 is empty" in result.stderr

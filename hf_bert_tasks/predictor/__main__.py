@@ -5,24 +5,62 @@ head) prints the entities of each text, a sequence classifier its label, score a
 question-answering model answers ``--question`` from each text. One JSON line per text. The work is done by each
 task's predictor (``ner.predictor.NerPredictor``, ``classification.predictor.TextClassifier``,
 ``qa.predictor.QuestionAnswerer``), so this prints exactly what those return.
+
+Texts: each argument is one text; ``-`` reads standard input and ``--input PATH`` a UTF-8 file, one text a line (every
+line kept, so the output lines up with the input). An argument that names an existing file is still tagged as text,
+with a warning pointing to ``--input``. A text without tokens prints ``"entities": []`` (NER) or ``"label": null``
+(classification); input the predictors refuse (an empty question, text that is not valid Unicode) is an error that
+names it, exit status 2.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
+import sys
+import warnings
 from collections.abc import Sequence
 
 from .auto import predictor_class, task_of
 
 
+def read_texts(texts: Sequence[str], input_path: str | None, stdin=None) -> list[str]:
+    """The texts to predict, in order: each positional text, where ``-`` stands for the lines of standard input, then
+    the lines of ``--input`` (a UTF-8 text file). One text a line, every line kept (so that the output lines up
+    with the input's). A positional text that names an existing file is still a text, with a warning."""
+    from ..files import read_lines
+
+    found: list[str] = []
+    for text in texts:
+        if text == "-":
+            found.extend(line.rstrip("\r\n") for line in (stdin or sys.stdin))
+            continue
+        if len(text) < 4096 and "\n" not in text and os.path.isfile(text):
+            warnings.warn(f"the text {text!r} names a file; it is tagged as text. To predict the file's lines, pass "
+                          f"--input {text} (or - with the file on standard input)", stacklevel=2)
+        found.append(text)
+    if input_path is not None:
+        found.extend(read_lines(input_path))
+    return found
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hf_bert_tasks.predictor", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model folder or Hub id")
-    parser.add_argument("texts", nargs="+", help="texts (any length; for QA, the contexts)")
+    parser.add_argument("texts", nargs="*", help="texts (any length; for QA, the contexts); - reads standard input, "
+                                                 "one text a line")
+    parser.add_argument("--input", default=None, metavar="PATH",
+                        help="a UTF-8 text file, one text a line (after the texts given as arguments)")
     parser.add_argument("--question", default=None, help="QA models: the question asked of every text")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
     args = parser.parse_args(argv)
+    try:
+        texts = read_texts(args.texts, args.input)
+    except (OSError, ValueError) as error:
+        parser.error(str(error))
+    if not texts:
+        parser.error("no text to predict: pass texts, - (standard input) or --input PATH")
 
     from transformers import AutoConfig
 
@@ -34,13 +72,17 @@ def main(argv: Sequence[str] | None = None) -> None:
     if task == "qa" and args.question is None:
         parser.error(f"{args.model} answers questions: pass --question")
     predictor = predictor_class(task).from_pretrained(args.model, revision=args.revision)
-    if task == "ner":
-        records = [{"entities": entities} for entities in predictor(args.texts)]
-    elif task == "classification":
-        records = predictor(args.texts)
-    else:
-        records = predictor([args.question] * len(args.texts), args.texts)
-    for text, record in zip(args.texts, records):
+    try:
+        if task == "ner":
+            records = [{"entities": entities} for entities in predictor(texts)]
+        elif task == "classification":  # None: a text without tokens gets no prediction
+            records = [record or {"label": None, "score": None, "probabilities": None}
+                       for record in predictor(texts)]
+        else:
+            records = predictor([args.question] * len(texts), texts)
+    except ValueError as error:  # the predictors' input checks (modeling/texts.py)
+        parser.error(str(error))
+    for text, record in zip(texts, records):
         print(json.dumps({"text": text, **record}, ensure_ascii=False))
 
 
