@@ -198,10 +198,11 @@ class TextClassifier:
     @classmethod
     def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
         """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor)."""
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+        from ..files import load_tokenizer
+        from ..predictor.auto import load_model
 
-        model = AutoModelForSequenceClassification.from_pretrained(path, revision=revision)
-        tokenizer = AutoTokenizer.from_pretrained(path, revision=revision)
+        model = load_model("classification", path, revision)  # names another kind of model, a damaged file
+        tokenizer = load_tokenizer(path, revision=revision)  # names missing files
         if device is not None:
             model.to(device)
         return cls(model, tokenizer, **kwargs)

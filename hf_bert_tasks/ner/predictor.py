@@ -17,14 +17,12 @@ one of characters the tokenizer deletes, has no entities (`[]`).
 
 from collections.abc import Sequence
 
-from transformers import AutoModelForTokenClassification
-
 from ..files import load_tokenizer
-from ..modeling import register_auto_classes
 from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences
 from ..modeling.texts import check_texts
 from ..modeling.windows import entities_of_words
 from ..modeling.tagging import split_words
+from ..predictor.auto import load_model
 
 
 class NerPredictor:
@@ -62,8 +60,7 @@ class NerPredictor:
     @classmethod
     def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
         """Load model and tokenizer from a folder or Hub id (custom code is trusted: the CRF lives in it)."""
-        register_auto_classes()  # the folder loads as this package's model, not as its copied code
-        model = AutoModelForTokenClassification.from_pretrained(path, revision=revision, trust_remote_code=True)
+        model = load_model("ner", path, revision)  # names another kind of model, a damaged file
         tokenizer = load_tokenizer(path, revision=revision, trust_remote_code=True)  # names missing files
         if device is not None:
             model.to(device)

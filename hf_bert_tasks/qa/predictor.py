@@ -62,9 +62,9 @@ class QuestionAnswerer:
     @classmethod
     def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
         """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor)."""
-        from transformers import AutoModelForQuestionAnswering
+        from ..predictor.auto import load_model
 
-        model = AutoModelForQuestionAnswering.from_pretrained(str(path), revision=revision)
+        model = load_model("qa", path, revision)  # names another kind of model, a damaged file
         tokenizer = load_tokenizer(str(path), revision=revision)  # names missing files
         if device is not None:
             model.to(device)
