@@ -101,6 +101,10 @@ def test_non_text_input_is_refused(predictor):
                          (b"John", "got bytes \\(decode bytes first"), ([b"John"], "text 0 must be a str, got bytes")):
         with pytest.raises(TypeError, match=message):
             predictor(bad)
+    with pytest.raises(TypeError, match="sentences must be a str or a list of str, got NoneType"):
+        predictor.predict_document(None)
+    with pytest.raises(TypeError, match="sentence 1 must be a str, got int"):
+        predictor.predict_document(["fine", 3])
     with pytest.raises(TypeError, match="predict_document takes the document's sentences"):
         predictor.predict_document("flew from Dublin")
     with pytest.raises(TypeError, match="sentence 0 is a str"):

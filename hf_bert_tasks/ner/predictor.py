@@ -78,7 +78,7 @@ class NerPredictor:
         if isinstance(sentences, str):
             raise TypeError("predict_document takes the document's sentences (a list of str), got one str; "
                             "call the predictor itself on a single text")
-        sentences, _ = check_texts(sentences)
+        sentences, _ = check_texts(sentences, "sentences", "sentence")
         return self._entities(sentences, document_ids=[0] * len(sentences))
 
     def _entities(self, texts: list[str], document_ids: Sequence | None = None) -> list[list[dict]]:
