@@ -62,7 +62,8 @@ class DataArguments:
     test_file: str | None = field(default=None, metadata={"help": "Scored and predicted with --do_predict."})
     dataset_name: str | None = field(default=None, metadata={"help": "A Hub data set with tokens/ner_tags columns."})
     dataset_config_name: str | None = field(default=None, metadata={"help": "Its configuration name."})
-    data_format: str = field(default="auto", metadata={"help": "auto, conll, char, cluener or jsonl."})
+    data_format: str = field(default="auto", metadata={
+        "help": "auto, conll, char, cluener, jsonl, labelstudio (a Label Studio JSON export) or doccano (JSON lines)."})
     tag_column: int = field(default=-1, metadata={"help": "Tag column of CoNLL files (default: the last)."})
     column_separator: str | None = field(default=None, metadata={
         "help": "Column separator of CoNLL files: tab (for tokens that contain spaces), space, or any string; "

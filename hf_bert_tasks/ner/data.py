@@ -27,6 +27,10 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
 ``jsonl``
     JSON lines ``{"tokens": [...], "ner_tags": [...tag strings...]}`` with optional ``"id"`` and ``"document_id"``
     (default: the file stem, as for ``char``).
+``labelstudio``, ``doccano``
+    Annotation tools' exports, character spans over raw text (a Label Studio JSON export, doccano JSON lines): read
+    into the pipeline's words with BIO tags by ``ner/annotation_tools.py`` (its docstring gives the rules), which
+    also writes predictions in both formats.
 
 The JSON formats also take one JSON array of such objects (a pretty-printed file); a record's line is where it starts.
 
@@ -83,7 +87,7 @@ __all__ = [
 
 
 DOCSTART = "-DOCSTART-"
-FORMATS = ("conll", "char", "cluener", "jsonl")
+FORMATS = ("conll", "char", "cluener", "jsonl", "labelstudio", "doccano")  # the last two: ner/annotation_tools.py
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 _TAG_PATTERN = re.compile(r"(?:O|X|[BIESM]-\S+)\Z")
@@ -518,6 +522,11 @@ def _detect_format_lines(path: PathLike, lines: list[str]) -> str:
             if is_json_file:
                 raise
             record = None
+        if isinstance(record, dict) and "data" in record and ("annotations" in record or "predictions" in record):
+            return "labelstudio"
+        if isinstance(record, dict) and "text" in record and ("entities" in record
+                                                              or isinstance(record.get("label"), list)):
+            return "doccano"
         if isinstance(record, dict) or is_json_file:
             # CLUENER test files have "text" but no "label", so "text" alone decides.
             return "cluener" if isinstance(record, dict) and "text" in record and "tokens" not in record else "jsonl"
@@ -532,8 +541,10 @@ def _detect_format_lines(path: PathLike, lines: list[str]) -> str:
 def detect_format(path: PathLike) -> str:
     """Guess one of :data:`FORMATS` for ``path``.
 
-    ``.json``/``.jsonl`` files (or files whose first line is a JSON object) are ``cluener`` when the first record
-    has ``"text"`` and no ``"tokens"``, else ``jsonl``; otherwise ``char`` when every non-blank line has exactly two
+    ``.json``/``.jsonl`` files (or files whose first line is a JSON object) are ``labelstudio`` when the first
+    record has ``"data"`` and ``"annotations"`` or ``"predictions"``, ``doccano`` when it has ``"text"`` and
+    ``"entities"`` or a ``"label"`` list, ``cluener`` when it has ``"text"`` and no ``"tokens"``, else ``jsonl``;
+    otherwise ``char`` when every non-blank line has exactly two
     columns and the first is one character; otherwise ``conll``.
     """
     return _detect_format_lines(path, read_lines(path, NerDataError))
@@ -553,6 +564,10 @@ def _parse_file(
         return _parse_cluener(path, lines)
     if format == "jsonl":
         return _parse_jsonl(path, lines)
+    if format in ("labelstudio", "doccano"):
+        from .annotation_tools import parse_labelstudio, parse_doccano
+
+        return (parse_labelstudio if format == "labelstudio" else parse_doccano)(path, lines)
     raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
 
@@ -860,7 +875,7 @@ def write_prediction_file(
     ``test_file`` (read as ``format``) gives the text file its layout, line for line (:func:`write_tagged_file`)."""
     if test_file is not None and format == "auto":
         format = detect_format(test_file)
-    if test_file is not None and format in ("cluener", "jsonl"):
+    if test_file is not None and format in ("cluener", "jsonl", "labelstudio", "doccano"):
         return write_tagged_file(Path(output_dir) / "test_predictions.jsonl", sentences, tags)
     return write_tagged_file(Path(output_dir) / "test_predictions.txt", sentences, tags, layout=test_file,
                              separator=separator)
