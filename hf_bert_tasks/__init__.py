@@ -23,6 +23,8 @@ __version__ = "0.1.0"
 _LAZY_NAMES = {
     "BertCrfConfig": ".modeling.configuration_bert_crf",
     "BertCrfForTokenClassification": ".modeling.modeling_bert_crf",
+    "BertGlobalPointerConfig": ".modeling.configuration_bert_global_pointer",
+    "BertGlobalPointerForSpanClassification": ".modeling.modeling_bert_global_pointer",
     "LinearChainCRF": ".modeling.crf",
     "allowed_transitions": ".modeling.schemes",
 }
@@ -33,7 +35,8 @@ __all__ = sorted(_LAZY_NAMES)
 def __getattr__(name: str):
     if name not in _LAZY_NAMES:
         raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    if name in ("BertCrfConfig", "BertCrfForTokenClassification"):
+    if name in ("BertCrfConfig", "BertCrfForTokenClassification", "BertGlobalPointerConfig",
+                "BertGlobalPointerForSpanClassification"):
         from .modeling import register_auto_classes
 
         register_auto_classes()

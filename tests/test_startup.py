@@ -85,7 +85,10 @@ assert MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING[BertCrfConfig] is BertCrfForTokenC
 assert MODEL_MAPPING[BertCrfConfig] is BertCrfForTokenClassification
 assert BertCrfForTokenClassification._auto_class == "AutoModelForTokenClassification"
 assert sorted(hf_bert_tasks.__all__) == sorted(["BertCrfConfig", "BertCrfForTokenClassification", "LinearChainCRF",
-                                                "allowed_transitions"])
+                                                "allowed_transitions", "BertGlobalPointerConfig",
+                                                "BertGlobalPointerForSpanClassification"])
+from hf_bert_tasks import BertGlobalPointerConfig, BertGlobalPointerForSpanClassification
+assert MODEL_FOR_TOKEN_CLASSIFICATION_MAPPING[BertGlobalPointerConfig] is BertGlobalPointerForSpanClassification
 assert set(hf_bert_tasks.__all__) <= set(dir(hf_bert_tasks))
 try:
     hf_bert_tasks.NoSuchName

@@ -10,7 +10,7 @@ import functools
 
 @functools.cache
 def register_auto_classes() -> None:
-    """Register the CRF model with the Auto classes in this process (``AutoConfig``, ``AutoModel``,
+    """Register the CRF model and the global pointer model with the Auto classes in this process (``AutoConfig``, ``AutoModel``,
     ``AutoModelForTokenClassification``), so a saved CRF folder loads as this package's classes, with or without
     ``trust_remote_code``, and mark it for custom-code saving, so ``save_pretrained`` copies the files of this folder
     and writes ``auto_map``. Runs once per process.
@@ -22,10 +22,14 @@ def register_auto_classes() -> None:
     from transformers import AutoConfig, AutoModel, AutoModelForTokenClassification
 
     from .configuration_bert_crf import BertCrfConfig
+    from .configuration_bert_global_pointer import BertGlobalPointerConfig
     from .modeling_bert_crf import BertCrfForTokenClassification
+    from .modeling_bert_global_pointer import BertGlobalPointerForSpanClassification
 
-    AutoConfig.register(BertCrfConfig.model_type, BertCrfConfig)
-    AutoModel.register(BertCrfConfig, BertCrfForTokenClassification)
-    AutoModelForTokenClassification.register(BertCrfConfig, BertCrfForTokenClassification)
-    BertCrfConfig.register_for_auto_class()
-    BertCrfForTokenClassification.register_for_auto_class("AutoModelForTokenClassification")
+    for config_class, model_class in ((BertCrfConfig, BertCrfForTokenClassification),
+                                      (BertGlobalPointerConfig, BertGlobalPointerForSpanClassification)):
+        AutoConfig.register(config_class.model_type, config_class)
+        AutoModel.register(config_class, model_class)
+        AutoModelForTokenClassification.register(config_class, model_class)
+        config_class.register_for_auto_class()
+        model_class.register_for_auto_class("AutoModelForTokenClassification")

@@ -2,20 +2,21 @@
 
 Laid out like a transformers model file: building blocks, the `PreTrainedModel` base, then the head. It is copied next
 to the weights by `save_pretrained` (Hugging Face custom code), so it imports only torch, transformers and its sibling
-files `configuration_bert_crf.py`, `crf.py` and `schemes.py` (and, lazily, `pipeline_bert_crf.py`: the custom pipeline that ships with
-every model; see `BertCrfForTokenClassification.pipeline_class`).
+files `configuration_bert_crf.py`, `crf.py`, `encoders.py` and `schemes.py` (and, lazily, `pipeline_bert_crf.py`: the
+custom pipeline that ships with every model; see `BertCrfForTokenClassification.pipeline_class`).
 """
 
 import inspect
 
 import torch
 from torch import nn
-from transformers import AutoModel, PreTrainedModel
+from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import TokenClassifierOutput
 
 from .configuration_bert_crf import BertCrfConfig
 from .crf import LinearChainCRF
+from .encoders import build_encoder, run_encoder
 from .schemes import allowed_transitions
 
 def compact_positions(tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,16 +34,6 @@ def compact_positions(tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tenso
     index = torch.argsort((~tag_mask).to(torch.int8), dim=1, stable=True)[:, :width]
     mask = torch.arange(width, device=tag_mask.device)[None, :] < counts[:, None]
     return index, mask
-
-
-def build_encoder(config_or_path) -> PreTrainedModel:
-    """The bare encoder (`AutoModel`) from a config or a pretrained path, without a pooler where the architecture
-    has one: the pooler is unused here and its parameters would never get gradients (which DDP rejects)."""
-    load = AutoModel.from_config if not isinstance(config_or_path, str) else AutoModel.from_pretrained
-    try:
-        return load(config_or_path, add_pooling_layer=False)
-    except TypeError:  # DistilBERT and ELECTRA have no pooler and no such argument
-        return load(config_or_path)
 
 
 class BiLstm(nn.Module):
@@ -171,18 +162,11 @@ class BertCrfForTokenClassification(BertCrfPreTrainedModel):
         have labelled positions) and whose `logits` are the emission scores `(batch_size, sequence_length, num_labels)`.
         Decode them with [`~BertCrfForTokenClassification.decode`].
         """
-        encoder_inputs = {
-            "input_ids": input_ids,
-            "attention_mask": attention_mask,
-            "token_type_ids": token_type_ids,
-            "position_ids": position_ids,
-            "inputs_embeds": inputs_embeds,
-            "output_attentions": output_attentions,
-            "output_hidden_states": output_hidden_states,
-        }
-        # DistilBERT takes no token_type_ids, ALBERT/ELECTRA take all: pass what the encoder accepts.
-        encoder_inputs = {k: v for k, v in encoder_inputs.items() if v is not None and k in self._encoder_arguments}
-        outputs = self.encoder(**encoder_inputs, return_dict=True)
+        outputs = run_encoder(
+            self.encoder, self._encoder_arguments, input_ids=input_ids, attention_mask=attention_mask,
+            token_type_ids=token_type_ids, position_ids=position_ids, inputs_embeds=inputs_embeds,
+            output_attentions=output_attentions, output_hidden_states=output_hidden_states,
+        )
         hidden_states = self.dropout(outputs.last_hidden_state)
         if self.bilstm is not None:
             if attention_mask is None:

@@ -45,6 +45,7 @@ Pre-tokenizer
 
 from __future__ import annotations
 
+import bisect
 import operator
 import re
 import unicodedata
@@ -614,3 +615,24 @@ def entities_from_words(
             score = sum(float(s) for s in scores[span.start : span.end]) / (span.end - span.start)
         entities.append({"type": span.type, "text": text[start:end], "start": start, "end": end, "score": score})
     return entities
+
+
+def best_flat_spans(spans: Sequence[tuple]) -> list[tuple]:
+    """The non-overlapping subset of `spans` `(type, start, end (exclusive), score)` whose scores sum highest
+    (weighted interval scheduling, exact), sorted by start: flat decoding of a span model's nested output."""
+    spans = sorted(spans, key=lambda span: (span[2], span[1], span[0]))
+    ends = [span[2] for span in spans]
+    best, previous, took = [0.0], [], []  # best[i]: the highest sum over the first i spans
+    for i, (_, start, _, score) in enumerate(spans):
+        j = bisect.bisect_right(ends, start, 0, i)  # spans among the first i that end at or before `start`
+        previous.append(j)
+        took.append(best[j] + score > best[i])
+        best.append(max(best[j] + score, best[i]))
+    chosen, i = [], len(spans)
+    while i > 0:
+        if took[i - 1]:
+            chosen.append(spans[i - 1])
+            i = previous[i - 1]
+        else:
+            i -= 1
+    return chosen[::-1]

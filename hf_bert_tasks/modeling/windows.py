@@ -17,6 +17,7 @@ word's prediction comes from a window where it has at least about `stride / 2` p
 exact for entities shorter than that; a longer entity crossing a window seam may come back split in two.
 """
 
+import bisect
 import itertools
 from collections.abc import Sequence
 
@@ -292,7 +293,9 @@ class WindowCollator:
     """Pads a list of windows (dicts from `encode_words` columns) to the longest in the batch.
 
     Pad values: the tokenizer's pad id for `input_ids`, 0 for `attention_mask`/`token_type_ids`/`tag_mask`, -100
-    for `labels`. Other keys (`example_index`, `word_ids`) are dropped.
+    for `labels`. Windows with `span_labels` (`window_span_labels`, for the global pointer model) get them as
+    `labels` `(batch, most spans, 3)`, padded with rows of -100. Other keys (`example_index`, `word_ids`) are
+    dropped.
     """
 
     def __init__(self, pad_token_id: int, pad_to_multiple_of: int | None = None):
@@ -306,8 +309,78 @@ class WindowCollator:
         width = max(len(w["input_ids"]) for w in windows)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
-        return {
+        batch = {
             key: torch.tensor([list(w[key]) + [pad] * (width - len(w[key])) for w in windows])
             for key, pad in self.pad_values.items()
             if key in windows[0]
         }
+        if "span_labels" in windows[0]:  # the span model's labels: (batch, most spans, 3), rows padded with -100
+            most = max(max(len(w["span_labels"]) for w in windows), 1)
+            batch["labels"] = torch.tensor([list(map(list, w["span_labels"])) + [[-100] * 3] * (most - len(
+                w["span_labels"])) for w in windows]).reshape(len(windows), most, 3)
+        return batch
+
+
+# -- spans (the global pointer model): gold spans per window, and window spans back to sentences ------------------
+
+
+def window_span_labels(word_ids: Sequence[int], entities: Sequence[tuple[int, int, int]]) -> list[list[int]]:
+    """The gold spans of one window as `[type id, start position, end position]` (end inclusive), each end the
+    first piece of its word: the entities `(type id, start word, end word exclusive)` of the window's sentence whose
+    first and last words both lie in the window (`word_ids` as `encode_words` gives them). An entity cut by the
+    window's edge is not there: it is learnt, and predicted, from a window that holds it whole."""
+    first: dict[int, int] = {}
+    for p, w in enumerate(word_ids):
+        if w >= 0 and w not in first:
+            first[w] = p
+    return [[kind, first[start], first[end - 1]] for kind, start, end in entities
+            if start in first and end - 1 in first]
+
+
+def merge_span_windows(
+    word_ids: Sequence[Sequence[int]],
+    example_index: Sequence[int],
+    window_spans: Sequence[Sequence[tuple]],
+    num_sentences: int,
+) -> list[list[tuple]]:
+    """Sentence-level spans from window-level ones.
+
+    `word_ids`, `example_index` come from `encode_words`; `window_spans[i]` holds the spans found in window `i` as
+    `(type, start position, end position (inclusive), score)`. A span is taken from the window in which it has the
+    most context: where the smaller of (its first piece's distance to the window's start, its last word's first
+    piece's distance to the window's end) is largest, the earlier window on ties. So each (start, end) pair is
+    judged by exactly one window, whatever the others said.
+
+    Returns per sentence `(type, start word, end word (exclusive), score)`, sorted by start, end, type.
+    """
+    ranges: list[list[tuple[int, int, int]]] = [[] for _ in range(num_sentences)]  # (first word, last word, window)
+    for window, (ids, e) in enumerate(zip(word_ids, example_index)):
+        own = [w for w in ids if w >= 0]
+        if own:
+            ranges[e].append((own[0], own[-1], window))
+    firsts = [[first for first, _, _ in r] for r in ranges]
+    positions: dict[int, dict[int, int]] = {}  # window -> word -> its first piece, built for the windows asked
+
+    def context(window: int, start: int, end: int) -> int:
+        if window not in positions:
+            positions[window] = {}
+            for p, w in enumerate(word_ids[window]):
+                if w >= 0:
+                    positions[window].setdefault(w, p)
+        return min(positions[window][start], len(word_ids[window]) - 1 - positions[window][end])
+
+    merged: list[list[tuple]] = [[] for _ in range(num_sentences)]
+    for window, spans in enumerate(window_spans):
+        e = example_index[window]
+        for kind, start_position, end_position, score in spans:
+            start, end = word_ids[window][start_position], word_ids[window][end_position]
+            # Windows advance through the sentence: those holding both words are a run ending before the first
+            # window that starts after `start`.
+            candidates, k = [], bisect.bisect_right(firsts[e], start) - 1
+            while k >= 0 and ranges[e][k][1] >= end:
+                candidates.append(ranges[e][k][2])
+                k -= 1
+            best = max(candidates, key=lambda w: (context(w, start, end), -w))
+            if best == window:
+                merged[e].append((kind, start, end + 1, score))
+    return [sorted(spans, key=lambda span: (span[1], span[2], span[0])) for spans in merged]
