@@ -358,9 +358,9 @@ def export_folder_problem(out_dir: Path) -> str | None:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = command_line()
     args = parser.parse_args(argv)
-    from transformers.utils import logging
+    from .progress import quiet_short_bars
 
-    logging.disable_progress_bar()  # the loading bars of the three loads would bury the report
+    quiet_short_bars()  # the loading bars of the three loads would bury the report
 
     model_dir, out_dir = Path(args.model_dir), Path(args.out_dir)
     if not (model_dir / "config.json").is_file():

@@ -734,6 +734,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     space.add_argument("--private", action="store_true", help="create the Space private")
     space.add_argument("--title", default=None, help="Space title (default: from its name)")
     args = parser.parse_args(argv)
+    from .progress import quiet_short_bars
+
+    quiet_short_bars()  # no "Loading weights" bar for a load of a second
     try:
         if args.command == "push-model":
             sha = push_model(args.model_dir, args.repo_id, revision=args.revision, private=args.private,

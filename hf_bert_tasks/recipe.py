@@ -9,13 +9,31 @@
 - Train / evaluate / predict bookkeeping (:func:`train_and_save`, :func:`log_and_save`, :func:`end_processes`).
 - What every run checks and sets before it trains (:class:`RecipeChecks`), below.
 
-A recipe makes three calls for its checks::
+A recipe makes these calls for its checks::
 
-    checks = RecipeChecks(training_args)                          # first, before any model is loaded
+    checks = RecipeChecks(training_args, data_args, run_args)     # first, before any model is loaded
+    checks.data_read(raw)                                         # once the data are read
+    checks.check_training_answers(raw, count, where, what)        # NER and classification: more than one answer
     checks.check_max_seq_length(data_args.max_seq_length, model.config)   # before the data is tokenized
     checks.attach(trainer, **extra_metrics)                       # once the Trainer exists
 
 Decisions:
+
+- **Run arguments.** Checked before anything else (:func:`check_run_arguments`): ``--do_train``, ``--do_eval`` and
+  ``--do_predict`` each need their data (``--do_predict`` without a test file used to train, save, then fail with
+  ``KeyError: 'test'``), one of them must be given, and ``--max_*_samples`` must be at least 1 (0 ended in the
+  Trainer's message about columns). An ``--output_dir`` that holds a trained model or checkpoints is refused, naming
+  them, unless ``--overwrite_output_dir`` (:class:`RunArguments`; transformers 5 dropped the flag and its check, and
+  a run replaced a 5-label model by a 9-label one without a word) or ``--resume_from_checkpoint``. A validation or
+  test file that is the training file (the same path, or the same bytes) gets a
+  :class:`ScoredOnTrainingDataWarning`: its scores are training scores.
+- **One answer.** Training data whose texts all have one label, or NER data without an entity, are refused
+  (:func:`check_training_answers`): the model could only ever give that answer (numpy's "Mean of empty slice"
+  while scoring was the only sign).
+- **Progress bars.** Only for long work (``hf_bert_tasks/progress.py``): transformers' loading and saving bars after
+  two seconds, datasets' bars when a split has 10,000 rows or more; the Trainer's bars stay.
+- **Per-type scores.** Beyond ``MAX_LOGGED_TYPES`` (10) types, per-type F1 scores go to the results files only and
+  the log names the lowest five (:func:`log_and_save`).
 
 - **Positions.** ``--max_seq_length`` above the encoder's ``max_position_embeddings`` fails at the first long batch
   with "The size of tensor a (1024) must match the size of tensor b (512)" (and passes silently when the data happen
@@ -41,6 +59,7 @@ Decisions:
 
 from __future__ import annotations
 
+import filecmp
 import json
 import logging
 import math
@@ -57,8 +76,9 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainerCallback
 
-from .checkpoints import resume_checkpoint
+from .checkpoints import IncompleteCheckpointWarning, resume_checkpoint
 from .hub import write_endpoint_files
+from .progress import quiet_short_bars, quiet_small_data_bars
 
 
 
@@ -163,6 +183,15 @@ class FineTuneArguments:
         return {"head_learning_rate": self.head_learning_rate, "freeze_encoder_epochs": self.freeze_encoder_epochs}
 
 
+@dataclass
+class RunArguments:
+    """What every recipe run takes besides ``TrainingArguments`` (transformers 5 dropped ``--overwrite_output_dir``)."""
+
+    overwrite_output_dir: bool = field(default=False, metadata={
+        "help": "Train into an --output_dir that holds a trained model or checkpoints, replacing them; without it "
+                "such a run is refused (resuming with --resume_from_checkpoint needs no such flag)."})
+
+
 def parse_recipe_arguments(*dataclass_types):
     """The dataclasses from the command line's flags, or from its one argument when that is a `.json` file."""
     parser = HfArgumentParser(dataclass_types)
@@ -179,9 +208,30 @@ def limit_samples(raw, limits: dict[str, int | None]) -> None:
 
 
 def log_and_save(trainer: Trainer, split: str, metrics: dict) -> None:
-    """Print the split's metrics and write `{split}_results.json` (merged into `all_results.json`)."""
-    trainer.log_metrics(split, metrics)
+    """Print the split's metrics and write `{split}_results.json` (merged into `all_results.json`).
+
+    Per-type scores (`{split}_{TYPE}_f1`) of more than `MAX_LOGGED_TYPES` types go to the files only: the log gets
+    one line saying how many there are and which are lowest (300 entity types made 300 lines per split)."""
+    per_type = {key: value for key, value in metrics.items() if _per_type_key(split, key)}
+    shown = metrics
+    if len(per_type) > MAX_LOGGED_TYPES:
+        shown = {key: value for key, value in metrics.items() if key not in per_type}
+        lowest = sorted(per_type.items(), key=lambda item: item[1])[:5]
+        shown[f"{split}_per_type_f1"] = (
+            f"{len(per_type)} types, in {split}_results.json; lowest: "
+            + ", ".join(f"{key[len(split) + 1:-3]} {value:.4f}" for key, value in lowest))
+    trainer.log_metrics(split, shown)
     trainer.save_metrics(split, metrics)
+
+
+MAX_LOGGED_TYPES = 10
+_AVERAGED_F1 = ("macro", "micro", "weighted")
+
+
+def _per_type_key(split: str, key: str) -> bool:
+    """Whether ``key`` is a per-type score, ``{split}_{TYPE}_f1`` (not the overall or an averaged F1)."""
+    name = key[len(split) + 1 : -3] if key.startswith(f"{split}_") and key.endswith("_f1") else ""
+    return bool(name) and name not in _AVERAGED_F1
 
 
 def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **extra_metrics) -> None:
@@ -400,6 +450,122 @@ def _has_accelerator() -> bool:
     return torch.cuda.is_available()
 
 
+# ------------------------------------------------------------------------------------------------------ run arguments
+
+# Files of a trained model in a folder (the weights of a full model or of a LoRA adapter).
+_MODEL_WEIGHTS = ("model.safetensors", "model.safetensors.index.json", "adapter_model.safetensors",
+                  "pytorch_model.bin")
+
+
+class ScoredOnTrainingDataWarning(UserWarning):
+    """The data a run scores on is its training data."""
+
+
+def _check_splits_given(training_args, data_args) -> None:
+    if not (training_args.do_train or training_args.do_eval or training_args.do_predict):
+        raise ValueError("nothing to do: give --do_train, --do_eval or --do_predict")
+    hub = getattr(data_args, "dataset_name", None)
+    for flag, split, names in (("do_train", "training", ("train_file", "train_files")),
+                               ("do_eval", "validation", ("validation_file",)),
+                               ("do_predict", "test", ("test_file",))):
+        if not getattr(training_args, flag):
+            continue
+        flags = [name for name in names if hasattr(data_args, name)]
+        if not flags:
+            raise ValueError(f"--{flag}: this recipe reads no {split} data (it has no --{names[0]})")
+        if not hub and not any(getattr(data_args, name) for name in flags):
+            raise ValueError(f"--{flag} needs {split} data: give --{flags[0]} (or --dataset_name)")
+
+
+def _check_sample_limits(data_args) -> None:
+    for name in ("max_train_samples", "max_eval_samples", "max_predict_samples"):
+        value = getattr(data_args, name, None)
+        if value is not None and value < 1:
+            raise ValueError(f"--{name} {value} leaves no example: give 1 or more (or leave it out for all)")
+
+
+def _same_file(first, second) -> bool:
+    first, second = Path(first), Path(second)
+    if not (first.is_file() and second.is_file()):
+        return False
+    return first.samefile(second) or filecmp.cmp(first, second, shallow=False)
+
+
+def _warn_scored_on_training_data(training_args, data_args) -> None:
+    train = getattr(data_args, "train_file", None) or getattr(data_args, "train_files", None)
+    if not training_args.do_train or not train:
+        return
+    train_files = [train] if isinstance(train, str) else list(train)
+    for flag, split, scores in (("validation_file", "do_eval", "eval"), ("test_file", "do_predict", "test")):
+        other = getattr(data_args, flag, None)
+        if not other or not getattr(training_args, split):
+            continue
+        same = next((path for path in train_files if _same_file(path, other)), None)
+        if same is not None:
+            warnings.warn(ScoredOnTrainingDataWarning(
+                f"--{flag} {other} is the training file {same}: the {scores} scores are scores on the data the "
+                "model was trained on, not on unseen data"), stacklevel=4)
+
+
+def _describe_model(folder: Path, weights: list[str]) -> str:
+    try:
+        config = json.loads((folder / "config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        config = {}
+    parts = list((config.get("architectures") or [])[:1])
+    if config.get("id2label"):
+        parts.append(f"{len(config['id2label'])} labels")
+    return ", ".join(parts + weights)
+
+
+def _check_output_dir(training_args, overwrite_output_dir: bool) -> None:
+    """Refuse to train into a folder that holds a trained model or checkpoints, unless asked to or resuming."""
+    folder = Path(training_args.output_dir)
+    if not training_args.do_train or overwrite_output_dir or training_args.resume_from_checkpoint is not None:
+        return
+    if not folder.is_dir():
+        return
+    weights = [name for name in _MODEL_WEIGHTS if (folder / name).is_file()]
+    checkpoints = sorted((p.name for p in folder.glob("checkpoint-*") if p.is_dir()),
+                         key=lambda name: int(name.split("-")[1]) if name.split("-")[1].isdigit() else -1)
+    held = []
+    if weights:
+        held.append(f"a trained model ({_describe_model(folder, weights)})")
+    if checkpoints:
+        held.append(f"{len(checkpoints)} checkpoint{'s' if len(checkpoints) > 1 else ''} ({', '.join(checkpoints)})")
+    if held:
+        raise ValueError(
+            f"--output_dir {folder} holds {' and '.join(held)}: training would replace it. Pass "
+            "--overwrite_output_dir to replace it, --resume_from_checkpoint last to go on from its newest "
+            "checkpoint, or another --output_dir")
+
+
+def check_run_arguments(training_args, data_args, overwrite_output_dir: bool = False) -> None:
+    """Refuse, before any work, the runs that would fail late or mislead (module docstring, "Run arguments")."""
+    _check_splits_given(training_args, data_args)
+    _check_sample_limits(data_args)
+    _check_output_dir(training_args, overwrite_output_dir)
+    if training_args.do_train and training_args.resume_from_checkpoint is not None:
+        with warnings.catch_warnings():  # the checkpoints skipped are named when training starts
+            warnings.simplefilter("ignore", IncompleteCheckpointWarning)
+            resume_checkpoint(training_args.output_dir, training_args.resume_from_checkpoint)
+    _warn_scored_on_training_data(training_args, data_args)
+
+
+# ---------------------------------------------------------------------------------------------------------- the data
+
+
+def check_training_answers(answers: dict[str, int], where: str, what: str) -> None:
+    """Refuse training data that hold one answer only (``answers``: how often each answer occurs in the training
+    data, e.g. each label, or "O" and each entity type); ``what`` names what was counted ("every training text is
+    labelled", "every training word is tagged"). A model trained on them can only ever give that one answer."""
+    given = {answer: count for answer, count in answers.items() if count}
+    if len(given) < 2:
+        (only, count), = given.items() if given else (("nothing", 0),)
+        raise ValueError(f"{where}: {what} {only!r} ({count} of them): a model trained on these data can only ever "
+                         "answer that; training needs at least two classes (for NER, at least one entity)")
+
+
 # ------------------------------------------------------------------------------------------------------------ recipes
 
 
@@ -409,16 +575,39 @@ class RecipeChecks:
     Args:
         training_args: the run's ``TrainingArguments``; ``dataloader_pin_memory`` is turned off without an
             accelerator.
+        data_args: the recipe's data arguments (``train_file`` or ``train_files``, ``validation_file``,
+            ``test_file``, ``dataset_name``, ``max_*_samples``, those it has), checked with ``training_args`` by
+            :func:`check_run_arguments` before anything else happens.
+        run_args: the run's :class:`RunArguments` (``--overwrite_output_dir``).
         argv: the command line (default ``sys.argv[1:]``), read to tell whether ``--logging_steps`` was given.
     """
 
-    def __init__(self, training_args, argv: Sequence[str] | None = None):
+    def __init__(self, training_args, data_args=None, run_args: RunArguments | None = None,
+                 argv: Sequence[str] | None = None):
         self.training_args = training_args
+        if data_args is not None:
+            check_run_arguments(training_args, data_args, (run_args or RunArguments()).overwrite_output_dir)
         self.default_logging = not logging_steps_given(argv)
         self.metrics: dict = {}
         if training_args.dataloader_pin_memory and not _has_accelerator():
             training_args.dataloader_pin_memory = False
         quiet_loading_reports()
+        quiet_short_bars()
+
+    def data_read(self, raw) -> None:
+        """Once the data are read (and cut to ``--max_*_samples``): each of ``--do_train``, ``--do_eval``,
+        ``--do_predict`` has its split (a Hub data set may lack one), and datasets' progress bars are left on for
+        large data only."""
+        for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
+            if getattr(self.training_args, flag) and split not in raw:
+                raise ValueError(f"--{flag} needs a {split} split; the data have {', '.join(raw) or 'none'}")
+        quiet_small_data_bars(getattr(split, "num_rows", None) for split in raw.values())
+
+    def check_training_answers(self, raw, count, where: str, what: str) -> None:
+        """:func:`check_training_answers` of ``count(raw["train"])`` (the answers and how often each occurs), when
+        the run trains."""
+        if self.training_args.do_train:
+            check_training_answers(count(raw["train"]), where, what)
 
     def check_max_seq_length(self, max_seq_length: int, config, flag: str = "--max_seq_length") -> None:
         """:func:`check_max_seq_length`; call it before tokenizing."""

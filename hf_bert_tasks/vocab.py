@@ -740,6 +740,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     expand.add_argument("--seed", type=int, default=None, help="seed of the truncated normal draws")
     expand.add_argument("--output_dir", required=True)
     args = parser.parse_args(argv)
+    from .progress import quiet_short_bars
+
+    quiet_short_bars()  # no "Loading weights" bar for a load of a second
 
     from transformers import AutoTokenizer
 

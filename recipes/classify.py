@@ -39,6 +39,7 @@ from transformers import (
 
 from hf_bert_tasks.classification.data import (
     gold_label_ids,
+    label_counts,
     label_names_of,
     load_classification_dataset,
 )
@@ -69,6 +70,7 @@ from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
     RecipeChecks,
+    RunArguments,
     end_processes,
     limit_samples,
     log_and_save,
@@ -127,9 +129,9 @@ class DataArguments:
 
 
 def main():
-    model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
-        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
-    checks = RecipeChecks(training_args)
+    model_args, data_args, training_args, lora_args, finetune_args, run_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments, RunArguments)
+    checks = RecipeChecks(training_args, data_args, run_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
     if data_args.predictions_format not in (None, "tsv", "jsonl"):
@@ -150,9 +152,9 @@ def main():
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
-    for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
-        if getattr(training_args, flag) and split not in raw:
-            raise ValueError(f"--{flag} needs a {split} split; the data have {', '.join(raw)}")
+    checks.data_read(raw)
+    checks.check_training_answers(raw, label_counts, data_args.train_file or data_args.dataset_name,
+                                  "every training text is labelled")
     labelled = [split for split in raw if "label" in raw[split].column_names]
     if not labelled and not trained:
         raise ValueError(f"no labelled data and {path} is not a trained classifier: nothing gives the labels")

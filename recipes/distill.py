@@ -51,6 +51,7 @@ from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.recipe import (
     FineTuneArguments,
     RecipeChecks,
+    RunArguments,
     end_processes,
     limit_samples,
     log_and_save,
@@ -91,9 +92,9 @@ class DataArguments:
 
 
 def main():
-    distillation, data_args, training_args, finetune_args = parse_recipe_arguments(
-        DistillationArguments, DataArguments, TrainingArguments, FineTuneArguments)
-    checks = RecipeChecks(training_args)
+    distillation, data_args, training_args, finetune_args, run_args = parse_recipe_arguments(
+        DistillationArguments, DataArguments, TrainingArguments, FineTuneArguments, RunArguments)
+    checks = RecipeChecks(training_args, data_args, run_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -109,7 +110,7 @@ def main():
     projection = hidden_projection(student, teacher) if distillation.hidden_weight > 0 else None
 
     build = build_ner if task == "ner" else build_classification
-    task_parts = build(distillation, data_args, training_args, student, tokenizer)
+    task_parts = build(distillation, data_args, training_args, checks, student, tokenizer)
     features = task_parts.features
     trainer = DistillationTrainer(
         model=student,
@@ -144,7 +145,7 @@ def main():
         push_recipe_output(training_args, data_args.dataset_name, settings)
 
 
-def build_ner(distillation, data_args, training_args, student, tokenizer):
+def build_ner(distillation, data_args, training_args, checks, student, tokenizer):
     """Features (train with transfer text, validation, test), Trainer arguments and the test-prediction writer of a
     CRF student, in the teacher's scheme and windows."""
     from hf_bert_tasks.ner.data import load_ner_dataset, write_prediction_file
@@ -163,6 +164,7 @@ def build_ner(distillation, data_args, training_args, student, tokenizer):
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
+    checks.data_read(raw)
     tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
     labels = [config.id2label[i] for i in range(config.num_labels)]
     label2id = {label: i for i, label in enumerate(labels)}
@@ -231,7 +233,7 @@ def build_ner(distillation, data_args, training_args, student, tokenizer):
     return TaskParts(features, kwargs, metrics_for, write_test_predictions)
 
 
-def build_classification(distillation, data_args, training_args, student, tokenizer):
+def build_classification(distillation, data_args, training_args, checks, student, tokenizer):
     """Features, Trainer arguments and the test-prediction writer of a classifier student (the teacher's labels
     and long-text settings)."""
     from hf_bert_tasks.classification.data import (
@@ -262,6 +264,7 @@ def build_classification(distillation, data_args, training_args, student, tokeni
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
+    checks.data_read(raw)
     settings = long_text_settings(config)
     threshold = resolve_threshold(config)
     with training_args.main_process_first(desc="tokenizing"):

@@ -27,7 +27,13 @@ from transformers import (
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.ner.data import column_separator, load_ner_dataset, repair_counts, write_prediction_file
+from hf_bert_tasks.ner.data import (
+    column_separator,
+    entity_type_counts,
+    load_ner_dataset,
+    repair_counts,
+    write_prediction_file,
+)
 from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, merge_windows
 from hf_bert_tasks.ner.metrics import entity_scores
 from hf_bert_tasks.modeling.tagging import convert_tags, label_list, split_tag
@@ -35,6 +41,7 @@ from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
     RecipeChecks,
+    RunArguments,
     end_processes,
     limit_samples,
     log_and_save,
@@ -89,9 +96,9 @@ class DataArguments:
 
 
 def main():
-    model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
-        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
-    checks = RecipeChecks(training_args)
+    model_args, data_args, training_args, lora_args, finetune_args, run_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments, RunArguments)
+    checks = RecipeChecks(training_args, data_args, run_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -106,6 +113,9 @@ def main():
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
+    checks.data_read(raw)
+    checks.check_training_answers(raw, entity_type_counts, data_args.train_file or data_args.dataset_name,
+                                  "every training word is tagged")
     tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
 
     model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)

@@ -55,7 +55,14 @@ from hf_bert_tasks.pretraining.training import (
     lora_with_new_tokens,
     parse_token_ids,
 )
-from hf_bert_tasks.recipe import RecipeChecks, end_processes, log_and_save, parse_recipe_arguments, train_and_save
+from hf_bert_tasks.recipe import (
+    RecipeChecks,
+    RunArguments,
+    end_processes,
+    log_and_save,
+    parse_recipe_arguments,
+    train_and_save,
+)
 from hf_bert_tasks.vocab import EXPANSION_REPORT_FILE, get_segmenter
 
 
@@ -135,13 +142,14 @@ def load_texts(data_args: DataArguments, training_args: TrainingArguments):
 
 
 def main():
-    model_args, data_args, training_args, lora_args = parse_recipe_arguments(
-        ModelArguments, DataArguments, TrainingArguments, LoraArguments)
+    model_args, data_args, training_args, lora_args, run_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, RunArguments)
     resolve_adaptation(model_args, lora_args)
-    checks = RecipeChecks(training_args)
+    checks = RecipeChecks(training_args, data_args, run_args)
     set_seed(training_args.seed)
 
     raw = load_texts(data_args, training_args)
+    checks.data_read(raw)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path)
     checks.check_max_seq_length(data_args.max_seq_length, model.config)

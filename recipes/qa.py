@@ -41,6 +41,7 @@ from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
     RecipeChecks,
+    RunArguments,
     end_processes,
     limit_samples,
     log_and_save,
@@ -84,9 +85,9 @@ class DataArguments:
 
 
 def main():
-    model_args, data_args, training_args, lora_args, finetune_args = parse_recipe_arguments(
-        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments)
-    checks = RecipeChecks(training_args)
+    model_args, data_args, training_args, lora_args, finetune_args, run_args = parse_recipe_arguments(
+        ModelArguments, DataArguments, TrainingArguments, LoraArguments, FineTuneArguments, RunArguments)
+    checks = RecipeChecks(training_args, data_args, run_args)
     set_seed(training_args.seed)
     push_to_hub = take_push_request(training_args)  # checks repo id and token before any training
 
@@ -97,6 +98,7 @@ def main():
     )
     limit_samples(raw, {"train": data_args.max_train_samples, "validation": data_args.max_eval_samples,
                         "test": data_args.max_predict_samples})
+    checks.data_read(raw)
     if training_args.do_train and "train" in raw:
         require_training_questions(raw["train"], data_args.train_file or f"{data_args.dataset_name}[train]",
                                    data_args.version_2_with_negative)

@@ -57,6 +57,7 @@ import gradio as gr  # noqa: E402
 from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 from hf_bert_tasks.modeling.tagging import split_tag  # noqa: E402
+from hf_bert_tasks.progress import quiet_short_bars  # noqa: E402
 from hf_bert_tasks.predictor.auto import predictor_class, task_of  # noqa: E402
 from hf_bert_tasks.qa.predictor import QuestionAnswerer  # noqa: E402
 
@@ -348,6 +349,7 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
+    quiet_short_bars()  # no "Loading weights" bar for each model the Space loads
     port = os.environ.get("PORT")
     # None defers to Gradio: GRADIO_SERVER_NAME/GRADIO_SERVER_PORT (set on Spaces), else 127.0.0.1:7860.
     build_demo().launch(server_name=os.environ.get("HOST") or None, server_port=int(port) if port else None)

@@ -181,7 +181,9 @@ def test_a_recipe_killed_at_random_moments_resumes_to_the_uninterrupted_result(t
     rng = random.Random(29)
     skipped = kills = 0
     for round_ in range(4):
-        resume = ["--resume_from_checkpoint", "last"] if any(p is None for _, p in checkpoints(out)) else []
+        # Without a complete checkpoint yet, start again over what the last kill left.
+        resume = (["--resume_from_checkpoint", "last"] if any(p is None for _, p in checkpoints(out))
+                  else ["--overwrite_output_dir"])
         log_path = tmp_path / f"round{round_}.log"
         with log_path.open("w") as log:
             process = subprocess.Popen([*command, *map(str, recipe_args(tiny_encoder_dir, out, *resume))],

@@ -372,7 +372,7 @@ def test_recipe_trains_saves_and_resumes(expanded_dir, monkeypatch, capsys):
         math.exp(results["eval_loss"]))
     model = BertForMaskedLM.from_pretrained(out)
     assert model.get_input_embeddings().weight.shape[0] == len(AutoTokenizer.from_pretrained(out))
-    with pytest.raises(ValueError, match="no checkpoint"):
+    with pytest.raises(ValueError, match="no complete checkpoint"):
         run_in_process([*common_args(expanded_dir, expanded_dir / "empty", 1), "--resume_from_checkpoint", "last"],
                        monkeypatch, expanded_dir / "cache")
 

@@ -1,9 +1,13 @@
 """hf_bert_tasks.recipe (RecipeChecks): the checks and quiet defaults every recipe run shares, alone and through the recipes
 (tiny random encoder, subprocesses)."""
 
+import contextlib
+import dataclasses
+import io
 import json
 import logging
 import os
+import shutil
 import subprocess
 import warnings
 
@@ -15,8 +19,13 @@ from hf_bert_tasks.files import check_tokenizer_files
 from hf_bert_tasks.recipe import (
     LoggingStepsCallback,
     RecipeChecks,
+    RunArguments,
+    ScoredOnTrainingDataWarning,
     UnknownTokensWarning,
     check_max_seq_length,
+    check_run_arguments,
+    check_training_answers,
+    log_and_save,
     default_logging_steps,
     logging_steps_given,
     position_limit,
@@ -289,3 +298,208 @@ def test_qa_recipe_says_no_training_question_is_left(tiny_encoder_dir, tmp_path)
     assert result.returncode != 0
     assert f"{train}: no training question is left of 1" in result.stderr
     assert "No columns in the dataset" not in result.stderr
+
+
+# ------------------------------------------------------------------------------------------------------ run arguments
+
+
+@dataclasses.dataclass
+class DataArgs:
+    """The data fields the recipes share (pretrain.py has train_files and no test_file: `PretrainDataArgs`)."""
+
+    train_file: str | None = None
+    validation_file: str | None = None
+    test_file: str | None = None
+    dataset_name: str | None = None
+    max_train_samples: int | None = None
+    max_eval_samples: int | None = None
+    max_predict_samples: int | None = None
+
+
+@dataclasses.dataclass
+class PretrainDataArgs:
+    train_files: list[str] | None = None
+    validation_file: str | None = None
+    dataset_name: str | None = None
+
+
+def training_args(tmp_path, *flags, **kwargs):
+    flags = {flag: True for flag in flags}
+    return TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", use_cpu=True, **flags, **kwargs)
+
+
+@pytest.mark.parametrize("flags, data, message", [
+    ((), DataArgs(train_file="t"), "nothing to do: give --do_train, --do_eval or --do_predict"),
+    (("do_train",), DataArgs(), "--do_train needs training data: give --train_file (or --dataset_name)"),
+    (("do_train", "do_predict"), DataArgs(train_file="t"), "--do_predict needs test data: give --test_file"),
+    (("do_eval",), DataArgs(train_file="t", test_file="x"), "--do_eval needs validation data: give --validation_file"),
+    (("do_train",), PretrainDataArgs(), "--do_train needs training data: give --train_files"),
+    (("do_train", "do_predict"), PretrainDataArgs(train_files=["t"]), "--do_predict: this recipe reads no test data"),
+    (("do_train",), DataArgs(train_file="t", max_train_samples=0), "--max_train_samples 0 leaves no example"),
+    (("do_eval",), DataArgs(validation_file="v", max_eval_samples=-1), "--max_eval_samples -1 leaves no example"),
+], ids=["nothing", "no-train", "predict-no-test", "eval-no-validation", "pretrain-no-files", "pretrain-predict",
+        "zero-samples", "negative-samples"])
+def test_run_arguments_that_would_fail_late_are_refused_first(tmp_path, flags, data, message):
+    with pytest.raises(ValueError) as info:
+        check_run_arguments(training_args(tmp_path, *flags), data)
+    assert str(info.value).startswith(message), str(info.value)
+
+
+def test_a_hub_data_set_stands_for_every_split_until_it_is_read(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    args = training_args(tmp_path, "do_train", "do_eval", "do_predict")
+    check_run_arguments(args, DataArgs(dataset_name="conll2003"))
+    checks = RecipeChecks(args, DataArgs(dataset_name="conll2003"), argv=[])
+    rows = Dataset.from_dict({"x": [1]})
+    with pytest.raises(ValueError, match="--do_predict needs a test split; the data have train, validation"):
+        checks.data_read(DatasetDict({"train": rows, "validation": rows}))
+    checks.data_read(DatasetDict({"train": rows, "validation": rows, "test": rows}))
+
+
+def test_scores_on_the_training_file_are_named_training_scores(tmp_path):
+    train = tmp_path / "train.txt"
+    train.write_text("pos\tgood\nneg\tbad\n")
+    copy = tmp_path / "copy.txt"
+    shutil.copy(train, copy)
+    other = tmp_path / "other.txt"
+    other.write_text("pos\tfine\nneg\tbad\n")
+    args = training_args(tmp_path, "do_train", "do_eval", "do_predict")
+    trained_on = r"--validation_file .*train.txt is the training file .*: the eval scores are scores on the data the"
+    with pytest.warns(ScoredOnTrainingDataWarning, match=trained_on):
+        check_run_arguments(args, DataArgs(train_file=str(train), validation_file=str(train), test_file=str(other)))
+    with pytest.warns(ScoredOnTrainingDataWarning, match=r"--test_file .*copy.txt is the training file"):
+        check_run_arguments(args, DataArgs(train_file=str(train), validation_file=str(other), test_file=str(copy)))
+    with pytest.warns(ScoredOnTrainingDataWarning, match="the eval scores"):  # pretrain.py: one of several files
+        check_run_arguments(training_args(tmp_path, "do_train", "do_eval"),
+                            PretrainDataArgs(train_files=[str(other), str(train)], validation_file=str(copy)))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        check_run_arguments(args, DataArgs(train_file=str(train), validation_file=str(other), test_file=str(other)))
+        # Without training there are no training scores to mistake.
+        check_run_arguments(training_args(tmp_path, "do_eval"), DataArgs(train_file=str(train),
+                                                                          validation_file=str(train)))
+
+
+def save_trained_model(folder, labels):
+    from transformers import BertForTokenClassification
+
+    config = tiny_bert_config(num_labels=len(labels), id2label=dict(enumerate(labels)))
+    BertForTokenClassification(config).save_pretrained(folder)
+
+
+def test_an_output_dir_holding_a_model_is_kept_unless_the_user_says_so(tmp_path):
+    out = tmp_path / "out"
+    save_trained_model(out, ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"])
+    data = DataArgs(train_file="t")
+    with pytest.raises(ValueError) as info:
+        check_run_arguments(training_args(tmp_path, "do_train"), data)
+    message = str(info.value)
+    assert message.startswith(f"--output_dir {out} holds a trained model (BertForTokenClassification, 5 labels, "
+                              "model.safetensors): training would replace it. Pass --overwrite_output_dir"), message
+    check_run_arguments(training_args(tmp_path, "do_train"), data, overwrite_output_dir=True)
+    with pytest.raises(ValueError, match="--resume_from_checkpoint last: no complete checkpoint in"):
+        check_run_arguments(training_args(tmp_path, "do_train", resume_from_checkpoint="last"), data)
+    check_run_arguments(training_args(tmp_path, "do_eval"), DataArgs(validation_file="v"))  # writes no model
+    # Checkpoints alone (a run that was killed) are kept too, each named.
+    for name in ("model.safetensors", "config.json"):
+        (out / name).unlink()
+    (out / "checkpoint-10").mkdir()
+    (out / "checkpoint-5").mkdir()
+    with pytest.raises(ValueError, match=r"holds 2 checkpoints \(checkpoint-5, checkpoint-10\): training would "
+                                         r"replace .*--resume_from_checkpoint last"):
+        check_run_arguments(training_args(tmp_path, "do_train"), data)
+    with pytest.raises(ValueError, match="no complete checkpoint in .*checkpoint-10: no trainer_state.json"):
+        check_run_arguments(training_args(tmp_path, "do_train", resume_from_checkpoint="last"), data)
+    shutil.rmtree(out)
+    out.mkdir()
+    (out / "all_results.json").write_text("{}")  # results of an evaluation are no model
+    check_run_arguments(training_args(tmp_path, "do_train"), data)
+
+
+def test_training_data_with_one_answer_are_refused():
+    with pytest.raises(ValueError, match=r"train.csv: every training text is labelled 'pos' \(12 of them\): a model "
+                                         r"trained on these data can only ever answer that"):
+        check_training_answers({"pos": 12}, "train.csv", "every training text is labelled")
+    with pytest.raises(ValueError, match=r"every training word is tagged 'O' \(30 of them\)"):
+        check_training_answers({"O": 30, "PER": 0}, "train.conll", "every training word is tagged")
+    with pytest.raises(ValueError, match=r"'nothing' \(0 of them\)"):
+        check_training_answers({}, "empty", "every training text is labelled")
+    check_training_answers({"O": 30, "PER": 1}, "train.conll", "every training word is tagged")
+
+
+def test_per_type_scores_of_many_types_go_to_the_files_only(tmp_path, tiny_encoder_dir):
+    from transformers import BertForTokenClassification, Trainer
+
+    trainer = Trainer(model=BertForTokenClassification.from_pretrained(tiny_encoder_dir, num_labels=3),
+                      args=training_args(tmp_path))
+    few = {"eval_f1": 0.5, "eval_macro_f1": 0.4, **{f"eval_T{i}_f1": i / 10 for i in range(10)}}
+    many = {"eval_f1": 0.5, "eval_loss": 1.25, **{f"eval_TYPE{i:03d}_f1": (i % 97) / 100 for i in range(300)}}
+    for metrics, printed_lines in ((few, 12), (many, 3)):
+        out = io.StringIO()
+        with contextlib.redirect_stdout(out):
+            log_and_save(trainer, "eval", metrics)
+        lines = [line for line in out.getvalue().splitlines() if " = " in line]
+        assert len(lines) == printed_lines, out.getvalue()
+        assert json.loads((tmp_path / "out" / "eval_results.json").read_text()) == pytest.approx(metrics)
+    summary = "eval_per_type_f1 = 300 types, in eval_results.json; lowest: TYPE000 0.0000, TYPE097 0.0000"
+    assert summary in out.getvalue()
+
+
+def ner_file(path, tagged=True):
+    """Six sentences of three words; with `tagged`, each names a person."""
+    words = [("Anna", "B-PER" if tagged else "O"), ("met", "O"), ("Bo", "O")]
+    path.write_text("\n".join(["".join(f"{token}\t{tag}\n" for token, tag in words)] * 6))
+    return path
+
+
+def test_recipes_refuse_bad_runs_before_any_work(tiny_encoder_dir, tmp_path):
+    """Each fails within seconds, before a model is loaded or anything is written."""
+    train = ner_file(tmp_path / "train.tsv")
+    out = tmp_path / "out"
+    cases = [
+        ("ner.py", ["--train_file", train, "--do_train", "--do_predict"], "--do_predict needs test data"),
+        ("ner.py", ["--validation_file", train, "--do_eval", "--max_eval_samples", 0],
+         "--max_eval_samples 0 leaves no example"),
+        ("classify.py", ["--train_file", FIXTURES / "classify_news_train.txt", "--do_train", "--do_eval"],
+         "--do_eval needs validation data"),
+        ("qa.py", ["--train_file", FIXTURES / "qa_squad_v1.json", "--do_train", "--max_train_samples", 0],
+         "--max_train_samples 0 leaves no example"),
+        ("pretrain.py", ["--do_train"], "--do_train needs training data: give --train_files"),
+        ("distill.py", ["--train_file", train, "--do_train", "--do_predict", "--teacher_name_or_path",
+                        tiny_encoder_dir, "--student_layers", 1], "--do_predict needs test data"),
+    ]
+    for recipe, args, message in cases:
+        model = [] if recipe == "distill.py" else ["--model_name_or_path", tiny_encoder_dir]
+        result = run(recipe, *model, "--output_dir", out, *args, check=False)
+        assert result.returncode != 0 and f"ValueError: {message}" in result.stderr, (recipe, result.stderr[-2000:])
+        assert "Loading weights" not in result.stderr and not out.exists(), recipe
+
+
+def test_ner_recipe_keeps_a_trained_model_and_refuses_data_without_an_entity(tiny_encoder_dir, tmp_path):
+    out = tmp_path / "out"
+    train = ner_file(tmp_path / "train.tsv")
+    common = ["--model_name_or_path", tiny_encoder_dir, "--output_dir", out, "--do_train", "--max_steps", 1,
+              "--max_seq_length", 16, "--stride", 4]
+    run("ner.py", *common, "--train_file", train)
+    weights = (out / "model.safetensors").read_bytes()
+    # The same folder again, with other data: refused, naming the model there; the weights are untouched.
+    result = run("ner.py", *common, "--train_file", SAMPLE / "en_train.conll", check=False)
+    assert result.returncode != 0
+    assert f"--output_dir {out} holds a trained model (BertCrfForTokenClassification, 3 labels" in result.stderr
+    assert (out / "model.safetensors").read_bytes() == weights
+    # A file without an entity: refused (it trained a model that only ever says "O").
+    untagged = ner_file(tmp_path / "untagged.tsv", tagged=False)
+    result = run("ner.py", *common, "--train_file", untagged, "--overwrite_output_dir", check=False)
+    assert result.returncode != 0
+    assert f"{untagged}: every training word is tagged 'O' (18 of them)" in result.stderr
+    assert (out / "model.safetensors").read_bytes() == weights
+
+
+def test_classify_recipe_refuses_a_one_class_training_file(tiny_encoder_dir, tmp_path):
+    train = tmp_path / "one_class.txt"
+    train.write_text("".join(f"sports\tthe team won game {i}\n" for i in range(8)))
+    result = run("classify.py", "--model_name_or_path", tiny_encoder_dir, "--output_dir", tmp_path / "out",
+                 "--train_file", train, "--do_train", check=False)
+    assert result.returncode != 0
+    assert f"{train}: every training text is labelled 'sports' (8 of them)" in result.stderr

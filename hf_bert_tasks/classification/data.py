@@ -38,6 +38,7 @@ Readers return ``datasets`` objects with columns ``line`` (int: 1-based source l
 from __future__ import annotations
 
 import re
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -431,6 +432,14 @@ def label_names_of(dataset: Dataset) -> list[str]:
     """The label list of a dataset from :func:`load_classification_dataset`."""
     feature = dataset.features["label"]
     return list(getattr(feature, "feature", feature).names)
+
+
+def label_counts(dataset: Dataset) -> dict[str, int]:
+    """How many texts of ``dataset`` have each label (multi-label: each set of labels, joined by ``+``): what a
+    classifier trained on it can answer (the recipes refuse training data with one answer only)."""
+    names = label_names_of(dataset)
+    return dict(Counter("+".join(names[i] for i in label) if isinstance(label, list) else names[label]
+                        for label in dataset["label"]))
 
 
 def gold_label_ids(dataset: Dataset, multi_label: bool) -> np.ndarray:

@@ -52,6 +52,7 @@ keep distinct ids.
 
 from __future__ import annotations
 
+import collections
 import json
 import re
 import warnings
@@ -73,6 +74,7 @@ __all__ = [
     "canonical_labels",
     "column_separator",
     "detect_format",
+    "entity_type_counts",
     "load_ner_dataset",
     "ner_features",
     "read_char_bio",
@@ -806,6 +808,17 @@ def column_separator(value: str | None) -> str | None:
     if value is None or value == "":
         return None
     return _SEPARATOR_NAMES.get(value.lower() if len(value) > 1 else value, value)
+
+
+def entity_type_counts(dataset: Dataset) -> dict[str, int]:
+    """How many words of ``dataset`` are outside any entity (``"O"``) and inside an entity of each type: what a
+    tagger trained on it can answer (the recipes refuse training data with ``"O"`` only)."""
+    names = dataset.features["ner_tags"].feature.names
+    counts = collections.Counter(tag for sentence in dataset["ner_tags"] for tag in sentence)
+    answers: dict[str, int] = collections.Counter()
+    for tag, count in counts.items():
+        answers[_entity_type(names[tag]) or "O"] += count
+    return dict(answers)
 
 
 def repair_counts(dataset: DatasetDict) -> dict[str, int]:

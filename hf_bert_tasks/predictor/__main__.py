@@ -62,6 +62,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     if not texts:
         parser.error("no text to predict: pass texts, - (standard input) or --input PATH")
 
+    from ..progress import quiet_short_bars
+
+    quiet_short_bars()  # no "Loading weights" bar for a load of a second
+
     from transformers import AutoConfig
 
     from ..modeling import register_auto_classes
