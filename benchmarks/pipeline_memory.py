@@ -60,7 +60,7 @@ def tiny_model(folder: Path, seed: int) -> Path:
     from transformers import AutoTokenizer, BertConfig
 
     from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
-    from hf_bert_tasks.ner.tagging import label_list
+    from hf_bert_tasks.modeling.tagging import label_list
 
     torch.manual_seed(seed)
     tokenizer = AutoTokenizer.from_pretrained(common.minilm_path())

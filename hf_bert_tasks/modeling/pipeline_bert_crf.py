@@ -8,8 +8,8 @@ ner("Angela Weber flew from Dublin to Toronto.")
 # [{'entity_group': 'PER', 'score': 0.99, 'word': 'Angela Weber', 'start': 0, 'end': 12}, ...]
 ```
 
-`save_pretrained` copies this file (and `tagging.py`, `windows.py`, `texts.py`, which it imports) next to the weights, and the
-config names it in `custom_pipelines` for the task `token-classification`; so `pipeline("token-classification",
+`save_pretrained` copies this file (and `tagging.py`, `windows.py`, `texts.py`, which it imports) next to the weights,
+and the config names it in `custom_pipelines` for the task `token-classification`; so `pipeline("token-classification",
 model=FOLDER_OR_HUB_ID, trust_remote_code=True)` and `pipeline(model=..., trust_remote_code=True)` build this class,
 on a machine without `hf_bert_tasks`. Like the model files it imports only torch, transformers, the standard library
 and its siblings.
