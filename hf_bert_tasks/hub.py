@@ -12,8 +12,9 @@ Decisions:
 - **An allow-list of files.** What is pushed is the model and nothing of the training run: config, safetensors
   weights (one file or an index and its shards), the custom code (`*.py`), tokenizer files, the `*_results.json`
   metrics, the rendered `README.md` and the Inference Endpoints handler (`handler.py`, the files it loads,
-  `requirements.txt`; added from the package when the folder lacks them). Checkpoints, `trainer_state.json`, `training_args.bin` (a pickle), `runs/`
-  and prediction files stay local; pickle weights (`pytorch_model.bin`) are never pushed. Files of those kinds that
+  `requirements.txt`; added from the package when the folder lacks them). Checkpoints, `trainer_state.json`,
+  `card_facts.json` (both read into the card), `training_args.bin` (a pickle), `runs/` and prediction files stay
+  local; pickle weights (`pytorch_model.bin`) are never pushed. Files of those kinds that
   are on the Hub but no longer in the folder (an old shard, a renamed module) are deleted in the same commit, so the
   repo holds one consistent model; other files on the Hub are left alone.
 - **One commit per push, the user's folder untouched.** The files are staged as links in a temporary folder next to
@@ -372,7 +373,7 @@ def render_model_card(
     if task is not NER_CARD:
         return _render_task_card(config, results, task, template, repo_id=repo_id, base_model=base_model,
                                  datasets=datasets, language=language, license=license, training_args=training_args,
-                                 example_text=example_text)
+                                 example_text=example_text, run=run_details(model_dir, results, task))
 
     from .modeling.tagging import split_tag, split_words  # here: `--help` need not load torch (the tag schemes)
 
@@ -384,10 +385,11 @@ def render_model_card(
     if is_crf:
         tags += ["bert-crf", "crf", "custom_code"]
     dataset_id = datasets[0] if datasets else "custom"
+    widget, training_details = run_details(model_dir, results, task)
     card_data = ModelCardData(
         library_name="transformers", pipeline_tag="token-classification", license=license, language=language,
         datasets=datasets, base_model=base_model, tags=tags, model_name=repo_id.split("/")[-1],
-        eval_results=eval_results(results, dataset_id) or None,
+        eval_results=eval_results(results, dataset_id) or None, widget=widget,
     )
 
     architecture = _encoder_description(encoder)
@@ -419,6 +421,7 @@ def render_model_card(
         labels=labels, entity_types=entity_types,
         datasets=datasets or [], overall=overall, per_type=per_type, per_type_splits=per_type_splits,
         settings=settings, example_text=example_text, example_words=[w for w, _, _ in split_words(example_text)],
+        training_details=training_details,
     )
     text = str(card)
     check_model_card(text, card_data)
@@ -433,13 +436,55 @@ def _encoder_description(encoder: dict) -> str:
 
 
 
+def _duration(seconds: float) -> str:
+    minutes = round(seconds / 60)
+    return f"{seconds:.0f} s" if seconds < 90 else f"{minutes} min" if minutes < 90 else \
+        f"{minutes // 60} h {minutes % 60:02d} min"
+
+
+def run_details(model_dir: Path, results: dict, task: TaskCard) -> tuple[list[dict] | None, str]:
+    """The card's `widget` examples and its run section (`model_cards/training.md`: training data statistics and
+    examples per label, the training log, hyperparameters, framework versions, hardware and training time) from the
+    folder's `card_facts.json` (written by the recipes, `hf_bert_tasks.card_facts`), `trainer_state.json` and the
+    `results`. A folder without them gets what there is (no widget, an empty section)."""
+    from jinja2 import Template
+
+    from .card_facts import read_card_facts
+
+    facts = read_card_facts(model_dir)
+    state_path = model_dir / "trainer_state.json"
+    history = json.loads(state_path.read_text(encoding="utf-8")).get("log_history", []) if state_path.is_file() \
+        else []
+    metric_keys = [("eval_loss", "validation loss")] + [(f"eval_{key}", f"validation {pretty}")
+                                                      for key, pretty in task.metrics]
+    evaluations = [entry for entry in history if "eval_loss" in entry]
+    shown = [(key, name) for key, name in metric_keys if any(key in entry for entry in evaluations)]
+    losses = [entry for entry in history if "loss" in entry]
+    if not evaluations and len(losses) > 20:  # a training-loss-only log: 20 evenly spaced rows
+        losses = [losses[round(i * (len(losses) - 1) / 19)] for i in range(20)]
+    rows = []
+    for entry in evaluations or losses:
+        logged = [e["loss"] for e in history if "loss" in e and e.get("step", 0) <= entry.get("step", 0)]
+        rows.append({"epoch": f"{entry.get('epoch', 0):.2f}", "step": entry.get("step", ""),
+                     "loss": f"{logged[-1]:.4f}" if logged else "",
+                     "scores": [f"{entry[key]:.4f}" if key in entry else "" for key, _ in shown]})
+    template = Template((MODEL_CARDS / "training.md").read_text(encoding="utf-8"))
+    runtime = _duration(results["train_runtime"]) if "train_runtime" in results else None
+    section = template.render(task=facts.get("task"), statistics=facts.get("statistics"),
+                              examples=facts.get("examples", {}), log=rows, log_metrics=[name for _, name in shown],
+                              hyperparameters=facts.get("hyperparameters"), versions=facts.get("versions"),
+                              hardware=facts.get("hardware"), runtime=runtime)
+    return facts.get("widget") or None, ("\n" + section.strip() + "\n\n") if section.strip() else "\n"
+
+
 def _render_task_card(config: dict, results: dict, task: TaskCard, template, *, repo_id, base_model, datasets, language,
-                      license, training_args, example_text) -> str:
-    """`render_model_card` for a text-classification or question-answering model."""
+                      license, training_args, example_text, run: tuple) -> str:
+    """`render_model_card` for a text-classification or question-answering model (`run`: `run_details`)."""
+    widget, training_details = run
     card_data = ModelCardData(
         library_name="transformers", pipeline_tag=task.pipeline_tag, license=license, language=language,
         datasets=datasets, base_model=base_model, tags=[task.pipeline_tag], model_name=repo_id.split("/")[-1],
-        eval_results=eval_results(results, datasets[0] if datasets else "custom", task) or None,
+        eval_results=eval_results(results, datasets[0] if datasets else "custom", task) or None, widget=widget,
     )
     scores = [{"split": split, "metric": pretty, "value": float(results[f"{prefix}_{metric}"])}
               for prefix, split in SPLIT_NAMES.items() for metric, pretty in task.metrics
@@ -458,6 +503,7 @@ def _render_task_card(config: dict, results: dict, task: TaskCard, template, *, 
         labels=[config["id2label"][key] for key in sorted(config.get("id2label", {}), key=int)],
         multi_label=config.get("problem_type") == "multi_label_classification", scores=scores, settings=settings,
         example_text=example_text, example_question=question, abstains=bool(config.get("version_2_with_negative")),
+        training_details=training_details,
     )
     text = str(card)
     check_model_card(text, card_data)

@@ -76,6 +76,7 @@ import torch
 from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainerCallback
 
+from .card_facts import write_card_facts
 from .checkpoints import IncompleteCheckpointWarning, resume_checkpoint
 from .hub import write_endpoint_files
 from .progress import quiet_short_bars, quiet_small_data_bars
@@ -597,11 +598,14 @@ class RecipeChecks:
     def data_read(self, raw) -> None:
         """Once the data are read (and cut to ``--max_*_samples``): each of ``--do_train``, ``--do_eval``,
         ``--do_predict`` has its split (a Hub data set may lack one), and datasets' progress bars are left on for
-        large data only."""
+        large data only. A training run records what its model card will say of the data, the settings and the
+        machine (``card_facts.json``, :mod:`hf_bert_tasks.card_facts`)."""
         for flag, split in (("do_train", "train"), ("do_eval", "validation"), ("do_predict", "test")):
             if getattr(self.training_args, flag) and split not in raw:
                 raise ValueError(f"--{flag} needs a {split} split; the data have {', '.join(raw) or 'none'}")
         quiet_small_data_bars(getattr(split, "num_rows", None) for split in raw.values())
+        if self.training_args.do_train and self.training_args.should_save and "train" in raw:
+            write_card_facts(self.training_args.output_dir, raw, self.training_args)  # what the model card says
 
     def check_training_answers(self, raw, count, where: str, what: str) -> None:
         """:func:`check_training_answers` of ``count(raw["train"])`` (the answers and how often each occurs), when

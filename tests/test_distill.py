@@ -526,6 +526,11 @@ def test_distilled_student_pushes_with_a_card_naming_its_teacher(hub, tmp_path):
     assert str(tmp_path / "teacher") in text
     for setting in ("student_layers", "soft_weight", "gold_weight", "temperature"):
         assert setting in text, setting
+    # The run section the recipes record (card_facts.json): the student's training data, settings and machine.
+    for title in ("### Training data", "### Hyperparameters", "### Framework versions",
+                  "### Hardware and training time"):
+        assert title in text, title
+    assert ModelCard(text).data.widget  # validation sentences
     card = ModelCard(text)
     assert card.data.pipeline_tag == "token-classification"
     results = json.loads((tmp_path / "out" / "all_results.json").read_text())
