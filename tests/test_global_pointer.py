@@ -17,6 +17,7 @@ from hf_bert_tasks import BertGlobalPointerConfig, BertGlobalPointerForSpanClass
 from hf_bert_tasks.modeling.modeling_bert_global_pointer import (
     multilabel_categorical_crossentropy, rotary_embedding, span_mask)
 from hf_bert_tasks.modeling.tagging import best_flat_spans, split_words
+from hf_bert_tasks.ner.predictor import NerPredictor
 from hf_bert_tasks.modeling.windows import (
     WindowCollator, encode_words, merge_span_windows, window_span_labels)
 
@@ -109,7 +110,8 @@ def test_decoding_finds_every_span_above_the_threshold_by_brute_force(threshold)
         got = packed[row][packed[row][:, 0] >= 0]
         assert sorted(tuple(int(x) for x in span[:3]) for span in got.tolist()) == expected
         # Sorted by start, end, type; probabilities are the sigmoid of the scores.
-        assert [tuple(int(x) for x in s[:3]) for s in got.tolist()] == sorted(expected, key=lambda s: (s[1], s[2], s[0]))
+        assert [tuple(int(x) for x in s[:3]) for s in got.tolist()] == \
+            sorted(expected, key=lambda s: (s[1], s[2], s[0]))
         for k, i, j, p in got.tolist():
             assert p == pytest.approx(float(logits[row, int(k), int(i), int(j)].sigmoid()))
 
@@ -185,8 +187,8 @@ def test_a_span_is_judged_by_the_window_where_it_has_the_most_context():
 
 
 def test_the_collator_pads_span_labels_to_the_most_spans():
-    batch = WindowCollator(0)([{"input_ids": [2, 7, 3], "span_labels": [[0, 1, 1], [1, 1, 1]]},
-                               {"input_ids": [2, 3], "span_labels": []}])
+    batch = WindowCollator(0)([{"input_ids": [2, 7, 3], "labels": [[0, 1, 1], [1, 1, 1]]},
+                               {"input_ids": [2, 3], "labels": []}])
     assert batch["labels"].tolist() == [[[0, 1, 1], [1, 1, 1]], [[-100] * 3, [-100] * 3]]
 
 
@@ -219,7 +221,7 @@ def trained_model():
     windows = encode_words(tokenizer, [words], max_length=32, stride=8, scheme="BIO", strategy="first")
     features = [{"input_ids": windows["input_ids"][0], "attention_mask": windows["attention_mask"][0],
                  "tag_mask": windows["tag_mask"][0],
-                 "span_labels": window_span_labels(windows["word_ids"][0], gold)}]
+                 "labels": window_span_labels(windows["word_ids"][0], gold)}]
     batch = WindowCollator(0)(features)
     optimizer = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for _ in range(60):
@@ -251,6 +253,10 @@ def test_a_fitted_model_gives_nested_entities_through_its_pipeline(saved):
     assert all(a["end"] <= b["start"] for a, b in zip(flat, flat[1:]))
     assert ner(text, ignore_labels=["ORG"]) == [e for e in entities if e["entity_group"] != "ORG"]
     assert ner("") == [] and ner([text, ""]) == [entities, []]
+    # NerPredictor gives the same entities in its own dicts.
+    predicted = NerPredictor(model, tiny_tokenizer())([text, ""])
+    assert predicted[1] == [] and [(e["type"], e["start"], e["end"], e["text"]) for e in predicted[0]] == \
+        [(e["entity_group"], e["start"], e["end"], e["word"]) for e in entities]
     with pytest.raises(TypeError, match="text must be a str, got int"):
         ner(5)
 

@@ -241,8 +241,9 @@ def decode_span_scores(logits, threshold: float = 0.0) -> torch.Tensor:
     order = torch.argsort(((row * length + start) * length + end) * num_types + kind)
     row, found = row[order], found[order]
     counts = torch.bincount(row, minlength=logits.shape[0])
-    packed = torch.full((logits.shape[0], max(int(counts.max()) if len(counts) else 0, 1), 4), -1.0, device=logits.device)
-    slot = torch.arange(len(row), device=logits.device) - (counts.cumsum(0) - counts)[row]  # rank of each span within its row
+    most = max(int(counts.max()) if len(counts) else 0, 1)
+    packed = torch.full((logits.shape[0], most, 4), -1.0, device=logits.device)
+    slot = torch.arange(len(row), device=logits.device) - (counts.cumsum(0) - counts)[row]  # rank within its row
     packed[row, slot] = found
     return packed
 

@@ -293,8 +293,8 @@ class WindowCollator:
     """Pads a list of windows (dicts from `encode_words` columns) to the longest in the batch.
 
     Pad values: the tokenizer's pad id for `input_ids`, 0 for `attention_mask`/`token_type_ids`/`tag_mask`, -100
-    for `labels`. Windows with `span_labels` (`window_span_labels`, for the global pointer model) get them as
-    `labels` `(batch, most spans, 3)`, padded with rows of -100. Other keys (`example_index`, `word_ids`) are
+    for `labels`; the span model's `labels` (lists of spans from `window_span_labels`) become `(batch, most spans,
+    3)`, padded with rows of -100. Other keys (`example_index`, `word_ids`) are
     dropped.
     """
 
@@ -309,15 +309,18 @@ class WindowCollator:
         width = max(len(w["input_ids"]) for w in windows)
         if self.pad_to_multiple_of:
             width = -(-width // self.pad_to_multiple_of) * self.pad_to_multiple_of
+        # The span model's labels are lists of spans (maybe empty), never a tag id per token.
+        spans = "labels" in windows[0] and all(not w["labels"] or not isinstance(w["labels"][0], int)
+                                               for w in windows)
         batch = {
             key: torch.tensor([list(w[key]) + [pad] * (width - len(w[key])) for w in windows])
             for key, pad in self.pad_values.items()
-            if key in windows[0]
+            if key in windows[0] and not (spans and key == "labels")
         }
-        if "span_labels" in windows[0]:  # the span model's labels: (batch, most spans, 3), rows padded with -100
-            most = max(max(len(w["span_labels"]) for w in windows), 1)
-            batch["labels"] = torch.tensor([list(map(list, w["span_labels"])) + [[-100] * 3] * (most - len(
-                w["span_labels"])) for w in windows]).reshape(len(windows), most, 3)
+        if spans:
+            most = max(max(len(w["labels"]) for w in windows), 1)
+            batch["labels"] = torch.tensor([[list(span) for span in w["labels"]] + [[-100] * 3] * (most - len(
+                w["labels"])) for w in windows]).reshape(len(windows), most, 3)
         return batch
 
 

@@ -27,6 +27,12 @@ Formats (``format=`` names in :func:`load_ner_dataset`):
 ``jsonl``
     JSON lines ``{"tokens": [...], "ner_tags": [...tag strings...]}`` with optional ``"id"`` and ``"document_id"``
     (default: the file stem, as for ``char``).
+``spans``
+    JSON lines of tokens and entity spans, GENIA's layout: ``{"tokens": [...], "entities": [{"start": 0, "end": 2,
+    "type": "DNA"}, ...]}`` (``end`` exclusive; optional ``"id"``, ``"document_id"`` or ``"doc_id"``). Entities may
+    nest and overlap: the tags hold the outermost ones (longest first; one overlapping a kept entity is dropped, with
+    a :class:`NerDataWarning` naming it), and with ``load_ner_dataset(..., nested="keep")`` an ``entities`` column
+    holds them all, for the global pointer head.
 ``labelstudio``, ``doccano``
     Annotation tools' exports, character spans over raw text (a Label Studio JSON export, doccano JSON lines): read
     into the pipeline's words with BIO tags by ``ner/annotation_tools.py`` (its docstring gives the rules), which
@@ -89,7 +95,8 @@ __all__ = [
 
 
 DOCSTART = "-DOCSTART-"
-FORMATS = ("conll", "char", "cluener", "jsonl", "labelstudio", "doccano")  # the last two: ner/annotation_tools.py
+# labelstudio, doccano: ner/annotation_tools.py
+FORMATS = ("conll", "char", "cluener", "jsonl", "spans", "labelstudio", "doccano")
 SAMPLE_DATA_DIR = Path(__file__).resolve().parent.parent / "sample_data"
 
 _TAG_PATTERN = re.compile(r"(?:O|X|[BIESM]-\S+)\Z")
@@ -115,6 +122,7 @@ class _Sentence:
     document_id: str
     id: str
     repaired: int = 0  # tags that repair_tags changed
+    spans: list[tuple[int, int, str]] | None = None  # every entity (start, end exclusive, type), nested ones too
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -199,7 +207,11 @@ def _build_dataset(
     }
     if repaired:
         columns["repaired_tags"] = [s.repaired for s in sentences]
-    return Dataset.from_dict(columns, features=ner_features(labels, repaired))
+    features = ner_features(labels, repaired)
+    if sentences and sentences[0].spans is not None:  # load_ner_dataset(..., nested="keep")
+        columns["entities"] = [[{"start": a, "end": b, "type": t} for a, b, t in s.spans] for s in sentences]
+        features["entities"] = [{"start": Value("int32"), "end": Value("int32"), "type": Value("string")}]
+    return Dataset.from_dict(columns, features=features)
 
 
 def _finish(path: PathLike, sentences: list[_Sentence], labels: list[str] | None) -> Dataset:
@@ -409,6 +421,61 @@ def read_jsonl(path: PathLike, labels: list[str] | None = None) -> Dataset:
     return _finish(path, _parse_jsonl(path, read_lines(path, NerDataError)), labels)
 
 
+def _outermost(spans: list[tuple[int, int, str]]) -> tuple[list[tuple[int, int, str]], list[tuple[int, int, str]]]:
+    """`(start, end exclusive, type)` spans -> (those flat tags can hold, the others): longest first at equal
+    starts; a span overlapping one already kept is dropped (nested inside it, or crossing it)."""
+    kept, dropped = [], []
+    for span in sorted(spans, key=lambda span: (span[0], -span[1], span[2])):
+        (dropped if kept and span[0] < kept[-1][1] else kept).append(span)
+    return kept, dropped
+
+
+def _warn_dropped(dropped: list[str], what: str) -> None:
+    shown = "; ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else "")
+    warnings.warn(f"{len(dropped)} {what} dropped (flat tags keep the outer one; the global pointer head keeps "
+                  f"all): {shown}", NerDataWarning, stacklevel=4)
+
+
+def _parse_spans(path: PathLike, lines: list[str], nested: str = "outer") -> list[_Sentence]:
+    """JSON lines of tokens and entity spans (GENIA's layout): ``{"tokens": [...], "entities": [{"start": 0, "end":
+    2, "type": "DNA"}, ...]}``, ``end`` exclusive, entities may nest and overlap; optional ``id`` and ``document_id``
+    (or ``doc_id``). The tags are the outermost entities (:func:`_outermost`); every entity stays in ``spans``."""
+    stem = _file_stem(path)
+    sentences, dropped = [], []
+    for lineno, record in json_records(path, lines, NerDataError):
+        tokens = _require(path, lineno, record, "tokens")
+        entities = _require(path, lineno, record, "entities")
+        if not _is_string_list(tokens) or not tokens:
+            raise NerDataError(path, lineno, "'tokens' must be a non-empty list of strings")
+        if not isinstance(entities, list):
+            raise NerDataError(path, lineno, "'entities' must be a list of {start, end, type} objects")
+        spans = set()
+        for entity in entities:
+            start, end, kind = (entity.get(key) if isinstance(entity, dict) else None
+                                for key in ("start", "end", "type"))
+            if not (isinstance(start, int) and isinstance(end, int) and not isinstance(start, bool)
+                    and not isinstance(end, bool) and 0 <= start < end <= len(tokens)):
+                raise NerDataError(path, lineno, f"entity {entity!r} needs integer start < end (exclusive) within "
+                                                 f"the {len(tokens)} tokens")
+            if not isinstance(kind, str) or not kind or kind != kind.strip() or " " in kind:
+                raise NerDataError(path, lineno, f"entity {entity!r} needs a type: a string without spaces")
+            spans.add((start, end, kind))
+        kept, inner = _outermost(list(spans))
+        dropped += [f"{path}:{lineno}: {' '.join(tokens[a:b])!r} ({t})" for a, b, t in inner]
+        tags = ["O"] * len(tokens)
+        for start, end, kind in kept:
+            tags[start:end] = [f"B-{kind}"] + [f"I-{kind}"] * (end - start - 1)
+        sentence_id = _optional_id(path, lineno, record, "id", str(len(sentences)))
+        document_id = _optional_id(path, lineno, record, "document_id", str(record.get("doc_id", stem)))
+        sentences.append(_Sentence(tokens, tags, [lineno] * len(tokens), document_id, sentence_id,
+                                   spans=sorted(spans) if nested == "keep" else None))
+    if not sentences:
+        raise _no_sentences(path)
+    if dropped and nested == "outer":
+        _warn_dropped(dropped, "nested or overlapping entities")
+    return sentences
+
+
 def _cluener_spans(
     path: PathLike, lineno: int, text: str, label, nested: str = "error", nested_dropped: list | None = None
 ) -> list[tuple[int, int, str, str]]:
@@ -451,6 +518,8 @@ def _cluener_spans(
                 spans.append((start, end, entity_type, mention))
     # Outer spans first at equal starts, so that a nested span always follows the span that contains it.
     spans.sort(key=lambda span: (span[0], -span[1]))
+    if nested == "keep":
+        return spans
     kept = []
     for s2, e2, t2, m2 in spans:
         if kept and s2 <= kept[-1][1]:
@@ -466,8 +535,8 @@ def _cluener_spans(
 
 
 def _parse_cluener(path: PathLike, lines: list[str], nested: str = "outer") -> list[_Sentence]:
-    if nested not in ("outer", "error"):
-        raise ValueError(f"nested must be 'outer' or 'error', got {nested!r}")
+    if nested not in ("outer", "error", "keep"):
+        raise ValueError(f"nested must be 'outer', 'error' or 'keep', got {nested!r}")
     stem = _file_stem(path)
     sentences, dropped = [], []
     for lineno, record in json_records(path, lines, NerDataError):
@@ -475,19 +544,23 @@ def _parse_cluener(path: PathLike, lines: list[str], nested: str = "outer") -> l
         if not isinstance(text, str) or not text:
             raise NerDataError(path, lineno, "'text' must be a non-empty string")
         tags = ["O"] * len(text)
-        for start, end, entity_type, _ in _cluener_spans(path, lineno, text, record.get("label"), nested, dropped):
+        spans = None
+        if nested == "keep":  # every mention, overlapping ones too; the tags keep the outer ones
+            spans = sorted({(start, end + 1, kind) for start, end, kind, _ in
+                            _cluener_spans(path, lineno, text, record.get("label"), "keep")})
+        for start, end, entity_type, _ in _cluener_spans(path, lineno, text, record.get("label"),
+                                                         "outer" if nested == "keep" else nested, []
+                                                         if nested == "keep" else dropped):
             tags[start] = f"B-{entity_type}"
             tags[start + 1 : end + 1] = [f"I-{entity_type}"] * (end - start)
         for tag in set(tags):
             _check_tag(path, lineno, tag)  # a type containing whitespace would not survive a column file
         n = len(sentences)
-        sentences.append(_Sentence(list(text), tags, [lineno] * len(text), f"{stem}-{n}", str(n)))
+        sentences.append(_Sentence(list(text), tags, [lineno] * len(text), f"{stem}-{n}", str(n), spans=spans))
     if not sentences:
         raise _no_sentences(path)
     if dropped:
-        shown = "; ".join(dropped[:5]) + (" ..." if len(dropped) > 5 else "")
-        warnings.warn(f"{len(dropped)} nested entities dropped (flat tags keep the outer one): {shown}",
-                      NerDataWarning, stacklevel=3)
+        _warn_dropped(dropped, "nested entities")
     return sentences
 
 
@@ -524,6 +597,8 @@ def _detect_format_lines(path: PathLike, lines: list[str]) -> str:
             if is_json_file:
                 raise
             record = None
+        if isinstance(record, dict) and "tokens" in record and "entities" in record:
+            return "spans"
         if isinstance(record, dict) and "data" in record and ("annotations" in record or "predictions" in record):
             return "labelstudio"
         if isinstance(record, dict) and "text" in record and ("entities" in record
@@ -543,17 +618,18 @@ def _detect_format_lines(path: PathLike, lines: list[str]) -> str:
 def detect_format(path: PathLike) -> str:
     """Guess one of :data:`FORMATS` for ``path``.
 
-    ``.json``/``.jsonl`` files (or files whose first line is a JSON object) are ``labelstudio`` when the first
-    record has ``"data"`` and ``"annotations"`` or ``"predictions"``, ``doccano`` when it has ``"text"`` and
-    ``"entities"`` or a ``"label"`` list, ``cluener`` when it has ``"text"`` and no ``"tokens"``, else ``jsonl``;
-    otherwise ``char`` when every non-blank line has exactly two
-    columns and the first is one character; otherwise ``conll``.
+    ``.json``/``.jsonl`` files (or files whose first line is a JSON object) are ``spans`` when the first record
+    has ``"tokens"`` and ``"entities"``, ``labelstudio`` when it has ``"data"`` and ``"annotations"`` or
+    ``"predictions"``, ``doccano`` when it has ``"text"`` and ``"entities"`` or a ``"label"`` list, ``cluener`` when
+    it has ``"text"`` and no ``"tokens"``, else ``jsonl``; otherwise ``char`` when every non-blank line has exactly
+    two columns and the first is one character; otherwise ``conll``.
     """
     return _detect_format_lines(path, read_lines(path, NerDataError))
 
 
 def _parse_file(
-    path: PathLike, format: str, tag_column: int, separator: str | None = None, document_context: bool = False
+    path: PathLike, format: str, tag_column: int, separator: str | None = None, document_context: bool = False,
+    nested: str = "outer",
 ) -> list[_Sentence]:
     lines = read_lines(path, NerDataError)
     if format == "auto":
@@ -563,7 +639,9 @@ def _parse_file(
     if format == "char":
         return _parse_char(path, lines)
     if format == "cluener":
-        return _parse_cluener(path, lines)
+        return _parse_cluener(path, lines, nested)
+    if format == "spans":
+        return _parse_spans(path, lines, nested)
     if format == "jsonl":
         return _parse_jsonl(path, lines)
     if format in ("labelstudio", "doccano"):
@@ -739,11 +817,15 @@ def load_ner_dataset(
     separator: str | None = None,
     repair_tags: bool = False,
     document_context: bool = False,
+    nested: str = "outer",
 ) -> DatasetDict:
     """Read NER splits into a ``DatasetDict`` (``train``/``validation``/``test``, those given) sharing one ClassLabel.
 
     Files: ``format`` is ``"auto"`` (:func:`detect_format`, per file) or one of :data:`FORMATS`; ``tag_column`` and
     ``separator`` are for CoNLL files; ``document_context`` makes a CoNLL file without ``-DOCSTART-`` warn.
+    ``nested="keep"`` (the global pointer head) adds a column ``entities``, every entity of each sentence as
+    ``{"start", "end" (exclusive), "type"}``: nested and overlapping ones of ``spans`` and ``cluener`` files too (not
+    dropped, no warning), the entities of the (converted) tags for the other formats.
     ``dataset_name``: ``datasets.load_dataset(dataset_name, dataset_config)``, which must give ``tokens`` and a
     ClassLabel ``ner_tags`` column (e.g. ``conll2003``); cannot be mixed with files.
 
@@ -782,7 +864,7 @@ def load_ner_dataset(
         raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
     sources = {
-        split: (path, _parse_file(path, format, tag_column, separator, document_context))
+        split: (path, _parse_file(path, format, tag_column, separator, document_context, nested))
         for split, path in files.items()
     }
     if source_scheme is not None:
@@ -793,6 +875,14 @@ def load_ner_dataset(
     if labels is None:
         # After conversion, so the label list matches the tags the model will see.
         labels, label_origin = _split_labels(sources, target_scheme)
+    if nested == "keep":
+        from ..modeling.tagging import tags_to_spans
+
+        for _, sentences in sources.values():
+            for sentence in sentences:
+                if sentence.spans is None:
+                    sentence.spans = [(span.start, span.end, span.type)
+                                      for span in tags_to_spans(sentence.tags, target_scheme or "BIO")]
     return DatasetDict({
         split: _build_dataset(path, sentences, labels, label_origin, repair_tags)
         for split, (path, sentences) in sources.items()
@@ -888,7 +978,19 @@ def write_prediction_file(
     ``test_file`` (read as ``format``) gives the text file its layout, line for line (:func:`write_tagged_file`)."""
     if test_file is not None and format == "auto":
         format = detect_format(test_file)
-    if test_file is not None and format in ("cluener", "jsonl", "labelstudio", "doccano"):
+    if test_file is not None and format in ("cluener", "jsonl", "spans", "labelstudio", "doccano"):
         return write_tagged_file(Path(output_dir) / "test_predictions.jsonl", sentences, tags)
     return write_tagged_file(Path(output_dir) / "test_predictions.txt", sentences, tags, layout=test_file,
                              separator=separator)
+
+
+def write_span_predictions(output_dir: PathLike, sentences: Iterable[list[str]],
+                           entities: Iterable[list[tuple[int, int, str]]]) -> Path:
+    """The span model's ``test_predictions.jsonl`` in ``output_dir``: per sentence ``{"tokens": [...], "entities":
+    [{"start", "end" (exclusive), "type", "text"}]}``, the layout of a ``spans`` file (it reads back as one)."""
+    path = Path(output_dir) / "test_predictions.jsonl"
+    with open(path, "w", encoding="utf-8") as f:
+        for tokens, spans in zip(sentences, entities):
+            found = [{"start": a, "end": b, "type": t, "text": " ".join(tokens[a:b])} for a, b, t in spans]
+            f.write(json.dumps({"tokens": list(tokens), "entities": found}, ensure_ascii=False) + "\n")
+    return path

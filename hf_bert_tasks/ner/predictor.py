@@ -26,10 +26,12 @@ from ..predictor.auto import load_model
 
 
 class NerPredictor:
-    """Predict entities with a token-classification model (CRF or softmax head) and its tokenizer.
+    """Predict entities with a token-classification model (CRF, softmax or global pointer head) and its tokenizer.
 
     Args:
-        model: a `BertCrfForTokenClassification` or any `*ForTokenClassification` model; it stays on its device.
+        model: a `BertCrfForTokenClassification`, a `BertGlobalPointerForSpanClassification` (entities may nest and
+            overlap; the same entity dicts, sorted by start, then end) or any `*ForTokenClassification` model; it
+            stays on its device.
         tokenizer: the model's fast tokenizer.
         batch_size: windows per forward pass.
         max_length, stride: window length in tokens and overlap in word pieces; default to the model config's
@@ -38,7 +40,8 @@ class NerPredictor:
         context_window: word pieces of document context per window (see `windows.encode_words`); defaults to the
             model config's `context_window` (0 when absent). Used by `predict_document` and `predict_words`.
 
-    `self.pipeline` is the `BertCrfTokenClassificationPipeline` doing the work.
+    `self.pipeline` is the pipeline doing the work: the model's own (`model.pipeline_class()`), else
+    `BertCrfTokenClassificationPipeline`.
     """
 
     def __init__(self, model, tokenizer, *, batch_size: int = 32, max_length: int | None = None,
@@ -47,9 +50,11 @@ class NerPredictor:
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.batch_size = batch_size
-        self.pipeline = BertCrfTokenClassificationPipeline(
-            model=self.model, tokenizer=tokenizer, device=model.device, batch_size=batch_size,
-        )
+        pipeline_class = model.pipeline_class() if hasattr(model, "pipeline_class") else \
+            BertCrfTokenClassificationPipeline
+        self.pipeline = pipeline_class(model=self.model, tokenizer=tokenizer, device=model.device,
+                                       batch_size=batch_size)
+        self.spans = getattr(model.config, "model_type", None) == "bert_global_pointer"
         settings = self.pipeline.window_settings(max_length, stride, context_window, scheme, label_strategy)
         self.max_length, self.stride = settings["max_length"], settings["stride"]
         self.context_window = settings["context_window"]
@@ -84,6 +89,11 @@ class NerPredictor:
     def _entities(self, texts: list[str], document_ids: Sequence | None = None) -> list[list[dict]]:
         """Entities of each checked text: its words (`split_words`), their tags and scores, back to offsets."""
         words = [split_words(text) for text in texts]
+        if self.spans:
+            found = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=document_ids)
+            return [[{"type": kind, "text": text[ws[start][1]:ws[end - 1][2]], "start": ws[start][1],
+                      "end": ws[end - 1][2], "score": score} for kind, start, end, score in spans]
+                    for text, ws, spans in zip(texts, words, found)]
         tags, scores = self.predict_words([[w for w, _, _ in ws] for ws in words], document_ids=document_ids)
         return [entities_of_words(text, ws, t, s, self.scheme) for text, ws, t, s in zip(texts, words, tags, scores)]
 
@@ -92,9 +102,10 @@ class NerPredictor:
         """One tag and one score per word of each sentence (sentences of any length). With `document_ids`, sentences
         of the same document (consecutive, equal ids) are context for each other; without, each stands alone. A word
         the tokenizer deletes entirely (U+FFFD, private use, ...) has score None and the tag of the entity around it,
-        else `O` (`windows.merge_windows`)."""
+        else `O` (`windows.merge_windows`). A span model gives instead, per sentence, its entities as `(type, start
+        word, end word (exclusive), score)`."""
         if not len(sentences):
-            return [], []
+            return [] if self.spans else ([], [])
         for i, sentence in enumerate(sentences):
             if isinstance(sentence, str):
                 raise TypeError(f"sentence {i} is a str: predict_words takes lists of words (split_words(text))")

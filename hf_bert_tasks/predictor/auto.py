@@ -20,9 +20,11 @@ AUTO_CLASSES = {"ner": "AutoModelForTokenClassification", "classification": "Aut
 
 
 def task_of(config) -> str:
-    """``"ner"``, ``"classification"`` or ``"qa"`` from a config's ``architectures`` (or its CRF model type)."""
+    """``"ner"``, ``"classification"`` or ``"qa"`` from a config's ``architectures`` (or its CRF or global pointer
+    model type)."""
     architectures = " ".join(getattr(config, "architectures", None) or [])
-    if getattr(config, "model_type", None) == "bert_crf" or "TokenClassification" in architectures:
+    if getattr(config, "model_type", None) in ("bert_crf", "bert_global_pointer") or \
+            "TokenClassification" in architectures:
         return "ner"
     if "SequenceClassification" in architectures:
         return "classification"
