@@ -24,9 +24,9 @@ calls each), so the big points run few calls; the grid JSON (benchmarks/results/
 point and a heat map per measure is drawn next to it (crf_speed_decode.png, crf_speed_ll_forward_backward.png).
 Timings mean something only on an otherwise idle machine; the load average before and after goes into the JSON.
 
---crossovers times every algorithm the CRF can choose (``algorithm=`` of log_likelihood and decode) against each
-other over the grid and prints, per point, the fastest and the one the dispatcher picks: the crossovers in
-hf_bert_tasks/modeling/crf_kernels.py come from this.
+--crossovers times every Viterbi algorithm the CRF can choose (``decode(..., algorithm=)``) against each other over
+the grid and prints, per point, the fastest and the one ``choose_viterbi`` picks: the crossovers in
+hf_bert_tasks/modeling/crf.py come from this (the log-likelihood has one algorithm).
 
 --memory runs forward + backward once per library in a fresh subprocess and reports the peak resident memory
 above the process's resident memory just before the call (ru_maxrss; the CPU has no allocator statistics), at
@@ -42,7 +42,6 @@ import statistics
 import subprocess
 import sys
 import time
-import types
 from importlib import metadata
 from pathlib import Path
 
@@ -58,17 +57,11 @@ MEMORY_SHAPES = ((8, 512, 133), (128, 128, 73))
 
 
 def load_crf_module():
-    """hf_bert_tasks/modeling/crf.py and its sibling crf_kernels.py, without importing the package (transformers).
-
-    The folder is registered as a bare package, so that crf.py's ``from .crf_kernels import ...`` resolves as it
-    does next to saved weights."""
-    folder = common.ROOT / "hf_bert_tasks" / "modeling"
-    package = types.ModuleType("hf_bert_tasks_crf")
-    package.__path__ = [str(folder)]
-    sys.modules["hf_bert_tasks_crf"] = package
-    spec = importlib.util.spec_from_file_location("hf_bert_tasks_crf.crf", folder / "crf.py")
+    """hf_bert_tasks/modeling/crf.py (torch and numpy only), without importing the package (transformers)."""
+    path = common.ROOT / "hf_bert_tasks" / "modeling" / "crf.py"
+    spec = importlib.util.spec_from_file_location("hf_bert_tasks_crf", path)
     module = importlib.util.module_from_spec(spec)
-    sys.modules["hf_bert_tasks_crf.crf"] = module
+    sys.modules["hf_bert_tasks_crf"] = module
     spec.loader.exec_module(module)
     return module
 
@@ -162,11 +155,7 @@ def make_calls(crf, emissions, tags, mask, algorithm=None):
             crf(emissions, tags, mask, reduction="sum")
 
     def ll_forward_backward():
-        if ours and algorithm:
-            loss = -crf.log_likelihood(em_grad, tags, mask, algorithm=algorithm).sum()
-        else:
-            loss = -crf(em_grad, tags, mask, reduction="sum")
-        loss.backward()
+        (-crf(em_grad, tags, mask, reduction="sum")).backward()
 
     def reset():
         em_grad.grad = None
@@ -262,46 +251,34 @@ def measure_point(torchcrf, crf_module, b, t, k, args, measures):
             "per_round_speedup_min": min(ratios),
             "calls": len(our_times),
         }
-    choice = {"log_likelihood": crf_module.choose_log_likelihood(b, t, k), "decode": crf_module.choose_viterbi(b, t, k)}
-    return {"batch": b, "length": t, "tags": k, "min_length": min_length, "algorithms": choice,
+    return {"batch": b, "length": t, "tags": k, "min_length": min_length,
+            "decode_algorithm": crf_module.choose_viterbi(b, t, k),
             "agreement": agreement, "results": results}
 
 
 def crossover_point(crf_module, b, t, k, args):
-    """Every algorithm of ours at one shape, timed against each other (ratios relative to the first)."""
+    """Every Viterbi algorithm of ours at one shape, timed against each other."""
     torch.manual_seed(args.seed)
     crf = crf_module.LinearChainCRF(k)
     min_length = args.min_length if args.min_length is not None else max(1, t // 2)
     emissions, tags, mask = build_case(b, t, k, min_length, args.seed)
-    entry = {"batch": b, "length": t, "tags": k}
-    for measure, algorithms, chosen in (
-        ("decode", [a for a in crf_module.VITERBI_ALGORITHMS if a != "sequential"], crf_module.choose_viterbi(b, t, k)),
-        ("ll_forward_backward", list(crf_module.LOG_LIKELIHOOD_ALGORITHMS), crf_module.choose_log_likelihood(b, t, k)),
-    ):
-        # skip the algorithms that are hopeless at this shape (and slow to time, or out of memory): the trees
-        # (K^3 work per node) and the numpy loops (one thread) far beyond their crossovers
-        kernels = sys.modules["hf_bert_tasks_crf.crf_kernels"]
-        if measure == "decode" and b * t * k * k > 100 * kernels.NUMPY_VITERBI_MAX_ROW_WORK:
-            algorithms.remove("numpy")
-            algorithms.remove("numpy_batched")
-        if measure == "decode" and b * k**3 > 50 * kernels.TREE_VITERBI_MAX_WORK_PER_STEP:
-            algorithms.remove("tree")
-        if measure == "ll_forward_backward" and b * k**3 > 50 * kernels.TREE_MAX_WORK_PER_STEP:
-            algorithms.remove("tree")
-        calls, resets = [], []
-        for algorithm in algorithms:
-            named_calls, reset = make_calls(crf, emissions, tags, mask, algorithm)
-            calls.append(named_calls[measure])
-            resets.append(reset)
-        times, _ = time_in_blocks(calls, lambda resets=resets: [r() for r in resets], args.repeats, args.block,
-                                  args.warmup, args.point_seconds)
-        ms = {a: statistics.median(x) for a, x in zip(algorithms, times)}
-        if chosen not in ms:
-            raise AssertionError(f"B={b} T={t} K={k}: the dispatcher chose {chosen}, which was skipped as hopeless")
-        fastest = min(ms, key=ms.get)
-        entry[measure] = {"ms": ms, "fastest": fastest, "chosen": chosen,
-                          "chosen_over_fastest": ms[chosen] / ms[fastest] if chosen in ms else None}
-    return entry
+    algorithms, chosen = list(crf_module.VITERBI_ALGORITHMS), crf_module.choose_viterbi(b, t, k)
+    # skip the numpy loops (one thread) far beyond their crossovers: hopeless there, and slow to time
+    if b * t * k * k > 100 * crf_module.ONE_ROW_MAX_WORK:
+        algorithms = [a for a in algorithms if not a.startswith("numpy")]
+    calls, resets = [], []
+    for algorithm in algorithms:
+        named_calls, reset = make_calls(crf, emissions, tags, mask, algorithm)
+        calls.append(named_calls["decode"])
+        resets.append(reset)
+    times, _ = time_in_blocks(calls, lambda: [r() for r in resets], args.repeats, args.block, args.warmup,
+                              args.point_seconds)
+    ms = {a: statistics.median(x) for a, x in zip(algorithms, times)}
+    if chosen not in ms:
+        raise AssertionError(f"B={b} T={t} K={k}: choose_viterbi chose {chosen}, which was skipped as hopeless")
+    fastest = min(ms, key=ms.get)
+    return {"batch": b, "length": t, "tags": k,
+            "decode": {"ms": ms, "fastest": fastest, "chosen": chosen, "chosen_over_fastest": ms[chosen] / ms[fastest]}}
 
 
 def draw_heat_maps(report, folder: Path, stem: str):
@@ -479,15 +456,14 @@ def main():
             line = "  ".join(
                 f"{m}: " + " ".join(f"{a} {v:.2f}" for a, v in entry[m]["ms"].items())
                 + f" ms -> fastest {entry[m]['fastest']}, chosen {entry[m]['chosen']}"
-                for m in ("decode", "ll_forward_backward"))
+                for m in ("decode",))
             print(f"[{number}/{len(shapes)}] B={b} T={t} K={k}  {line}", flush=True)
         else:
             measures = GRID_MEASURES if args.grid else ("decode", "ll_forward", "ll_forward_backward")
             entry = measure_point(torchcrf, crf_module, b, t, k, args, measures)
             line = "  ".join(f"{m} {r['pytorch_crf_ms']:.2f}/{r['ours_ms']:.2f} ms = {r['speedup']:.2f}x"
                              for m, r in entry["results"].items())
-            print(f"[{number}/{len(shapes)}] B={b} T={t} K={k} ({entry['algorithms']['log_likelihood']}, "
-                  f"{entry['algorithms']['decode']})  {line}", flush=True)
+            print(f"[{number}/{len(shapes)}] B={b} T={t} K={k} ({entry['decode_algorithm']})  {line}", flush=True)
         points.append(entry)
     seconds = time.perf_counter() - began
 
@@ -504,9 +480,9 @@ def main():
     }
     if args.crossovers:
         report["points"] = points
-        worst = sorted(points, key=lambda p: -max(p[m]["chosen_over_fastest"] or 1 for m in GRID_MEASURES))[:5]
+        worst = sorted(points, key=lambda p: -p["decode"]["chosen_over_fastest"])[:5]
         report["worst_choices"] = [{"shape": [p["batch"], p["length"], p["tags"]],
-                                    **{m: p[m]["chosen_over_fastest"] for m in GRID_MEASURES}} for p in worst]
+                                    "decode": p["decode"]["chosen_over_fastest"]} for p in worst]
         print("chosen / fastest, worst five:", json.dumps(report["worst_choices"]))
     elif args.grid:
         report["points"] = points
@@ -522,7 +498,7 @@ def main():
         point = points[0]
         report["case"].update({"batch": args.batch, "length": args.length, "tags": args.tags})
         report["agreement"], report["results"] = point["agreement"], point["results"]
-        report["algorithms"] = point["algorithms"]
+        report["decode_algorithm"] = point["decode_algorithm"]
         print(f"{'measure':<22}{'pytorch-crf ms':>16}{'ours ms':>10}{'speed-up':>10}{'per round':>11}")
         for measure, r in point["results"].items():
             print(f"{measure:<22}{r['pytorch_crf_ms']:>16.3f}{r['ours_ms']:>10.3f}{r['speedup']:>9.2f}x"

@@ -407,19 +407,6 @@ class CrfMarginals:
     moves: torch.Tensor
 
 
-def crf_marginals(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor,
-                  end: torch.Tensor) -> CrfMarginals:
-    """Token marginals and expected move counts as the gradients of sum(log Z) with respect to the emissions and
-    the transitions (`crf_log_partition`; no gradient flows out). `emissions` `(batch, length, K)`, `mask` bool
-    left-aligned with at least one True per row, effective `start`, `end` `(K,)`, `transitions` `(K, K)`."""
-    with torch.enable_grad():
-        scores = emissions.detach().to(torch.float64).requires_grad_(True)
-        moves = transitions.detach().to(torch.float64).requires_grad_(True)
-        log_z = crf_log_partition(scores, mask, start.detach(), moves, end.detach())
-        tokens, moves = torch.autograd.grad(log_z.sum(), (scores, moves))
-    return CrfMarginals(tokens=tokens.to(emissions.dtype), moves=moves.to(emissions.dtype))
-
-
 def crf_soft_target_loss(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, transitions: torch.Tensor,
                          end: torch.Tensor, targets: CrfMarginals, temperature: float = 1.0) -> torch.Tensor:
     """`T**2 * H(q, p_S)`, mean over rows: the cross-entropy of the student's path distribution p_S (scores / T)
@@ -615,8 +602,8 @@ class DistillationTrainer(OrderedEvalTrainer):
             return parts
         if d.soft_weight > 0:
             _, _, mask, student_emissions, teacher_emissions = labelled_emissions(tag_mask, emissions, teacher.logits)
-            start, transitions, end = (s / self.temperature for s in self.teacher.crf.effective_scores())
-            targets = crf_marginals(teacher_emissions / self.temperature, mask, start, transitions, end)
+            tokens, moves = self.teacher.crf.marginals(teacher_emissions, mask, self.temperature, with_moves=True)
+            targets = CrfMarginals(tokens, moves)
             parts["soft"] = crf_soft_target_loss(student_emissions, mask, *student_model.crf.effective_scores(),
                                                  targets, self.temperature)
         if d.hard_weight > 0:
@@ -678,7 +665,7 @@ def layer_pairs_for(student, teacher) -> list[int]:
 
 __all__ = [
     "AverageProjectionGradients", "CrfMarginals", "DistillationArguments", "DistillationOutput",
-    "DistillationTrainer", "attention_loss", "crf_marginals", "crf_soft_target_loss", "distillation_optimizer",
+    "DistillationTrainer", "attention_loss", "crf_soft_target_loss", "distillation_optimizer",
     "encoder_config", "evenly_spaced_layers", "hidden_projection", "hidden_state_loss", "layer_pairs_for",
     "load_teacher", "mention_swap_sentences", "num_layers", "read_transfer_sentences", "read_transfer_texts",
     "resolved_temperature", "soft_logits_loss", "student_from_path", "student_from_teacher", "use_eager_attention",

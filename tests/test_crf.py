@@ -5,14 +5,13 @@ import itertools
 import pytest
 import torch
 
-from hf_bert_tasks.modeling import crf_kernels
+from hf_bert_tasks.modeling import crf as crf_module
 from hf_bert_tasks.modeling.crf import (
-    LOG_LIKELIHOOD_ALGORITHMS,
     VITERBI_ALGORITHMS,
     LinearChainCRF,
-    _gold_score,
-    _log_partition_sequential,
+    _log_partition_log_space,
     _LogLikelihood,
+    choose_viterbi,
 )
 from hf_bert_tasks.modeling.schemes import allowed_transitions
 from test_schemes import LABELS, valid_sequence
@@ -30,6 +29,14 @@ def random_crf(k, seed, allowed=None, dtype=torch.float64):
         crf.end_transitions.normal_()
         crf.transitions.normal_()
     return crf
+
+
+def gold_score(emissions, tags, mask, start, transitions, end):
+    """Score (B,) of the paths tags (B, T) (0 outside the mask), in torch: the reference for the CRF's own."""
+    lengths = mask.sum(dim=1)
+    score = start[tags[:, 0]] + emissions.gather(2, tags[:, :, None])[:, :, 0].masked_fill(~mask, 0.0).sum(dim=1)
+    score = score + transitions[tags[:, :-1], tags[:, 1:]].masked_fill(~mask[:, 1:], 0.0).sum(dim=1)
+    return score + end[tags.gather(1, (lengths - 1)[:, None])[:, 0]]
 
 
 def right_padded_mask(lengths, t):
@@ -179,8 +186,7 @@ def test_agrees_with_pytorch_crf(b, t, k, dtype):
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
-def test_gradcheck_log_likelihood_function(algorithm):
+def test_gradcheck_log_likelihood_function():
     torch.manual_seed(0)
     k, lengths = 3, [5, 3, 1]
     mask = right_padded_mask(lengths, 5)
@@ -192,12 +198,16 @@ def test_gradcheck_log_likelihood_function(algorithm):
         torch.randn(k, dtype=torch.float64, requires_grad=True),
     ]
 
-    def log_likelihood(em, start, trans, end):
-        return _LogLikelihood.apply(em, gold, mask, start, trans, end, algorithm)
+    def terms(em, start, trans, end):  # (gold score, log Z): both gradients written by hand
+        return _LogLikelihood.apply(em, gold, mask, start, trans, end)
 
-    assert torch.autograd.gradcheck(log_likelihood, inputs)
+    def log_likelihood(*args):
+        score, log_z = terms(*args)
+        return score - log_z
+
+    assert torch.autograd.gradcheck(terms, inputs)
     em, params = inputs[0], inputs[1:]
-    reference = _gold_score(em, gold, mask, *params) - _log_partition_sequential(em, mask, *params)
+    reference = gold_score(em, gold, mask, *params) - _log_partition_log_space(em, mask, *params)
     torch.testing.assert_close(log_likelihood(*inputs), reference)
 
 
@@ -285,7 +295,7 @@ def test_reset_parameters_range():
 
 
 def test_no_legal_path_still_finite():
-    # BIOES without O/S: a one-token sequence has no legal path; Z is about exp(-10000) (sequential fallback)
+    # BIOES without O/S: a one-token sequence has no legal path; Z is about exp(-10000) (log-space fallback)
     labels = ["B-PER", "I-PER", "E-PER"]
     crf = LinearChainCRF(3, allowed_transitions(labels, "BIOES"))
     emissions = torch.randn(2, 3, 3, requires_grad=True)
@@ -366,8 +376,8 @@ def test_long_sequences_with_large_emissions_are_finite_and_exact(constrained):
         em64 = emissions.double()
         start, trans, end = (p.double() for p in crf.effective_scores())
         gold = tags.masked_fill(~mask, 0)
-        score = _gold_score(em64, gold, mask, start, trans, end)
-        reference = score - _log_partition_sequential(em64, mask, start, trans, end)
+        score = gold_score(em64, gold, mask, start, trans, end)
+        reference = score - _log_partition_log_space(em64, mask, start, trans, end)
         torch.testing.assert_close(crf.log_likelihood(em64, tags, mask), reference, rtol=1e-12, atol=1e-9)
         torch.testing.assert_close(ll.double(), reference, rtol=1e-6, atol=1e-3)
     saturated = torch.full((2, 512, len(labels)), -50.0)
@@ -394,6 +404,30 @@ def test_dtype_device_and_reductions():
     assert half.dtype == torch.float16
     assert crf.decode(em.bfloat16(), mask).shape == (3, 5)
     assert crf.decode(em[:0], mask[:0]).shape == (0, 5)
+
+
+@pytest.mark.parametrize("crf_dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_half_precision_emissions_and_parameters(dtype, crf_dtype):
+    """A bf16/fp16 encoder (and a CRF cast with its model, as pipeline(..., dtype=torch.bfloat16) does): decode,
+    log-likelihood (with gradients) and marginals run, in float32/float64 inside, and equal the float32 results on
+    the same rounded numbers."""
+    labels = LABELS["BIO"]
+    crf = random_crf(len(labels), 2, allowed_transitions(labels, "BIO"), dtype=crf_dtype)
+    reference = random_crf(len(labels), 2, allowed_transitions(labels, "BIO"), dtype=crf_dtype).float()
+    mask = right_padded_mask([6, 3], 6)
+    emissions = (torch.randn(2, 6, len(labels)) * 3).to(dtype)
+    tags = reference.decode(emissions.float(), mask)
+    assert torch.equal(crf.decode(emissions, mask), tags)
+    em = emissions.clone().requires_grad_()
+    ll = crf.log_likelihood(em, tags.masked_fill(~mask, -100), mask)
+    ll.sum().backward()
+    assert ll.dtype == dtype and em.grad.dtype == dtype and crf.transitions.grad.dtype == crf_dtype
+    expected = reference.log_likelihood(emissions.float(), tags.masked_fill(~mask, -100), mask)
+    torch.testing.assert_close(ll.float(), expected, rtol=1e-2, atol=1e-2)
+    marginals = crf.marginals(emissions, mask)
+    assert marginals.dtype == torch.float32
+    torch.testing.assert_close(marginals, reference.marginals(emissions.float(), mask), rtol=0, atol=1e-6)
 
 
 def test_padding_shared_by_all_rows_is_ignored():
@@ -446,10 +480,9 @@ def test_every_viterbi_algorithm_matches_brute_force(algorithm, constrained, k, 
             assert (paths[b, length:] == -1).all()
 
 
-@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (2, [5, 2, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2])])
-def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
+def test_log_likelihood_matches_brute_force_with_ragged_rows(constrained, k, lengths):
     for seed in range(3):
         crf, emissions, mask = random_case(k, lengths, seed, constrained)
         log_z, best = brute_force(crf, emissions, lengths, constrained)
@@ -458,14 +491,13 @@ def test_every_log_likelihood_algorithm_matches_brute_force(algorithm, constrain
             tags[b, :length] = torch.tensor(best[b])
         gold = torch.stack([path_score(crf, emissions[b], best[b]) for b in range(len(lengths))])
         with torch.no_grad():
-            ll = crf.log_likelihood(emissions, tags, mask, algorithm=algorithm)
+            ll = crf.log_likelihood(emissions, tags, mask)
         torch.testing.assert_close(ll, gold - log_z, rtol=1e-10, atol=1e-10)
 
 
-@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
 @pytest.mark.parametrize("constrained", [False, True])
 @pytest.mark.parametrize("k,lengths", [(1, [3, 1]), (3, [4, 4, 3, 1]), (4, [3, 4, 2])])
-def test_every_marginals_algorithm_matches_brute_force(algorithm, constrained, k, lengths):
+def test_marginals_match_brute_force(constrained, k, lengths):
     """p(y_t = k) as the share of exp(score) of the (legal) paths through tag k at t, by enumeration."""
     for seed in range(2):
         crf, emissions, mask = random_case(k, lengths, seed, constrained)
@@ -475,11 +507,11 @@ def test_every_marginals_algorithm_matches_brute_force(algorithm, constrained, k
             weights = torch.stack([path_score(crf, emissions[b], p) for p in paths]).softmax(0)
             for path, weight in zip(paths, weights):
                 expected[b, torch.arange(length), torch.tensor(path)] += weight
-        marginals = crf.marginals(emissions, mask, algorithm=algorithm)
+        marginals = crf.marginals(emissions, mask)
         assert marginals.dtype == torch.float64 and not marginals.requires_grad
         torch.testing.assert_close(marginals, expected, rtol=1e-9, atol=1e-10)
-    chosen = crf.marginals(emissions.float(), mask)  # the dispatcher's pick, float32
-    torch.testing.assert_close(chosen, expected.float(), rtol=1e-4, atol=1e-5)
+    single = crf.marginals(emissions.float(), mask)  # float32
+    torch.testing.assert_close(single, expected.float(), rtol=1e-4, atol=1e-5)
 
 
 # Shapes around every crossover of the dispatcher, and the edges (one token, one tag, all rows full).
@@ -506,15 +538,13 @@ def test_every_algorithm_agrees_with_pytorch_crf(b, t, k):
     em_ref = emissions.clone().requires_grad_()
     ll_ref = ref(em_ref, tags, mask, reduction="none")
     ll_ref.sum().backward()
-    for algorithm in LOG_LIKELIHOOD_ALGORITHMS:
-        em = emissions.clone().requires_grad_()
-        ll = ours.log_likelihood(em, tags.masked_fill(~mask, -100), mask, algorithm=algorithm)
-        torch.testing.assert_close(ll, ll_ref, rtol=1e-4, atol=0)
-        ll.sum().backward()
-        torch.testing.assert_close(em.grad, em_ref.grad, rtol=1e-4, atol=1e-4)
-        expected = ref.transitions.grad if ref.transitions.grad is not None else torch.zeros(k, k)
-        torch.testing.assert_close(ours.transitions.grad, expected, rtol=1e-4, atol=1e-4)
-        ours.zero_grad(set_to_none=True)
+    em = emissions.clone().requires_grad_()
+    ll = ours.log_likelihood(em, tags.masked_fill(~mask, -100), mask)
+    torch.testing.assert_close(ll, ll_ref, rtol=1e-4, atol=0)
+    ll.sum().backward()
+    torch.testing.assert_close(em.grad, em_ref.grad, rtol=1e-4, atol=1e-4)
+    expected = ref.transitions.grad if ref.transitions.grad is not None else torch.zeros(k, k)
+    torch.testing.assert_close(ours.transitions.grad, expected, rtol=1e-4, atol=1e-4)
     reference_paths = ref.decode(emissions, mask)
     padded = torch.full((b, t), -1, dtype=torch.long)
     for row, path in enumerate(reference_paths):
@@ -528,9 +558,8 @@ def test_every_algorithm_agrees_with_pytorch_crf(b, t, k):
                                    rtol=1e-6, atol=1e-5)
 
 
-@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
 @pytest.mark.parametrize("constrained", [False, True])
-def test_every_log_likelihood_algorithm_is_exact_with_large_emissions(algorithm, constrained):
+def test_log_likelihood_is_exact_with_large_emissions_in_float64(constrained):
     labels = LABELS["BIOES"]
     crf = random_crf(len(labels), 4, allowed_transitions(labels, "BIOES") if constrained else None)
     torch.manual_seed(1)
@@ -539,18 +568,17 @@ def test_every_log_likelihood_algorithm_is_exact_with_large_emissions(algorithm,
     emissions = torch.randn(4, 200, len(labels), dtype=torch.float64) * 30
     tags = crf.decode(emissions, mask).masked_fill(~mask, -100)
     em = emissions.clone().requires_grad_()
-    ll = crf.log_likelihood(em, tags, mask, algorithm=algorithm)
+    ll = crf.log_likelihood(em, tags, mask)
     ll.sum().backward()
     assert torch.isfinite(em.grad).all() and torch.isfinite(crf.transitions.grad).all()
     start, trans, end = (p.detach() for p in crf.effective_scores())
     gold = tags.masked_fill(~mask, 0)
-    reference = _gold_score(emissions, gold, mask, start, trans, end) - _log_partition_sequential(
+    reference = gold_score(emissions, gold, mask, start, trans, end) - _log_partition_log_space(
         emissions, mask, start, trans, end)
     torch.testing.assert_close(ll.detach(), reference, rtol=1e-12, atol=1e-9)
 
 
-@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
-def test_every_log_likelihood_algorithm_ignores_padding(algorithm):
+def test_log_likelihood_ignores_whatever_padding_holds():
     crf = random_crf(4, 5, dtype=torch.float32)
     em = torch.randn(3, 10, 4, requires_grad=True)
     tags = torch.randint(4, (3, 10))
@@ -558,7 +586,7 @@ def test_every_log_likelihood_algorithm_ignores_padding(algorithm):
     with torch.no_grad():
         em[1, 2:] = float("nan")
         em[2, 7:] = float("inf")
-    ll = crf.log_likelihood(em, tags, mask, algorithm=algorithm)
+    ll = crf.log_likelihood(em, tags, mask)
     ll.sum().backward()
     assert torch.isfinite(ll).all() and torch.isfinite(em.grad).all() and (em.grad[~mask] == 0).all()
     for row, length in ((1, 2), (2, 7)):
@@ -583,40 +611,24 @@ def test_every_viterbi_algorithm_breaks_ties_and_keeps_constraints(algorithm):
     assert valid_sequence([labels[i] for i in path], "BIO")
 
 
-def test_dispatcher_choices_are_known_algorithms_and_used(monkeypatch):
+def test_viterbi_choice_is_a_known_algorithm_and_used(monkeypatch):
     for b in (1, 8, 32, 128):
         for t in (1, 2, 16, 64, 128, 512):
             for k in (1, 5, 9, 21, 41, 73, 133):
-                assert crf_kernels.choose_log_likelihood(b, t, k) in LOG_LIKELIHOOD_ALGORITHMS
-                assert crf_kernels.choose_viterbi(b, t, k) in VITERBI_ALGORITHMS
-    # on the CPU: one row or few short rows in numpy, batches with few tags vectorised over the rows; many tags in
-    # the row-major loop; long rows with very few tags with the tree; no numpy elsewhere
-    assert crf_kernels.choose_viterbi(1, 16, 21) == "numpy"
-    assert crf_kernels.choose_viterbi(32, 128, 9) == "numpy_batched"
-    assert crf_kernels.choose_viterbi(32, 128, 73) == "middle_rows"
-    assert crf_kernels.choose_viterbi(1, 512, 5) == "tree"
-    assert crf_kernels.choose_viterbi(8, 16, 21) == "numpy"
-    assert crf_kernels.choose_viterbi(1, 16, 133) == "numpy"
-    assert crf_kernels.choose_viterbi(8, 16, 41) == "middle_rows"
-    assert crf_kernels.choose_viterbi(1, 16, 21, "cuda") == "middle_rows"
-    assert crf_kernels.choose_viterbi(32, 128, 9, "cuda") == "middle"
-    # log-likelihood: numpy for small work on the CPU only, the tree for long rows with few tags
-    assert crf_kernels.choose_log_likelihood(32, 128, 9) == "numpy"
-    assert crf_kernels.choose_log_likelihood(32, 128, 9, "cuda") == "sequential"
-    assert crf_kernels.choose_log_likelihood(1, 512, 9, "cuda") == "tree"
-    assert crf_kernels.choose_log_likelihood(32, 128, 73) == "numpy"
-    assert crf_kernels.choose_log_likelihood(128, 128, 73) == "sequential"
-    # the module asks the dispatcher with the longest row's length, not the padded one
-    import hf_bert_tasks.modeling.crf as crf_module
-
+                assert choose_viterbi(b, t, k) in VITERBI_ALGORITHMS
+    # one row or few short rows: the plain recursion; batches with few tags: meet in the middle in numpy; many
+    # tags: the torch loop, except single short rows
+    assert choose_viterbi(1, 16, 21) == "numpy"
+    assert choose_viterbi(32, 128, 9) == "numpy_batched"
+    assert choose_viterbi(32, 128, 73) == "middle_rows"
+    assert choose_viterbi(8, 16, 21) == "numpy"
+    assert choose_viterbi(1, 16, 133) == "numpy"
+    assert choose_viterbi(8, 16, 41) == "middle_rows"
+    # the module asks with the longest row's length, not the padded one
     asked = []
-    monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k, device: asked.append((b, t, k)) or "sequential")
-    monkeypatch.setattr(crf_module, "choose_log_likelihood", lambda b, t, k, device: asked.append((b, t, k)) or "tree")
-    crf = LinearChainCRF(3)
-    em, mask = torch.randn(2, 9, 3), right_padded_mask([5, 3], 9)
-    crf.decode(em, mask)
-    crf.log_likelihood(em, torch.zeros(2, 9, dtype=torch.long), mask)
-    assert asked == [(2, 5, 3), (2, 5, 3)]
+    monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k: asked.append((b, t, k)) or "numpy")
+    LinearChainCRF(3).decode(torch.randn(2, 9, 3), right_padded_mask([5, 3], 9))
+    assert asked == [(2, 5, 3)]
 
 
 def test_unknown_algorithm_is_named():
@@ -624,23 +636,21 @@ def test_unknown_algorithm_is_named():
     em = torch.randn(2, 4, 3)
     with pytest.raises(ValueError, match="algorithm must be one of .*'bogus'"):
         crf.decode(em, algorithm="bogus")
-    with pytest.raises(ValueError, match="algorithm must be one of .*'bogus'"):
-        crf.log_likelihood(em, torch.zeros(2, 4, dtype=torch.long), algorithm="bogus")
 
 
-def test_kernels_file_imports_only_torch_numpy_and_the_standard_library():
-    """crf_kernels.py is copied next to saved weights: nothing of this package, nothing but torch, numpy (which
+def test_crf_file_imports_only_torch_numpy_and_the_standard_library():
+    """crf.py is copied next to saved weights: nothing of this package, nothing but torch, numpy (which
     transformers requires) and the standard library."""
     import ast
     import sys
     from pathlib import Path
 
-    tree = ast.parse(Path(crf_kernels.__file__).read_text())
+    tree = ast.parse(Path(crf_module.__file__).read_text())
     modules = set()
     for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             modules.update(alias.name.split(".")[0] for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
-            assert node.level == 0, "crf_kernels.py needs no sibling"
+            assert node.level == 0, "crf.py needs no sibling"
             modules.add(node.module.split(".")[0])
     assert modules <= {"torch", "numpy"} | set(sys.stdlib_module_names), modules

@@ -17,9 +17,9 @@ from test_hub import TOKEN, hub_env, point_client_at, start_hub
 
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.distillation import (
+    CrfMarginals,
     DistillationArguments,
     attention_loss,
-    crf_marginals,
     crf_soft_target_loss,
     evenly_spaced_layers,
     hidden_state_loss,
@@ -28,7 +28,7 @@ from hf_bert_tasks.distillation import (
     soft_logits_loss,
     student_from_teacher,
 )
-from hf_bert_tasks.modeling.crf import LOG_LIKELIHOOD_ALGORITHMS, crf_log_partition
+from hf_bert_tasks.modeling.crf import LinearChainCRF, crf_log_partition
 from hf_bert_tasks.modeling.modeling_bert_crf import compact_positions
 from hf_bert_tasks.ner.data import load_ner_dataset
 
@@ -137,12 +137,21 @@ def random_crf(k=3, seed=0):
     return tuple(torch.randn(*shape, generator=g, dtype=torch.float64) for shape in ((k,), (k, k), (k,)))
 
 
-@pytest.mark.parametrize("algorithm", LOG_LIKELIHOOD_ALGORITHMS)
-def test_log_partition_equals_brute_force_for_every_algorithm(algorithm):
+def crf_marginals(emissions, mask, start, transitions, end, temperature=1.0) -> CrfMarginals:
+    """`LinearChainCRF.marginals` (tokens and moves) of a CRF holding these scores."""
+    crf = LinearChainCRF(len(start)).double()
+    with torch.no_grad():
+        for parameter, value in zip((crf.start_transitions, crf.transitions, crf.end_transitions),
+                                    (start, transitions, end)):
+            parameter.copy_(value)
+    return CrfMarginals(*crf.marginals(emissions, mask, temperature, with_moves=True))
+
+
+def test_log_partition_equals_brute_force():
     start, transitions, end = random_crf(k=3)
     emissions = torch.randn(2, 4, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
     mask = torch.tensor([[True] * 4, [True, True, True, False]])
-    log_z = crf_log_partition(emissions, mask, start, transitions, end, algorithm)
+    log_z = crf_log_partition(emissions, mask, start, transitions, end)
     for row, length in enumerate((4, 3)):
         paths = list(brute_force_paths(emissions[row], length, start, transitions, end))
         assert log_z[row].item() == pytest.approx(math.log(sum(math.exp(s) for _, s in paths)), abs=1e-10)
@@ -174,7 +183,7 @@ def test_soft_crf_targets_equal_the_models_tag_probabilities():
     tag_mask = torch.tensor([[0, 1, 1, 0, 1, 1, 0], [0, 1, 0, 1, 0, 0, 0], [0, 1, 1, 1, 1, 1, 1]], dtype=torch.bool)
     index, mask = compact_positions(tag_mask)
     gathered = logits.gather(1, index[..., None].expand(-1, -1, len(LABELS)))
-    marginals = crf_marginals(gathered, mask, *model.crf.effective_scores())
+    marginals = CrfMarginals(*model.crf.marginals(gathered, mask, with_moves=True))
     for tag in range(len(LABELS)):
         expected = model.tag_probabilities(logits, tag_mask, torch.full(tag_mask.shape, tag))
         ours = torch.zeros(tag_mask.shape)
@@ -194,7 +203,7 @@ def test_soft_crf_loss_is_the_path_cross_entropy_times_t_squared(temperature):
     teacher_emissions = torch.randn(2, 3, k, generator=g, dtype=torch.float64)
     student_emissions = torch.randn(2, 3, k, generator=g, dtype=torch.float64).requires_grad_(True)
     mask = torch.tensor([[True, True, True], [True, True, False]])
-    targets = crf_marginals(teacher_emissions / temperature, mask, *(s / temperature for s in teacher_scores))
+    targets = crf_marginals(teacher_emissions, mask, *teacher_scores, temperature=temperature)
     loss = crf_soft_target_loss(student_emissions, mask, *student_scores, targets, temperature)
     expected, gradient = 0.0, torch.zeros(2, 3, k, dtype=torch.float64)
     for row, length in enumerate((3, 2)):

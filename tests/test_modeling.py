@@ -233,7 +233,7 @@ def test_remote_code_loads_without_the_package(tmp_path):
     model.save_pretrained(tmp_path / "model")
     config = json.loads((tmp_path / "model" / "config.json").read_text())
     assert set(config["auto_map"]) >= {"AutoConfig", "AutoModel", "AutoModelForTokenClassification"}
-    for name in ("configuration_bert_crf.py", "modeling_bert_crf.py", "crf.py", "crf_kernels.py", "schemes.py"):
+    for name in ("configuration_bert_crf.py", "modeling_bert_crf.py", "crf.py", "schemes.py"):
         assert (tmp_path / "model" / name).exists(), name
     input_ids, attention_mask, tag_mask, _ = random_batch()
     torch.save({"input_ids": input_ids, "attention_mask": attention_mask, "tag_mask": tag_mask},

@@ -168,6 +168,16 @@ def test_a_crf_that_forbids_entities_gives_none_although_the_argmax_has_some(tmp
         assert ner(LONG_TEXT) == []
 
 
+def test_a_bfloat16_model_runs_the_pipeline(saved):
+    """`dtype=torch.bfloat16` casts the CRF's parameters too: its decoding and marginals take them (issue 26)."""
+    path, _ = saved
+    ner = pipeline("token-classification", model=str(path), trust_remote_code=True, dtype=torch.bfloat16,
+                   aggregation_strategy="simple")
+    assert ner.model.crf.transitions.dtype == torch.bfloat16
+    entities = ner("john visited paris with mary smith and the president of france in berlin .")
+    assert entities and all(0.0 < e["score"] <= 1.0 for e in entities)
+
+
 @pytest.fixture(scope="module")
 def ner(saved):
     path, _ = saved
