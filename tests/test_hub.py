@@ -43,7 +43,7 @@ RESULTS_A = {"epoch": 3.0, "eval_loss": 1.25, "eval_precision": 0.8125, "eval_re
 RESULTS_B = {**RESULTS_A, "eval_f1": 0.8421, "test_f1": 0.7999, "eval_PER_f1": 0.95}
 TRAINING = {"learning_rate": 5e-05, "crf_learning_rate": 0.001, "num_train_epochs": 3, "seed": 42}
 PUSHED = {".gitattributes", "README.md", "config.json", "model.safetensors", "configuration_bert_crf.py",
-          "modeling_bert_crf.py", "crf.py", "schemes.py", "pipeline_bert_crf.py", "tagging.py",
+          "modeling_bert_crf.py", "crf.py", "schemes.py", "encoders.py", "pipeline_bert_crf.py", "tagging.py",
           "windows.py", "texts.py", "tokenizer.json", "tokenizer_config.json", "all_results.json",
           "handler.py", "qa_spans.py", "requirements.txt"}  # the Inference Endpoints files, added by the push
 
