@@ -207,8 +207,9 @@ def custom_code_files(model_dir: Path, *configs: dict) -> list[str]:
             continue
         if not (model_dir / name).is_file():
             raise ValueError(f"{model_dir} lacks the custom-code file {name}, needed by {needed[name]}: save the "
-                             "model with save_pretrained() after register_for_auto_class() (importing "
-                             "hf_bert_tasks.modeling does that), which copies the module files next to the weights")
+                             "model with save_pretrained() after register_for_auto_class() "
+                             "(hf_bert_tasks.modeling.register_auto_classes() does that), which copies the module "
+                             "files next to the weights")
         files.append(name)
         for module in get_relative_imports(model_dir / name):
             sibling = f"{module}.py"

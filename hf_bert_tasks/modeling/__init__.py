@@ -10,10 +10,10 @@ import functools
 
 @functools.cache
 def register_auto_classes() -> None:
-    """Register the CRF model and the global pointer model with the Auto classes in this process (``AutoConfig``, ``AutoModel``,
-    ``AutoModelForTokenClassification``), so a saved CRF folder loads as this package's classes, with or without
-    ``trust_remote_code``, and mark it for custom-code saving, so ``save_pretrained`` copies the files of this folder
-    and writes ``auto_map``. Runs once per process.
+    """Register the CRF model and the global pointer model with the Auto classes in this process (``AutoConfig``,
+    ``AutoModel``, ``AutoModelForTokenClassification``), so a saved folder of either loads as this package's classes,
+    with or without ``trust_remote_code``, and mark them for custom-code saving, so ``save_pretrained`` copies the
+    files of this folder and writes ``auto_map``. Runs once per process.
 
     It lives here, not in the copied files: a folder's own code, loaded as remote code, must not register itself in
     the user's process. ``hf_bert_tasks.BertCrfConfig`` / ``BertCrfForTokenClassification`` call it on first access,
