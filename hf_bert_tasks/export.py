@@ -8,6 +8,10 @@ batch and length are dynamic axes. The CRF's *effective* scores (``LinearChainCR
 ``FORBIDDEN_SCORE``) and the label list are written into the file's metadata (``metadata_props``), so the numbers of
 the model all live in one file; the folder the model came from still gives the tokenizer and the window settings.
 
+The global pointer model's file computes its span scores ``(batch, num_types, length, length)`` instead; the
+masking of spans that do not start and end on words and the decoding of the spans above the threshold stay outside
+(:class:`OnnxSpanClassifier`), as does the merging of windows.
+
 What stays outside: the CRF's decoding. Viterbi and the marginals are loops over time of tiny (K, K) steps whose
 length depends on the data; in a graph they would be ``Loop``/``Scan`` ops that runtimes handle poorly, while outside
 they cost little next to the encoder. ONNX inference decodes with the package's own ``LinearChainCRF``, rebuilt from
@@ -78,12 +82,14 @@ from transformers.modeling_outputs import TokenClassifierOutput  # noqa: E402
 from .modeling import register_auto_classes  # noqa: E402
 from .modeling.crf import LinearChainCRF  # noqa: E402
 from .modeling.modeling_bert_crf import BertCrfForTokenClassification  # noqa: E402
+from .modeling.modeling_bert_global_pointer import BertGlobalPointerForSpanClassification, span_mask  # noqa: E402
 from .ner.predictor import NerPredictor  # noqa: E402
 
 __all__ = [
     "DEFAULT_OPSET",
     "OnnxCrfTokenClassifier",
     "OnnxNerPredictor",
+    "OnnxSpanClassifier",
     "OnnxTokenClassifier",
     "check_parity",
     "export_onnx",
@@ -251,6 +257,22 @@ class OnnxCrfTokenClassifier(OnnxTokenClassifier):
         self.crf.eval()
 
 
+class OnnxSpanClassifier(OnnxTokenClassifier):
+    """:class:`OnnxTokenClassifier` for the global pointer model: the file computes the span scores ``(batch,
+    num_types, length, length)`` masked by ``attention_mask`` only; here, outside the graph, the spans whose start or
+    end is no word (``tag_mask``) are masked and the spans above the threshold are decoded, by
+    ``BertGlobalPointerForSpanClassification``'s own ``decode``, and its own pipeline merges the windows."""
+
+    decode = BertGlobalPointerForSpanClassification.decode
+    pipeline_class = staticmethod(BertGlobalPointerForSpanClassification.pipeline_class)
+
+    def __call__(self, tag_mask: torch.Tensor | None = None, **inputs: torch.Tensor) -> TokenClassifierOutput:
+        output = super().__call__(**inputs)
+        if tag_mask is not None:
+            output.logits.masked_fill_(~span_mask(tag_mask.bool()), -1e4)
+        return output
+
+
 def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | None = None,
                                providers: Sequence[str] | None = None) -> OnnxTokenClassifier:
     """Open a file written by :func:`export_onnx` for the model whose config is ``config``.
@@ -275,6 +297,8 @@ def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | No
     if labels != config_labels:
         raise ValueError(f"{onnx_path} was exported from a model with labels {labels}, but the config has "
                          f"{config_labels}: the ONNX file and the model folder do not belong together")
+    if getattr(config, "model_type", None) == "bert_global_pointer":
+        return OnnxSpanClassifier(session, config)
     if METADATA_CRF in metadata:
         scores = json.loads(metadata[METADATA_CRF])
         return OnnxCrfTokenClassifier(session, config, (scores["start"], scores["transitions"], scores["end"]))

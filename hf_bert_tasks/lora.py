@@ -57,6 +57,7 @@ ENCODER_TARGET_MODULES: dict[str, list[str]] = {
 # PeftModelForQuestionAnswering (0.21) drops `token_type_ids`, and BERT would train and answer without its segments.
 _TASKS = {
     "ForTokenClassification": (TaskType.TOKEN_CLS, AutoModelForTokenClassification),
+    "ForSpanClassification": (TaskType.TOKEN_CLS, AutoModelForTokenClassification),  # the global pointer model
     "ForSequenceClassification": (TaskType.SEQ_CLS, AutoModelForSequenceClassification),
     "ForQuestionAnswering": (None, AutoModelForQuestionAnswering),
 }

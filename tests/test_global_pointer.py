@@ -300,3 +300,46 @@ def test_the_config_refuses_tags_as_labels():
         BertGlobalPointerConfig(encoder=tiny_bert_config(), id2label={0: "O", 1: "B-PER"})
     with pytest.raises(ValueError, match="decode must be one of"):
         BertGlobalPointerConfig(encoder=tiny_bert_config(), id2label={0: "PER"}, decode="greedy")
+
+
+def test_onnx_export_decodes_the_spans_outside_the_graph_like_pytorch(saved, tmp_path):
+    pytest.importorskip("onnxruntime")
+    from hf_bert_tasks.export import OnnxNerPredictor, OnnxSpanClassifier, check_parity, export_onnx
+
+    path, model, text, _ = saved
+    onnx_path = export_onnx(path, tmp_path / "model.onnx")
+    predictor = OnnxNerPredictor(onnx_path, path, threads=1)
+    assert isinstance(predictor.model, OnnxSpanClassifier)
+    long_text = " ".join(WORDS[i * 5 % len(WORDS)] for i in range(80)) + " " + text
+    expected = NerPredictor(model, tiny_tokenizer())([text, long_text])
+    got = predictor([text, long_text])
+    assert len(expected[0]) == 4  # the nested entities
+    assert [[(e["type"], e["start"], e["end"]) for e in r] for r in got] == \
+        [[(e["type"], e["start"], e["end"]) for e in r] for r in expected]
+    report = check_parity(path, onnx_path, texts=[text, long_text])
+    assert report["mismatches"] == [] and report["max_score_difference"] < 1e-4
+
+
+def test_lora_trains_the_span_head_in_full_and_merges_into_an_ordinary_folder(tmp_path):
+    from hf_bert_tasks.lora import apply_lora, save_merged
+
+    model = make_model(seed=3)
+    peft_model = apply_lora(model, r=4)
+    trainable = {name for name, p in peft_model.named_parameters() if p.requires_grad}
+    assert any("span_head" in name for name in trainable) and any("lora_" in name for name in trainable)
+    assert not any("encoder" in name and "lora_" not in name for name in trainable)
+    ids = torch.randint(5, 60, (2, 7), generator=torch.Generator().manual_seed(4))
+    labels = torch.tensor([[[0, 1, 2]], [[1, 3, 3]]])
+    peft_model.train()
+    optimizer = torch.optim.AdamW([p for p in peft_model.parameters() if p.requires_grad], lr=1e-2)
+    for _ in range(3):
+        optimizer.zero_grad()
+        peft_model(input_ids=ids, labels=labels).loss.backward()
+        optimizer.step()
+    peft_model.eval()
+    with torch.no_grad():
+        expected = peft_model(input_ids=ids).logits
+    save_merged(peft_model, tmp_path)
+    merged = AutoModelForTokenClassification.from_pretrained(tmp_path, trust_remote_code=True).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-4, rtol=1e-4)
