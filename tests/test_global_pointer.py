@@ -3,6 +3,7 @@ against brute force, save/load, and its pipeline loaded as remote code where `im
 
 import itertools
 import json
+import os
 import math
 import random
 import subprocess
@@ -12,7 +13,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForTokenClassification
 
-from conftest import PYTHON, WORDS, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, WORDS, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertGlobalPointerConfig, BertGlobalPointerForSpanClassification
 from hf_bert_tasks.modeling.modeling_bert_global_pointer import (
     multilabel_categorical_crossentropy, rotary_embedding, span_mask)
@@ -343,3 +344,15 @@ def test_lora_trains_the_span_head_in_full_and_merges_into_an_ordinary_folder(tm
     merged = AutoModelForTokenClassification.from_pretrained(tmp_path, trust_remote_code=True).eval()
     with torch.no_grad():
         torch.testing.assert_close(merged(input_ids=ids).logits, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_the_predictor_command_prints_the_nested_entities(saved):
+    path, model, text, _ = saved
+    result = subprocess.run([PYTHON, "-m", "hf_bert_tasks.predictor", str(path), text], capture_output=True,
+                            text=True, cwd=ROOT, timeout=300,
+                            env={**os.environ, "HF_HUB_OFFLINE": "1", "OMP_NUM_THREADS": "1"})
+    assert result.returncode == 0, result.stderr[-3000:]
+    (printed,) = [json.loads(line) for line in result.stdout.splitlines()]
+    expected = NerPredictor(model, tiny_tokenizer())(text)
+    assert printed["text"] == text and len(printed["entities"]) == 4
+    assert printed["entities"] == json.loads(json.dumps(expected))
