@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 
 from ..files import PathLike, json_records, read_lines
 from ..modeling.tagging import split_words
@@ -189,24 +189,27 @@ def parse_annotations(path: PathLike, format: str) -> list[_Sentence]:
 # Writers
 
 
-def write_labelstudio(path: PathLike, texts: Sequence[str], entities: Sequence[Sequence[dict]], *,
-                      model_version: str = "hf_bert_tasks", from_name: str = "label", to_name: str = "text") -> None:
+def labelstudio_tasks(texts: Sequence[str], entities: Sequence[Sequence[dict]], *, model_version: str = "hf_bert_tasks",
+                      from_name: str = "label", to_name: str = "text") -> Iterator[dict]:
     """Label Studio tasks with pre-annotations, for import: one task per text, ``{"data": {"text"}, "predictions":
     [{"model_version", "score", "result"}]}``, each entity a ``labels`` result (``from_name``/``to_name``: the names
     of the labelling config's ``<Labels>`` and ``<Text>`` tags) with its score; the prediction's score is the mean of
     its entities' (1.0 without entities)."""
-    tasks = []
     for text, found in zip(texts, entities, strict=True):
         results = [{"from_name": from_name, "to_name": to_name, "type": "labels", "origin": "prediction",
                     "value": {"start": e["start"], "end": e["end"], "text": text[e["start"]:e["end"]],
                               "labels": [e["type"]]}, **({"score": e["score"]} if e.get("score") is not None else {})}
                    for e in found]
         scores = [e["score"] for e in found if e.get("score") is not None]
-        tasks.append({"data": {"text": text}, "predictions": [
+        yield {"data": {"text": text}, "predictions": [
             {"model_version": model_version, "score": sum(scores) / len(scores) if scores else 1.0,
-             "result": results}]})
+             "result": results}]}
+
+
+def write_labelstudio(path: PathLike, texts: Sequence[str], entities: Sequence[Sequence[dict]], **names) -> None:
+    """:func:`labelstudio_tasks` as a Label Studio import file (a JSON array)."""
     with open(path, "w", encoding="utf-8") as out:
-        json.dump(tasks, out, ensure_ascii=False, indent=1)
+        json.dump(list(labelstudio_tasks(texts, entities, **names)), out, ensure_ascii=False, indent=1)
         out.write("\n")
 
 

@@ -6,6 +6,10 @@ question-answering model answers ``--question`` from each text. One JSON line pe
 task's predictor (``ner.predictor.NerPredictor``, ``classification.predictor.TextClassifier``,
 ``qa.predictor.QuestionAnswerer``), so this prints exactly what those return.
 
+Corpora: ``--input PATH|- --output PATH`` streams a file (plain text, JSON lines, CoNLL to re-tag) or
+``--dataset_name`` through the predictor into JSON lines, CoNLL, Label Studio, doccano or Parquet, in input order,
+with ``--resume`` after an interruption and several processes under ``accelerate launch`` (``corpus.py``).
+
 Texts: each argument is one text; ``-`` reads standard input and ``--input PATH`` a UTF-8 file, one text a line (every
 line kept, so the output lines up with the input). An argument that names an existing file is still tagged as text,
 with a warning pointing to ``--input``. A text without tokens prints ``"entities": []`` (NER) or ``"label": null``
@@ -23,6 +27,7 @@ import warnings
 from collections.abc import Sequence
 
 from .auto import predictor_class, task_of
+from .corpus import INPUT_FORMATS, OUTPUT_FORMATS, ChunkPredictor, predict_corpus, read_records
 
 
 def read_texts(texts: Sequence[str], input_path: str | None, stdin=None) -> list[str]:
@@ -54,7 +59,30 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a UTF-8 text file, one text a line (after the texts given as arguments)")
     parser.add_argument("--question", default=None, help="QA models: the question asked of every text")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    corpus = parser.add_argument_group("corpus prediction (with --output; see hf_bert_tasks/predictor/corpus.py)")
+    corpus.add_argument("--output", default=None, metavar="PATH",
+                        help="write the predictions of --input (or --dataset_name) here, streaming, in input order")
+    corpus.add_argument("--output_format", choices=OUTPUT_FORMATS, default=None,
+                        help="default by suffix: .jsonl jsonl, .json labelstudio, .conll conll, .parquet parquet; "
+                             "doccano by name")
+    corpus.add_argument("--input_format", choices=INPUT_FORMATS, default=None,
+                        help="default: jsonl for .jsonl, conll for .conll/.bio/.iob, dataset with --dataset_name, "
+                             "else text (one text a line)")
+    corpus.add_argument("--text_field", default="text", help="JSON lines: the field holding the text")
+    corpus.add_argument("--question_field", default="question", help="QA JSON lines: the question's field")
+    corpus.add_argument("--context_field", default="context", help="QA JSON lines: the context's field")
+    corpus.add_argument("--dataset_name", default=None, help="a datasets data set (Hub name or save_to_disk folder)")
+    corpus.add_argument("--split", default="train", help="its split (default: train)")
+    corpus.add_argument("--text_column", default="text", help="its text column (default: text)")
+    corpus.add_argument("--chunk_size", type=int, default=256,
+                        help="records read, predicted and written at a time (memory is bounded by it)")
+    corpus.add_argument("--batch_size", type=int, default=32, help="texts (NER: windows) per forward pass")
+    corpus.add_argument("--resume", action="store_true",
+                        help="continue an interrupted run after its last complete chunk (line formats)")
     args = parser.parse_args(argv)
+    if args.output is not None:
+        corpus_main(parser, args)
+        return
     try:
         texts = read_texts(args.texts, args.input)
     except (OSError, ValueError) as error:
@@ -88,6 +116,40 @@ def main(argv: Sequence[str] | None = None) -> None:
         parser.error(str(error))
     for text, record in zip(texts, records):
         print(json.dumps({"text": text, **record}, ensure_ascii=False))
+
+
+def corpus_main(parser: argparse.ArgumentParser, args) -> None:
+    """``--output``: stream ``--input``/``--dataset_name`` through the predictor into ``--output``, in one process or,
+    under ``accelerate launch``, in several (:func:`corpus.predict_corpus`)."""
+    if args.texts or (args.input is None) == (args.dataset_name is None):
+        parser.error("--output predicts --input PATH (or -) or --dataset_name, not texts given as arguments")
+    input_format = args.input_format or ("dataset" if args.dataset_name else
+                                         "jsonl" if args.input.endswith(".jsonl") else
+                                         "conll" if args.input.endswith((".conll", ".bio", ".iob")) else "text")
+    from ..progress import quiet_short_bars
+
+    quiet_short_bars()
+    from accelerate import PartialState
+    from transformers import AutoConfig
+
+    from ..modeling import register_auto_classes
+
+    state = PartialState()  # one process, or one of `accelerate launch`'s
+    register_auto_classes()
+    config = AutoConfig.from_pretrained(args.model, revision=args.revision, trust_remote_code=True)
+    task = task_of(config)
+    predictor = predictor_class(task).from_pretrained(args.model, revision=args.revision, device=str(state.device),
+                                                      batch_size=args.batch_size)
+    records = read_records(args.input, input_format, dataset_name=args.dataset_name, split=args.split,
+                           text_column=args.text_column)
+    predict = ChunkPredictor(predictor, task, text_field=args.text_field, question_field=args.question_field,
+                             context_field=args.context_field, question=args.question)
+    try:
+        predict_corpus(records, predict, args.output, output_format=args.output_format, chunk_size=args.chunk_size,
+                       resume=args.resume, process_index=state.process_index, num_processes=state.num_processes,
+                       wait_for_everyone=state.wait_for_everyone)
+    except (OSError, ValueError, KeyError) as error:
+        parser.error(str(error))
 
 
 if __name__ == "__main__":
