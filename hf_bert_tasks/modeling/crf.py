@@ -148,12 +148,13 @@ def _forward_backward(emissions, mask, start, transitions, end, with_backward: b
     numpy.sum(vectors[0], axis=2, keepdims=True, out=sums[0])
     vectors[0] /= sums[0]
     mats = numpy.stack([w, w.T])[:directions]  # (D, K, K)
+    ones = numpy.ones((k, 1))  # sums over the tags as products: several times faster than numpy.sum for few tags
     vector_at, sum_at, step_at = list(vectors), list(sums), list(steps)  # views made once: each costs an operation
     for t in range(1, length):
         current = numpy.matmul(vector_at[t - 1], mats, out=vector_at[t])
         current *= step_at[t]
         if t % RESCALE_EVERY == 0 or t == length - 1:
-            numpy.sum(current, axis=2, keepdims=True, out=sum_at[t])
+            numpy.matmul(current, ones, out=sum_at[t])
             current /= sum_at[t]
     log_sums = numpy.where(mask.T, numpy.log(sums[:, 0, :, 0]), 0.0).sum(axis=0)  # (B,)
     last = vectors[lengths - 1, 0, rows]  # (B, K): each row's a_{L-1}
