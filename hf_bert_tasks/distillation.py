@@ -64,6 +64,7 @@ from torch import nn
 from transformers import TrainerCallback
 from transformers.utils import ModelOutput
 
+from .modeling.configuration_bert_crf import label_names
 from .modeling.crf import crf_log_partition
 from .modeling.modeling_bert_crf import labelled_emissions
 from .recipe import OrderedEvalTrainer, build_optimizer
@@ -259,10 +260,10 @@ def student_from_path(path: str, teacher, teacher_tokenizer):
     weights = not folder.exists() or (folder.is_dir() and (any(folder.glob("*.safetensors"))
                                                   or any(folder.glob("*.bin"))))
     config = AutoConfig.from_pretrained(str(folder.parent) if folder.is_file() else path, trust_remote_code=True)
-    labels = [teacher.config.id2label[i] for i in range(teacher.config.num_labels)]
+    labels = label_names(teacher.config)
     if getattr(teacher.config, "model_type", None) == "bert_crf":
         if config.model_type == "bert_crf":
-            if [config.id2label[i] for i in range(config.num_labels)] != labels:
+            if label_names(config) != labels:
                 raise ValueError(f"the student {path} tags {list(config.id2label.values())}, the teacher {labels}")
             student = type(teacher).from_pretrained(path)
         else:

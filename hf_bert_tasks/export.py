@@ -80,6 +80,7 @@ from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokeni
 from transformers.modeling_outputs import TokenClassifierOutput  # noqa: E402
 
 from .modeling import register_auto_classes  # noqa: E402
+from .modeling.configuration_bert_crf import label_names  # noqa: E402
 from .modeling.crf import LinearChainCRF  # noqa: E402
 from .modeling.modeling_bert_crf import BertCrfForTokenClassification  # noqa: E402
 from .modeling.modeling_bert_global_pointer import BertGlobalPointerForSpanClassification, span_mask  # noqa: E402
@@ -150,7 +151,7 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
                          "ONNX; only encoder + linear emission models can")
     tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
     input_names = [name for name in INPUT_NAMES if name in tokenizer.model_input_names]
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    labels = label_names(model.config)
 
     example = _example_inputs(tokenizer, input_names, ["a b c", "a b c d e f g h"])
     batch, length = torch.export.Dim("batch"), torch.export.Dim("length")
@@ -293,7 +294,7 @@ def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | No
     if METADATA_LABELS not in metadata:
         raise ValueError(f"{onnx_path} has no {METADATA_LABELS!r} metadata: it was not written by export_onnx")
     labels = json.loads(metadata[METADATA_LABELS])
-    config_labels = [config.id2label[i] for i in range(config.num_labels)]
+    config_labels = label_names(config)
     if labels != config_labels:
         raise ValueError(f"{onnx_path} was exported from a model with labels {labels}, but the config has "
                          f"{config_labels}: the ONNX file and the model folder do not belong together")

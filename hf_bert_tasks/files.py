@@ -19,8 +19,8 @@ import json
 import os
 from pathlib import Path
 
-__all__ = ["MAX_FIELD_LINE_ENDS", "TOKENIZER_VOCABULARIES", "DataFileError", "PathLike", "check_tokenizer_files", "csv_rows",
-           "json_records", "load_tokenizer", "read_lines", "write_json"]
+__all__ = ["MAX_FIELD_LINE_ENDS", "TOKENIZER_VOCABULARIES", "DataFileError", "PathLike", "check_tokenizer_files",
+           "csv_rows", "json_records", "load_tokenizer", "predictions_path", "read_lines", "write_json"]
 
 PathLike = str | os.PathLike
 
@@ -182,7 +182,7 @@ def write_json(path: PathLike, content) -> Path:
     return path
 
 
-# A tokenizer folder holds one vocabulary file of these (and tokenizer_config.json); hub.py checks pushes against it too.
+# A tokenizer folder holds one vocabulary file of these (and tokenizer_config.json); hub.py checks pushes with it too.
 TOKENIZER_VOCABULARIES = ("tokenizer.json", "vocab.txt", "vocab.json", "spiece.model", "sentencepiece.bpe.model",
                           "tokenizer.model")
 
@@ -211,3 +211,13 @@ def load_tokenizer(path: PathLike, **kwargs):
 
     check_tokenizer_files(path)
     return AutoTokenizer.from_pretrained(path, **kwargs)
+
+
+def predictions_path(output_dir: PathLike, test_file: PathLike | None, text_suffix: str,
+                     json_lines: bool | None = None) -> Path:
+    """Where a recipe writes its test predictions, the rule of every task: ``test_predictions.jsonl`` in
+    ``output_dir`` for JSON input, else ``test_predictions.<text_suffix>``. ``json_lines`` says which (a reader that
+    detected the format knows); None: JSON when ``test_file`` ends with ``.json`` or ``.jsonl``."""
+    if json_lines is None:
+        json_lines = test_file is not None and Path(test_file).suffix.lower() in (".json", ".jsonl")
+    return Path(output_dir) / f"test_predictions.{'jsonl' if json_lines else text_suffix}"

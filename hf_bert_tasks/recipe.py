@@ -6,7 +6,8 @@
   fine-tune (``--freeze_encoder_epochs``); ``--max_{train,eval,predict}_samples`` through :func:`limit_samples`.
 - Evaluation in data order under any sampler (:class:`OrderedEvalTrainer`): every recipe maps predictions back to
   its examples by position, so ``--train_sampling_strategy group_by_length`` may group training batches only.
-- Train / evaluate / predict bookkeeping (:func:`train_and_save`, :func:`log_and_save`, :func:`end_processes`).
+- Train / evaluate / predict bookkeeping (:func:`train_and_save`, :func:`log_and_save`, :func:`end_processes`) and
+  the settings a pushed model's card lists (:func:`card_settings`).
 - What every run checks and sets before it trains (:class:`RecipeChecks`), below.
 
 A recipe makes these calls for its checks::
@@ -249,6 +250,18 @@ def train_and_save(trainer: Trainer, training_args, lora_args, lora_model, **ext
         write_endpoint_files(training_args.output_dir)  # deployable as an Inference Endpoint as it is
     log_and_save(trainer, "train", {**result.metrics, **extra_metrics})
     trainer.save_state()
+
+
+def card_settings(training_args, finetune_args: FineTuneArguments, lora_args=None, **task_settings) -> dict:
+    """The training settings a pushed model's card lists, in one order for every recipe: the task's own
+    (``task_settings``), the learning rates, epochs, batch size, ``--lora`` (recipes that take it) and the seed."""
+    settings = {**task_settings, "learning_rate": training_args.learning_rate, **finetune_args.settings(),
+                "num_train_epochs": training_args.num_train_epochs,
+                "per_device_train_batch_size": training_args.per_device_train_batch_size}
+    if lora_args is not None:
+        settings["lora"] = lora_args.lora
+    settings["seed"] = training_args.seed
+    return settings
 
 
 def end_processes() -> None:

@@ -26,7 +26,6 @@ merged in (`--lora_save`, `hf_bert_tasks/lora.py`). `--push_to_hub --hub_model_i
 model with a model card of its scores (`hf_bert_tasks/hub.py`); the repo id and the token are checked before training.
 """
 
-import os
 from dataclasses import dataclass, field
 
 from transformers import (
@@ -38,10 +37,10 @@ from transformers import (
 )
 
 from hf_bert_tasks.classification.data import (
-    gold_label_ids,
     label_counts,
     label_names_of,
     load_classification_dataset,
+    write_prediction_file,
 )
 from hf_bert_tasks.classification.inputs import (
     LONG_TEXT_MODES,
@@ -50,22 +49,18 @@ from hf_bert_tasks.classification.inputs import (
     truncation_counts,
 )
 from hf_bert_tasks.classification.metrics import (
-    classification_scores,
-    summary_scores,
+    ClassificationEvaluation,
     write_classification_report,
 )
 from hf_bert_tasks.classification.predictor import (
     SAVED_SETTINGS,
     is_trained_classifier,
     load_classifier,
-    pool_window_logits,
-    predicted_label_ids,
-    prediction_records,
     resolve_threshold,
-    write_predictions,
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.modeling.configuration_bert_crf import label_names
 from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
@@ -75,6 +70,7 @@ from hf_bert_tasks.recipe import (
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
+    card_settings,
     train_and_save,
 )
 
@@ -142,7 +138,7 @@ def main():
     config = AutoConfig.from_pretrained(path)
     trained = is_trained_classifier(config)
     multi_label = data_args.multi_label or (trained and config.problem_type == "multi_label_classification")
-    labels = data_args.labels or ([config.id2label[i] for i in range(config.num_labels)] if trained else None)
+    labels = data_args.labels or (label_names(config) if trained else None)
     raw = load_classification_dataset(
         train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
         dataset_name=data_args.dataset_name, dataset_config=data_args.dataset_config_name,
@@ -158,7 +154,7 @@ def main():
     labelled = [split for split in raw if "label" in raw[split].column_names]
     if not labelled and not trained:
         raise ValueError(f"no labelled data and {path} is not a trained classifier: nothing gives the labels")
-    labels = label_names_of(raw[labelled[0]]) if labelled else [config.id2label[i] for i in range(config.num_labels)]
+    labels = label_names_of(raw[labelled[0]]) if labelled else label_names(config)
 
     tokenizer = AutoTokenizer.from_pretrained(path)
     model = load_classifier(path, labels, multi_label=multi_label)
@@ -188,19 +184,7 @@ def main():
     features = {split: dataset.remove_columns(["example_index", "truncated_tokens"])
                 for split, dataset in windows.items()}
 
-    reports = {}
-
-    def pooled_logits(split, window_logits):
-        return pool_window_logits(window_logits, example_index[split], len(raw[split]))
-
-    def metrics_for(split):
-        def compute_metrics(prediction):
-            predicted = predicted_label_ids(pooled_logits(split, prediction.predictions), multi_label, threshold)
-            scores = classification_scores(gold_label_ids(raw[split], multi_label), predicted, labels, multi_label)
-            reports[split] = scores
-            return summary_scores(scores)
-
-        return compute_metrics
+    evaluation = ClassificationEvaluation(raw, example_index, labels, multi_label, threshold)
 
     lora_model = lora_args.apply(model)  # peft adapts `model` in place; the Trainer gets the PeftModel
     trainer = OrderedEvalTrainer(
@@ -210,7 +194,7 @@ def main():
         eval_dataset=features["validation"] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=DataCollatorWithPadding(tokenizer),  # pads to the longest window of each batch
-        compute_metrics=metrics_for("validation") if "validation" in labelled else None,
+        compute_metrics=evaluation.compute_metrics("validation"),
         optimizers=(finetune_args.optimizer(model, training_args), None),
         callbacks=finetune_args.callbacks(),
     )
@@ -220,25 +204,20 @@ def main():
         train_and_save(trainer, training_args, lora_args, lora_model)
     if training_args.do_eval:
         log_and_save(trainer, "eval", trainer.evaluate())
-        if trainer.is_world_process_zero() and "validation" in reports:
-            write_classification_report(reports["validation"], training_args.output_dir, "eval")
+        if trainer.is_world_process_zero() and "validation" in evaluation.reports:
+            write_classification_report(evaluation.reports["validation"], training_args.output_dir, "eval")
     if training_args.do_predict:
-        trainer.compute_metrics = metrics_for("test") if "test" in labelled else None
+        trainer.compute_metrics = evaluation.compute_metrics("test")
         output = trainer.predict(features["test"], metric_key_prefix="test")
         log_and_save(trainer, "test", output.metrics)
         if trainer.is_world_process_zero():
-            if "test" in reports:
-                write_classification_report(reports["test"], training_args.output_dir, "test")
-            records = prediction_records(pooled_logits("test", output.predictions), labels, multi_label, threshold)
-            suffix = data_args.predictions_format or (
-                "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "tsv")
-            write_predictions(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"), raw["test"],
-                              records, labels, data_args.label_delimiter)
+            if "test" in evaluation.reports:
+                write_classification_report(evaluation.reports["test"], training_args.output_dir, "test")
+            records = evaluation.records("test", output.predictions)
+            write_prediction_file(training_args.output_dir, raw["test"], records, labels, data_args.test_file,
+                                  data_args.label_delimiter, data_args.predictions_format)
     if push_to_hub and trainer.is_world_process_zero():
-        settings = {"learning_rate": training_args.learning_rate, **finetune_args.settings(),
-                    "num_train_epochs": training_args.num_train_epochs,
-                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                    "lora": lora_args.lora, "seed": training_args.seed}
+        settings = card_settings(training_args, finetune_args, lora_args)
         push_recipe_output(training_args, data_args.dataset_name, settings)
 
 

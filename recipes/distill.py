@@ -24,7 +24,6 @@ scheme, windows and long-text settings are the teacher's. The output folder is a
 with a card naming the teacher and the distillation settings.
 """
 
-import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
@@ -48,6 +47,7 @@ from hf_bert_tasks.distillation import (
 )
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.modeling.configuration_bert_crf import label_names
 from hf_bert_tasks.recipe import (
     FineTuneArguments,
     RecipeChecks,
@@ -56,6 +56,7 @@ from hf_bert_tasks.recipe import (
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
+    card_settings,
     train_and_save,
 )
 
@@ -138,20 +139,17 @@ def main():
         if trainer.is_world_process_zero():
             task_parts.write_test_predictions(output.predictions)
     if push_to_hub and trainer.is_world_process_zero():
-        settings = {**distillation.settings(task), "learning_rate": training_args.learning_rate,
-                    **finetune_args.settings(), "num_train_epochs": training_args.num_train_epochs,
-                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                    "seed": training_args.seed}
+        settings = card_settings(training_args, finetune_args, **distillation.settings(task))
         push_recipe_output(training_args, data_args.dataset_name, settings)
 
 
 def build_ner(distillation, data_args, training_args, checks, student, tokenizer):
     """Features (train with transfer text, validation, test), Trainer arguments and the test-prediction writer of a
     CRF student, in the teacher's scheme and windows."""
-    from hf_bert_tasks.ner.data import load_ner_dataset, write_prediction_file
-    from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, merge_windows
-    from hf_bert_tasks.ner.metrics import entity_scores
     from hf_bert_tasks.modeling.tagging import convert_tags
+    from hf_bert_tasks.modeling.windows import WindowCollator, encode_words
+    from hf_bert_tasks.ner.data import check_tags_are_labels, load_ner_dataset, write_prediction_file
+    from hf_bert_tasks.ner.metrics import EntityEvaluation
 
     config = student.config
     scheme, strategy = config.tag_scheme, config.label_strategy
@@ -166,11 +164,9 @@ def build_ner(distillation, data_args, training_args, checks, student, tokenizer
                         "test": data_args.max_predict_samples})
     checks.data_read(raw)
     tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
-    labels = [config.id2label[i] for i in range(config.num_labels)]
+    labels = label_names(config)
     label2id = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(set(tag_names) - set(labels))
-    if unknown:
-        raise ValueError(f"tags {unknown} of the data are not labels of the teacher {distillation.teacher_name_or_path}")
+    check_tags_are_labels(tag_names, labels, f"the teacher {distillation.teacher_name_or_path}")
     windowing = {"max_length": config.max_seq_length, "stride": config.stride, "scheme": scheme,
                  "strategy": strategy, "context_window": config.context_window}
 
@@ -201,59 +197,31 @@ def build_ner(distillation, data_args, training_args, checks, student, tokenizer
             transfer = Dataset.from_dict(windows).cast(features["train"].features)
             features["train"] = concatenate_datasets([features["train"], transfer])
 
-    def decode_logits(logits, gold):
-        return student.decode(logits, gold != -100)
-
-    def word_predictions(split, predicted_ids):
-        windows = features[split]
-        piece_tags = [[None if t < 0 else labels[t] for t in row[: len(w)]]
-                      for row, w in zip(predicted_ids.tolist(), windows["word_ids"])]
-        tags, _ = merge_windows(windows["word_ids"], windows["example_index"], piece_tags,
-                                [len(s) for s in raw[split]["tokens"]], scheme=scheme, strategy=strategy)
-        return tags
-
-    def metrics_for(split):
-        gold = [[tag_names[t] for t in sentence] for sentence in raw[split]["ner_tags"]]
-
-        def compute_metrics(prediction):
-            scores = entity_scores(gold, word_predictions(split, prediction.predictions), scheme)
-            per_type = {f"{name}_f1": s["f1"] for name, s in scores.pop("per_type").items()}
-            return {**scores, **per_type}
-
-        return compute_metrics
+    evaluation = EntityEvaluation(raw, features, labels, scheme, strategy)
 
     def write_test_predictions(predictions):
-        predicted = [convert_tags(tags, scheme, source_scheme) for tags in word_predictions("test", predictions)]
+        predicted = [convert_tags(tags, scheme, source_scheme) for tags in evaluation.word_tags("test", predictions)]
         write_prediction_file(training_args.output_dir, raw["test"]["tokens"], predicted, data_args.test_file,
                               data_args.data_format)
 
     kwargs = {"data_collator": WindowCollator(tokenizer.pad_token_id or 0),
-              "compute_metrics": metrics_for("validation") if "validation" in features else None,
-              "preprocess_logits_for_metrics": decode_logits}
-    return TaskParts(features, kwargs, metrics_for, write_test_predictions)
+              "compute_metrics": evaluation.compute_metrics("validation") if "validation" in features else None,
+              "preprocess_logits_for_metrics": evaluation.decode_logits(student)}
+    return TaskParts(features, kwargs, evaluation.compute_metrics, write_test_predictions)
 
 
 def build_classification(distillation, data_args, training_args, checks, student, tokenizer):
     """Features, Trainer arguments and the test-prediction writer of a classifier student (the teacher's labels
     and long-text settings)."""
-    from hf_bert_tasks.classification.data import (
-        gold_label_ids,
-        load_classification_dataset,
-    )
+    from hf_bert_tasks.classification.data import load_classification_dataset, write_prediction_file
     from hf_bert_tasks.classification.inputs import encode_dataset, long_text_settings
-    from hf_bert_tasks.classification.metrics import classification_scores, summary_scores
-    from hf_bert_tasks.classification.predictor import (
-        pool_window_logits,
-        predicted_label_ids,
-        prediction_records,
-        resolve_threshold,
-        write_predictions,
-    )
+    from hf_bert_tasks.classification.metrics import ClassificationEvaluation
+    from hf_bert_tasks.classification.predictor import resolve_threshold
 
     if distillation.augment_mentions:
         raise ValueError("--augment_mentions swaps entity mentions: it needs an NER teacher, not a classifier")
     config = student.config
-    labels = [config.id2label[i] for i in range(config.num_labels)]
+    labels = label_names(config)
     multi_label = config.problem_type == "multi_label_classification"
     raw = load_classification_dataset(
         train_file=data_args.train_file, validation_file=data_args.validation_file, test_file=data_args.test_file,
@@ -281,28 +249,15 @@ def build_classification(distillation, data_args, training_args, checks, student
             transfer = transfer.add_column("labels", [no_gold] * len(transfer)).cast(features["train"].features)
             features["train"] = concatenate_datasets([features["train"], transfer])
 
-    def metrics_for(split):
-        if "label" not in raw[split].column_names:
-            return None
-
-        def compute_metrics(prediction):
-            logits = pool_window_logits(prediction.predictions, example_index[split], len(raw[split]))
-            scores = classification_scores(gold_label_ids(raw[split], multi_label),
-                                           predicted_label_ids(logits, multi_label, threshold), labels, multi_label)
-            return summary_scores(scores)
-
-        return compute_metrics
+    evaluation = ClassificationEvaluation(raw, example_index, labels, multi_label, threshold)
 
     def write_test_predictions(predictions):
-        logits = pool_window_logits(predictions, example_index["test"], len(raw["test"]))
-        records = prediction_records(logits, labels, multi_label, threshold)
-        suffix = "jsonl" if (data_args.test_file or "").endswith((".json", ".jsonl")) else "tsv"
-        write_predictions(os.path.join(training_args.output_dir, f"test_predictions.{suffix}"), raw["test"],
-                          records, labels, data_args.label_delimiter)
+        write_prediction_file(training_args.output_dir, raw["test"], evaluation.records("test", predictions), labels,
+                              data_args.test_file, data_args.label_delimiter)
 
     kwargs = {"data_collator": DataCollatorWithPadding(tokenizer),
-              "compute_metrics": metrics_for("validation") if "validation" in raw else None}
-    return TaskParts(features, kwargs, metrics_for, write_test_predictions)
+              "compute_metrics": evaluation.compute_metrics("validation")}
+    return TaskParts(features, kwargs, evaluation.compute_metrics, write_test_predictions)
 
 
 if __name__ == "__main__":

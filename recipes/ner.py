@@ -20,18 +20,15 @@ the output folder is then an ordinary model with the adapters merged in (`--lora
 
 from dataclasses import dataclass, field
 
-from transformers import (
-    AutoConfig,
-    AutoModelForTokenClassification,
-    AutoTokenizer,
-    TrainingArguments,
-    set_seed,
-)
+from transformers import AutoTokenizer, TrainingArguments, set_seed
 
-from hf_bert_tasks import BertCrfForTokenClassification, BertGlobalPointerForSpanClassification
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.modeling.configuration_bert_crf import label_names
+from hf_bert_tasks.modeling.tagging import convert_tags, split_tag
+from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, window_span_labels
 from hf_bert_tasks.ner.data import (
+    check_tags_are_labels,
     column_separator,
     entity_type_counts,
     load_ner_dataset,
@@ -39,15 +36,14 @@ from hf_bert_tasks.ner.data import (
     write_prediction_file,
     write_span_predictions,
 )
-from hf_bert_tasks.modeling.windows import (
-    WindowCollator, encode_words, merge_span_windows, merge_windows, window_span_labels)
-from hf_bert_tasks.ner.metrics import entity_scores, span_scores
-from hf_bert_tasks.modeling.tagging import best_flat_spans, convert_tags, label_list, split_tag
+from hf_bert_tasks.ner.metrics import EntityEvaluation
+from hf_bert_tasks.ner.predictor import load_tagger
 from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
     RecipeChecks,
     RunArguments,
+    card_settings,
     end_processes,
     limit_samples,
     log_and_save,
@@ -136,21 +132,27 @@ def main():
         tag_names = ["O"] + [f"B-{t}" for t in sorted({e["type"] for split in raw.values() for row in split["entities"]
                                                          for e in row})]
 
-    model, tokenizer = load_model_and_tokenizer(model_args, data_args, tag_names)
-    if span_model != isinstance(model, BertGlobalPointerForSpanClassification):
+    tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path, trust_remote_code=True)
+    model = load_tagger(
+        model_args.model_name_or_path, tag_names, head=model_args.head, bilstm=model_args.bilstm,
+        lstm_hidden_size=model_args.lstm_hidden_size, classifier_dropout=model_args.classifier_dropout,
+        constrain_transitions=model_args.constrain_transitions, scheme=data_args.scheme,
+        label_strategy=data_args.label_strategy, max_seq_length=data_args.max_seq_length, stride=data_args.stride,
+        context_window=data_args.context_window, head_size=model_args.head_size,
+        efficient_global_pointer=model_args.efficient_global_pointer, decode=data_args.decode,
+    )
+    if span_model != (model.config.model_type == "bert_global_pointer"):
         raise ValueError(f"{model_args.model_name_or_path} is a {model.config.model_type} model: it cannot be trained "
                          f"with --head {model_args.head}")
     checks.check_max_seq_length(data_args.max_seq_length, model.config)
     # peft adapts `model` in place; the Trainer gets the PeftModel (adapter-only checkpoints), the rest uses `model`.
     lora_model = lora_args.apply(model)
-    labels = [model.config.id2label[i] for i in range(model.config.num_labels)]
+    labels = label_names(model.config)
     label2id = {label: i for i, label in enumerate(labels)}
-    unknown = sorted(set(tag_names) - set(labels))
-    if span_model:
+    if span_model:  # its labels are the entity types
         model.config.decode = data_args.decode
-        unknown = sorted({split_tag(tag)[1] for tag in tag_names if tag != "O"} - set(labels))
-    if unknown:
-        raise ValueError(f"tags {unknown} of the data are not labels of the model {model_args.model_name_or_path}")
+    check_tags_are_labels([split_tag(tag)[1] for tag in tag_names if tag != "O"] if span_model else tag_names,
+                          labels, f"the model {model_args.model_name_or_path}")
 
     def encode(batch, indices):
         tags = None if span_model else [[tag_names[t] for t in sentence] for sentence in batch["ner_tags"]]
@@ -172,49 +174,8 @@ def main():
                            batch_size=None if data_args.context_window else 1000,
                            remove_columns=raw[next(iter(raw))].column_names)
 
-    def decode_logits(logits, labels):
-        # Runs per eval batch on the device: keep only the decoded tag ids, not the emissions.
-        if span_model:
-            return model.decode(logits)  # (batch, most spans, 4): the spans above the threshold
-        mask = labels != -100
-        if isinstance(model, BertCrfForTokenClassification):
-            return model.decode(logits, mask)
-        return logits.argmax(-1).masked_fill(~mask, -100)
-
-    def word_predictions(split, predicted_ids):
-        windows = features[split]
-        piece_tags = [[None if t < 0 else labels[t] for t in row[: len(w)]]
-                      for row, w in zip(predicted_ids.tolist(), windows["word_ids"])]
-        tags, _ = merge_windows(windows["word_ids"], windows["example_index"], piece_tags,
-                                [len(s) for s in raw[split]["tokens"]], scheme=data_args.scheme,
-                                strategy=data_args.label_strategy)
-        return tags
-
-    def span_predictions(split, packed):
-        """Per sentence, its entities `(start, end, type)` from the windows' spans (`model.decode`)."""
-        windows = features[split]
-        window_spans = [[(int(k), int(a), int(b), p) for k, a, b, p in row if k >= 0] for row in packed.tolist()]
-        merged = merge_span_windows(windows["word_ids"], windows["example_index"], window_spans, len(raw[split]))
-        if data_args.decode == "flat":
-            merged = [best_flat_spans(spans) for spans in merged]
-        return [[(start, end, labels[k]) for k, start, end, _ in spans] for spans in merged]
-
-    def metrics_for(split):
-        if span_model:
-            gold = [[(e["start"], e["end"], e["type"]) for e in row] for row in raw[split]["entities"]]
-        else:
-            gold = [[tag_names[t] for t in sentence] for sentence in raw[split]["ner_tags"]]
-
-        def compute_metrics(prediction):
-            if span_model:
-                scores = span_scores(gold, span_predictions(split, prediction.predictions))
-                scores.pop("nested_support")
-            else:
-                scores = entity_scores(gold, word_predictions(split, prediction.predictions), data_args.scheme)
-            per_type = {f"{name}_f1": s["f1"] for name, s in scores.pop("per_type").items()}
-            return {**scores, **per_type}
-
-        return compute_metrics
+    evaluation = EntityEvaluation(raw, features, labels, data_args.scheme, data_args.label_strategy,
+                                  span_decode=data_args.decode if span_model else None)
 
     trainer = OrderedEvalTrainer(
         model=model if lora_model is None else lora_model,
@@ -223,8 +184,8 @@ def main():
         eval_dataset=features["validation"] if training_args.do_eval else None,
         processing_class=tokenizer,
         data_collator=WindowCollator(tokenizer.pad_token_id or 0),
-        compute_metrics=metrics_for("validation") if "validation" in features else None,
-        preprocess_logits_for_metrics=decode_logits,
+        compute_metrics=evaluation.compute_metrics("validation") if "validation" in features else None,
+        preprocess_logits_for_metrics=evaluation.decode_logits(model),
         optimizers=(finetune_args.optimizer(model, training_args), None),
         callbacks=finetune_args.callbacks(),
     )
@@ -235,65 +196,24 @@ def main():
     if training_args.do_eval:
         log_and_save(trainer, "eval", trainer.evaluate())
     if training_args.do_predict:
-        trainer.compute_metrics = metrics_for("test")
+        trainer.compute_metrics = evaluation.compute_metrics("test")
         output = trainer.predict(features["test"], metric_key_prefix="test")
         log_and_save(trainer, "test", output.metrics)
         if trainer.is_world_process_zero() and span_model:
             write_span_predictions(training_args.output_dir, raw["test"]["tokens"],
-                                   span_predictions("test", output.predictions))
+                                   evaluation.spans("test", output.predictions))
         elif trainer.is_world_process_zero():
             # In the data's own scheme and layout: JSON lines for JSON input, else the test file's lines.
             predicted = [convert_tags(tags, data_args.scheme, source_scheme)
-                         for tags in word_predictions("test", output.predictions)]
+                         for tags in evaluation.word_tags("test", output.predictions)]
             write_prediction_file(training_args.output_dir, raw["test"]["tokens"], predicted, data_args.test_file,
                                   data_args.data_format, column_separator(data_args.column_separator))
     if push_to_hub and trainer.is_world_process_zero():
-        settings = {"head": model_args.head, "decode": data_args.decode, "bilstm": model_args.bilstm,
-                    "scheme": data_args.scheme,
-                    "label_strategy": data_args.label_strategy, "max_seq_length": data_args.max_seq_length,
-                    "context_window": data_args.context_window, "learning_rate": training_args.learning_rate,
-                    **finetune_args.settings(), "num_train_epochs": training_args.num_train_epochs,
-                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                    "lora": lora_args.lora, "seed": training_args.seed}
+        settings = card_settings(
+            training_args, finetune_args, lora_args, head=model_args.head, decode=data_args.decode,
+            bilstm=model_args.bilstm, scheme=data_args.scheme, label_strategy=data_args.label_strategy,
+            max_seq_length=data_args.max_seq_length, context_window=data_args.context_window)
         push_recipe_output(training_args, data_args.dataset_name, settings)
-
-
-def load_model_and_tokenizer(model_args, data_args, tag_names):
-    """A saved model folder is reused with its labels; an encoder gets a new head with the labels of the scheme
-    for the data's entity types (plus "X" for the BIOX strategy)."""
-    path = model_args.model_name_or_path
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)
-    # Every tag of the scheme for the entity types seen, so that e.g. an I-PER absent from training is no error.
-    entity_types = sorted({split_tag(tag)[1] for tag in tag_names if tag != "O"})
-    labels = label_list(data_args.scheme, entity_types, with_x=data_args.label_strategy == "x")
-    config = AutoConfig.from_pretrained(path, trust_remote_code=True)
-    if config.model_type in ("bert_crf", "bert_global_pointer"):
-        return AutoModelForTokenClassification.from_pretrained(path, trust_remote_code=True), tokenizer
-    if model_args.head == "crf":
-        model = BertCrfForTokenClassification.from_encoder(
-            path, labels, use_bilstm=model_args.bilstm, lstm_hidden_size=model_args.lstm_hidden_size,
-            classifier_dropout=model_args.classifier_dropout, tag_scheme=data_args.scheme,
-            constrain_transitions=model_args.constrain_transitions, label_strategy=data_args.label_strategy,
-            max_seq_length=data_args.max_seq_length, stride=data_args.stride, context_window=data_args.context_window,
-        )
-    elif model_args.head == "global_pointer":  # the labels are the entity types
-        model = BertGlobalPointerForSpanClassification.from_encoder(
-            path, entity_types, head_size=model_args.head_size, efficient=model_args.efficient_global_pointer,
-            classifier_dropout=model_args.classifier_dropout, decode=data_args.decode,
-            max_seq_length=data_args.max_seq_length, stride=data_args.stride, context_window=data_args.context_window,
-        )
-    elif model_args.head == "softmax":
-        model = AutoModelForTokenClassification.from_pretrained(
-            path, num_labels=len(labels), id2label=dict(enumerate(labels)),
-            label2id={label: i for i, label in enumerate(labels)},
-        )
-        # The predictor reads these, as it does from a CRF model's config.
-        model.config.tag_scheme, model.config.label_strategy = data_args.scheme, data_args.label_strategy
-        model.config.max_seq_length, model.config.stride = data_args.max_seq_length, data_args.stride
-        model.config.context_window = data_args.context_window
-    else:
-        raise ValueError(f"--head must be crf, softmax or global_pointer, got {model_args.head!r}")
-    return model, tokenizer
 
 
 if __name__ == "__main__":

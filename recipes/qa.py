@@ -8,9 +8,9 @@
 
 Every option is a flag (`--help`); a single JSON file of options works too (`python recipes/qa.py args.json`).
 The model is transformers' `AutoModelForQuestionAnswering`; data reading, windows, the n-best search and the scores
-live in `hf_bert_tasks/qa/` (data, inputs, metrics, predictor; their docstrings give the decisions). Outputs in `--output_dir`: the model with its
-tokenizer and the windowing/decoding settings in config.json (so `hf_bert_tasks.qa.predictor.answer_questions` answers as the
-evaluation did); `all_results.json` with `eval_exact_match`, `eval_f1` (0-100; SQuAD normalisation for English,
+live in `hf_bert_tasks/qa/` (data, inputs, metrics, predictor; their docstrings give the decisions). Outputs in
+`--output_dir`: the model with its tokenizer and the windowing/decoding settings in config.json (so
+`hf_bert_tasks.qa.predictor.QuestionAnswerer` answers as the evaluation did); `all_results.json` with `eval_exact_match`, `eval_f1` (0-100; SQuAD normalisation for English,
 CMRC2018 character scores for Chinese) and, with `--do_predict` on a labelled file, `test_*`; `predictions.json`
 ({id: answer}, the official evaluation scripts' input) and `nbest_predictions.json` for the validation set,
 `test_predictions.json` and `test_nbest_predictions.json` for the test set, and for 2.0-style data
@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from transformers import (
-    AutoModelForQuestionAnswering,
     AutoTokenizer,
     DataCollatorWithPadding,
     TrainingArguments,
@@ -33,10 +32,10 @@ from transformers import (
 
 from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
-from hf_bert_tasks.qa.data import load_qa_dataset, require_training_questions
+from hf_bert_tasks.qa.data import load_qa_dataset, require_training_questions, write_predictions
 from hf_bert_tasks.qa.inputs import prepare_eval_features, prepare_train_features
 from hf_bert_tasks.qa.metrics import detect_language, qa_scores
-from hf_bert_tasks.qa.predictor import postprocess_predictions, write_predictions
+from hf_bert_tasks.qa.predictor import SAVED_SETTINGS, load_qa_model, postprocess_predictions
 from hf_bert_tasks.recipe import (
     FineTuneArguments,
     OrderedEvalTrainer,
@@ -46,6 +45,7 @@ from hf_bert_tasks.recipe import (
     limit_samples,
     log_and_save,
     parse_recipe_arguments,
+    card_settings,
     train_and_save,
 )
 
@@ -107,12 +107,9 @@ def main():
         language = detect_language(raw[next(iter(raw))]["context"][:200])
 
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
-    model = AutoModelForQuestionAnswering.from_pretrained(model_args.model_name_or_path)
+    settings = {key: getattr(data_args, key) for key in SAVED_SETTINGS}
+    model = load_qa_model(model_args.model_name_or_path, settings)  # QuestionAnswerer reads them from its config
     checks.check_max_seq_length(data_args.max_seq_length, model.config)
-    settings = {key: getattr(data_args, key) for key in (
-        "max_seq_length", "doc_stride", "max_question_length", "n_best_size", "max_answer_length",
-        "version_2_with_negative", "null_score_diff_threshold")}
-    model.config.update(settings)  # saved with the model: answer_questions windows and decodes the same way
     windows = {key: settings[key] for key in ("max_seq_length", "doc_stride", "max_question_length")}
     labelled = {split: any(len(a["text"]) for a in dataset["answers"]) for split, dataset in raw.items()}
 
@@ -189,10 +186,7 @@ def main():
         if trainer.is_world_process_zero():
             write_predictions(predictions["test"], training_args.output_dir, "test_", data_args.version_2_with_negative)
     if push_to_hub and trainer.is_world_process_zero():
-        settings = {"learning_rate": training_args.learning_rate, **finetune_args.settings(),
-                    "num_train_epochs": training_args.num_train_epochs,
-                    "per_device_train_batch_size": training_args.per_device_train_batch_size,
-                    "lora": lora_args.lora, "seed": training_args.seed}
+        settings = card_settings(training_args, finetune_args, lora_args)
         push_recipe_output(training_args, data_args.dataset_name, settings)
 
 

@@ -20,7 +20,6 @@ from transformers import (
     BertModel,
     DistilBertConfig,
     ElectraConfig,
-    HfArgumentParser,
     RobertaConfig,
     Trainer,
     TrainingArguments,
@@ -305,17 +304,6 @@ def test_token_id_specs(tmp_path):
 
 
 # -------------------------------------------------------------------------------------------------------------- recipe
-
-
-def test_help_documents_every_flag():
-    spec = importlib.util.spec_from_file_location("pretrain_recipe", RECIPE)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    text = HfArgumentParser((module.ModelArguments, module.DataArguments, module.LoraArguments)).format_help()
-    for dataclass in (module.ModelArguments, module.DataArguments, module.LoraArguments):
-        for field in dataclasses.fields(dataclass):
-            assert f"--{field.name}" in text, field.name
-            assert field.metadata.get("help"), field.name
 
 
 def run_recipe(*args):

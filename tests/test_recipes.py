@@ -1,6 +1,8 @@
 """The recipe contract (hf_bert_tasks/recipe.py), through every recipe: evaluation in data order under any training
-sampler, the shared new-layers learning rate and its deprecated alias."""
+sampler, the shared new-layers learning rate and its deprecated alias; and --help of every recipe and command line."""
 
+import dataclasses
+import importlib.util
 import json
 import os
 import subprocess
@@ -107,3 +109,57 @@ def test_a_saved_threshold_of_zero_is_kept_by_recipe_and_predictor(tiny_encoder_
     assert classifier.threshold == 0.0
     # Every label reaches probability >= 0: with threshold 0.0 every label is predicted.
     assert sorted(classifier("the bank said")["label"]) == sorted(config.id2label.values())
+
+
+# -------------------------------------------------------------------------------------------------------------- --help
+
+# Every recipe with the argument dataclasses it parses besides TrainingArguments, and every command line of the package.
+HELP_RECIPES = {
+    "ner.py": ("ModelArguments", "DataArguments", "LoraArguments", "FineTuneArguments"),
+    "classify.py": ("ModelArguments", "DataArguments", "LoraArguments", "FineTuneArguments"),
+    "qa.py": ("ModelArguments", "DataArguments", "LoraArguments", "FineTuneArguments"),
+    "pretrain.py": ("ModelArguments", "DataArguments", "LoraArguments"),
+    "distill.py": ("DistillationArguments", "DataArguments", "FineTuneArguments"),
+}
+HELP_COMMANDS = {
+    "predictor": ["hf_bert_tasks.predictor"],
+    "hub": ["hf_bert_tasks.hub"],
+    "hub push-model": ["hf_bert_tasks.hub", "push-model"],
+    "hub push-space": ["hf_bert_tasks.hub", "push-space"],
+    "vocab": ["hf_bert_tasks.vocab"],
+    "vocab mine": ["hf_bert_tasks.vocab", "mine"],
+    "vocab expand": ["hf_bert_tasks.vocab", "expand"],
+    "export": ["hf_bert_tasks.export"],
+}
+
+
+def recipe_module(recipe):
+    spec = importlib.util.spec_from_file_location(f"recipe_{recipe[:-3]}", ROOT / "recipes" / recipe)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.mark.parametrize("name", [*HELP_RECIPES, *HELP_COMMANDS])
+def test_help_documents_every_flag(name):
+    """`--help` exits 0 and, for a recipe, names every field of its argument dataclasses with that field's help text
+    (and TrainingArguments' flags)."""
+    if name in HELP_RECIPES:
+        command = [PYTHON, str(ROOT / "recipes" / name), "--help"]
+    else:
+        command = [PYTHON, "-m", *HELP_COMMANDS[name], "--help"]
+    result = subprocess.run(command, capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+    assert result.returncode == 0, result.stderr[-2000:]
+    text = result.stdout
+    assert text.startswith("usage:"), text[:200]
+    if name not in HELP_RECIPES:
+        assert f"python -m {HELP_COMMANDS[name][0]}" in text
+        return
+    flat = " ".join(text.split())
+    module = recipe_module(name)
+    for dataclass in (getattr(module, arguments) for arguments in HELP_RECIPES[name]):
+        for field in dataclasses.fields(dataclass):
+            assert f"--{field.name}" in text, (dataclass.__name__, field.name)
+            assert field.metadata.get("help"), (dataclass.__name__, field.name)
+            assert " ".join(field.metadata["help"].split())[:30] in flat, (dataclass.__name__, field.name)
+    assert "--per_device_train_batch_size" in text  # TrainingArguments

@@ -32,11 +32,15 @@ training file: those of all files) sorted, numerically when they are all integer
 outside that list are an error naming file, line and label. Multi-label (``multi_label=True``): the label field holds
 labels separated by ``label_delimiter`` (default ``","``; a JSON list also works); an empty field means no label.
 
+The recipes' prediction files are written here too (:func:`write_prediction_file`: TSV, or JSON lines for JSON
+input).
+
 Readers return ``datasets`` objects with columns ``line`` (int: 1-based source line, or row for Hub data), ``text``,
 """
 
 from __future__ import annotations
 
+import json
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
@@ -47,7 +51,7 @@ import numpy as np
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Value
 from datasets import Sequence as SequenceFeature
 
-from ..files import DataFileError, PathLike, csv_rows, json_records, read_lines
+from ..files import DataFileError, PathLike, csv_rows, json_records, predictions_path, read_lines
 
 FORMATS = ("label_text", "text_label", "text", "tsv", "csv", "jsonl")
 
@@ -450,3 +454,55 @@ def gold_label_ids(dataset: Dataset, multi_label: bool) -> np.ndarray:
     for row, ids in enumerate(dataset["label"]):
         matrix[row, ids] = 1
     return matrix
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Prediction files
+
+
+def write_predictions(path: PathLike, dataset: Dataset, records: Sequence[dict], labels: Sequence[str],
+                      label_delimiter: str = ",") -> Path:
+    """Predictions of ``dataset``'s rows as JSON lines (``.jsonl`` path: ``line``, ``text``, [``text_pair``],
+    [``gold``], ``label``, ``score``, ``probabilities``) or TSV (other paths: a header, then ``line``, [``gold``],
+    ``label``, ``score`` and one ``prob_<label>`` column per label; multi-label lists joined by the delimiter)."""
+    path = Path(path)
+    rows = list(dataset)
+    gold = None
+    if "label" in dataset.column_names:
+        gold = [[labels[i] for i in row["label"]] if isinstance(row["label"], list) else labels[row["label"]]
+                for row in rows]
+    with path.open("w", encoding="utf-8") as out:
+        if path.suffix == ".jsonl":
+            for i, (row, record) in enumerate(zip(rows, records)):
+                item = {"line": row["line"], "text": row["text"]}
+                if "text_pair" in row:
+                    item["text_pair"] = row["text_pair"]
+                if gold is not None:
+                    item["gold"] = gold[i]
+                out.write(json.dumps({**item, **record}, ensure_ascii=False) + "\n")
+            return path
+
+        def joined(value):
+            return label_delimiter.join(value) if isinstance(value, list) else value
+
+        def number(value):
+            return label_delimiter.join(f"{v:.6f}" for v in value) if isinstance(value, list) else f"{value:.6f}"
+
+        header = ["line"] + (["gold"] if gold is not None else []) + ["label", "score"]
+        out.write("\t".join(header + [f"prob_{label}" for label in labels]) + "\n")
+        for i, (row, record) in enumerate(zip(rows, records)):
+            fields = [str(row["line"])] + ([joined(gold[i])] if gold is not None else [])
+            fields += [joined(record["label"]), number(record["score"])]
+            fields += [f"{record['probabilities'][label]:.6f}" for label in labels]
+            out.write("\t".join(fields) + "\n")
+    return path
+
+
+def write_prediction_file(output_dir: PathLike, dataset: Dataset, records: Sequence[dict], labels: Sequence[str],
+                          test_file: PathLike | None = None, label_delimiter: str = ",",
+                          predictions_format: str | None = None) -> Path:
+    """The recipes' ``test_predictions.jsonl`` (JSON input, or ``predictions_format="jsonl"``) or
+    ``test_predictions.tsv`` in ``output_dir`` (:func:`write_predictions`)."""
+    json_lines = None if predictions_format is None else predictions_format == "jsonl"
+    path = predictions_path(output_dir, test_file, "tsv", json_lines=json_lines)
+    return write_predictions(path, dataset, records, labels, label_delimiter)

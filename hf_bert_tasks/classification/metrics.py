@@ -26,12 +26,14 @@ from __future__ import annotations
 
 import json
 import warnings
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
 
 from ..files import PathLike
+from .data import gold_label_ids
+from .predictor import pool_window_logits, predicted_label_ids, prediction_records
 
 # What the recipe reports per split (those a task has; see the module docstring).
 SUMMARY_METRICS = ("accuracy", "f1", "macro_f1", "weighted_f1", "micro_f1", "matthews_correlation")
@@ -206,3 +208,48 @@ def write_classification_report(scores: dict, output_dir: PathLike, prefix: str)
     written.append(plot_confusion_matrix(scores["confusion_matrix"], scores["labels"], png,
                                          title=f"{prefix}: confusion matrix"))
     return written
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# A recipe's evaluation
+
+class ClassificationEvaluation:
+    """A recipe's classification evaluation over windows (``recipes/classify.py`` and ``recipes/distill.py``): the
+    window logits pooled per text, decided, scored against the gold labels.
+
+    Args:
+        raw: the splits of ``load_classification_dataset``; example_index: by split, the text of each window
+            (``encode_dataset``'s column); labels: in id order; multi_label, threshold: the decision rule.
+
+    ``reports[split]``: the full :func:`classification_scores` of the split's last evaluation.
+    """
+
+    def __init__(self, raw, example_index: dict, labels: Sequence[str], multi_label: bool, threshold: float):
+        self.raw, self.example_index, self.labels = raw, example_index, list(labels)
+        self.multi_label, self.threshold = multi_label, threshold
+        self.reports: dict[str, dict] = {}
+
+    def pooled_logits(self, split: str, window_logits) -> np.ndarray:
+        """``(texts, labels)``: the mean of each text's window logits ``(windows, labels)``."""
+        return pool_window_logits(window_logits, self.example_index[split], len(self.raw[split]))
+
+    def compute_metrics(self, split: str) -> Callable | None:
+        """The Trainer's ``compute_metrics`` for ``split`` (:func:`summary_scores`); None when the data have no
+        such split or it has no labels."""
+        if split not in self.raw or "label" not in self.raw[split].column_names:
+            return None
+
+        def compute(prediction) -> dict:
+            logits = self.pooled_logits(split, prediction.predictions)
+            scores = classification_scores(gold_label_ids(self.raw[split], self.multi_label),
+                                           predicted_label_ids(logits, self.multi_label, self.threshold),
+                                           self.labels, self.multi_label)
+            self.reports[split] = scores
+            return summary_scores(scores)
+
+        return compute
+
+    def records(self, split: str, window_logits) -> list[dict]:
+        """``{label, score, probabilities}`` per text of ``split`` (``predictor.prediction_records``)."""
+        return prediction_records(self.pooled_logits(split, window_logits), self.labels, self.multi_label,
+                                  self.threshold)

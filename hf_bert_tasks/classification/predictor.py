@@ -1,10 +1,11 @@
-"""Classification decisions and prediction: pooled window logits to labels, raw text to records, writers.
+"""Classification decisions and prediction: pooled window logits to labels, raw text to records, and the model a
+recipe trains (:func:`load_classifier`).
 
 
 Prediction: :class:`TextClassifier` / :func:`classify_texts` take raw strings (any length, the model's long-text
 settings) to ``{label, score, probabilities}``; the recipe's ``--do_predict`` writes the same records to TSV or
-JSON lines. Input checks are every door's (``modeling/texts.py``): one ``str`` is one text (a list of them, several);
-other types raise ``TypeError`` naming the argument, a lone surrogate ``ValueError``. A text without tokens (empty,
+JSON lines (``data.write_prediction_file``). Input checks are every door's (``modeling/texts.py``): one ``str`` is
+one text (a list of them, several); other types raise ``TypeError`` naming the argument, a lone surrogate ``ValueError``. A text without tokens (empty,
 blank, or only characters the tokenizer deletes) gets no prediction: ``None`` in place of its record, where the model
 would otherwise classify an empty input with confidence. Single-label: softmax over the (pooled) logits, ``label`` is the argmax and ``score`` its probability.
 Multi-label: sigmoid per label, ``label`` the list of labels whose probability reaches ``threshold`` (default 0.5),
@@ -13,15 +14,12 @@ most probable first, ``score`` their probabilities.
 
 from __future__ import annotations
 
-import json
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
-from datasets import Dataset
 
-from ..files import PathLike
+from ..modeling.configuration_bert_crf import label_names
 from ..modeling.texts import check_texts, texts_without_tokens
 from .inputs import DEFAULT_LONG_TEXT, encode_texts, long_text_settings
 
@@ -93,44 +91,6 @@ def prediction_records(logits: np.ndarray, labels: Sequence[str], multi_label: b
             records.append({"label": labels[best], "score": float(row[best]), "probabilities": by_label})
     return records
 
-def write_predictions(path: PathLike, dataset: Dataset, records: Sequence[dict], labels: Sequence[str],
-                      label_delimiter: str = ",") -> Path:
-    """Predictions of ``dataset``'s rows as JSON lines (``.jsonl`` path: ``line``, ``text``, [``text_pair``],
-    [``gold``], ``label``, ``score``, ``probabilities``) or TSV (other paths: a header, then ``line``, [``gold``],
-    ``label``, ``score`` and one ``prob_<label>`` column per label; multi-label lists joined by the delimiter)."""
-    path = Path(path)
-    rows = list(dataset)
-    gold = None
-    if "label" in dataset.column_names:
-        gold = [[labels[i] for i in row["label"]] if isinstance(row["label"], list) else labels[row["label"]]
-                for row in rows]
-    with path.open("w", encoding="utf-8") as out:
-        if path.suffix == ".jsonl":
-            for i, (row, record) in enumerate(zip(rows, records)):
-                item = {"line": row["line"], "text": row["text"]}
-                if "text_pair" in row:
-                    item["text_pair"] = row["text_pair"]
-                if gold is not None:
-                    item["gold"] = gold[i]
-                out.write(json.dumps({**item, **record}, ensure_ascii=False) + "\n")
-            return path
-
-        def joined(value):
-            return label_delimiter.join(value) if isinstance(value, list) else value
-
-        def number(value):
-            return label_delimiter.join(f"{v:.6f}" for v in value) if isinstance(value, list) else f"{value:.6f}"
-
-        header = ["line"] + (["gold"] if gold is not None else []) + ["label", "score"]
-        out.write("\t".join(header + [f"prob_{label}" for label in labels]) + "\n")
-        for i, (row, record) in enumerate(zip(rows, records)):
-            fields = [str(row["line"])] + ([joined(gold[i])] if gold is not None else [])
-            fields += [joined(record["label"]), number(record["score"])]
-            fields += [f"{record['probabilities'][label]:.6f}" for label in labels]
-            out.write("\t".join(fields) + "\n")
-    return path
-
-
 # ---------------------------------------------------------------------------------------------------------------
 # Model and predictor
 
@@ -140,7 +100,7 @@ def is_trained_classifier(config) -> bool:
     placeholder ``LABEL_0``...), whose labels a fine-tune or a prediction must keep."""
     if not any(name.endswith("ForSequenceClassification") for name in getattr(config, "architectures", None) or []):
         return False
-    names = [config.id2label[i] for i in range(config.num_labels)]
+    names = label_names(config)
     return names != [f"LABEL_{i}" for i in range(config.num_labels)]
 
 
@@ -154,7 +114,7 @@ def load_classifier(model_name_or_path: str, labels: Sequence[str], *, multi_lab
     config = AutoConfig.from_pretrained(model_name_or_path, revision=revision)
     problem_type = "multi_label_classification" if multi_label else "single_label_classification"
     if is_trained_classifier(config):
-        model_labels = [config.id2label[i] for i in range(config.num_labels)]
+        model_labels = label_names(config)
         if list(labels) != model_labels:
             raise ValueError(f"{model_name_or_path} is a classifier for {model_labels}, not {list(labels)}")
         if (config.problem_type or "single_label_classification") != problem_type:
@@ -193,7 +153,7 @@ class TextClassifier:
         self.multi_label = config.problem_type == "multi_label_classification"
         self.threshold = resolve_threshold(config, threshold)
         self.sentence_pairs = bool(getattr(config, "sentence_pairs", False))
-        self.labels = [config.id2label[i] for i in range(config.num_labels)]
+        self.labels = label_names(config)
 
     @classmethod
     def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):

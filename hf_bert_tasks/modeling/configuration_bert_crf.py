@@ -22,6 +22,11 @@ CUSTOM_PIPELINES = {
 }
 
 
+def label_names(config) -> list[str]:
+    """The labels of any model config, in id order: ``[config.id2label[0], config.id2label[1], ...]``."""
+    return [config.id2label[i] for i in range(config.num_labels)]
+
+
 class BertCrfConfig(PreTrainedConfig):
     r"""
     Configuration of [`BertCrfForTokenClassification`]: an encoder of the BERT family, an optional BiLSTM, a linear

@@ -14,7 +14,7 @@ from transformers import PreTrainedModel
 from transformers import initialization as init
 from transformers.modeling_outputs import TokenClassifierOutput
 
-from .configuration_bert_crf import BertCrfConfig
+from .configuration_bert_crf import BertCrfConfig, label_names
 from .crf import LinearChainCRF
 from .encoders import build_encoder, run_encoder
 from .schemes import allowed_transitions
@@ -81,7 +81,7 @@ class BertCrfPreTrainedModel(PreTrainedModel):
             init.copy_(module.end_allowed, end)
 
     def _allowed_transitions(self):
-        labels = [self.config.id2label[i] for i in range(self.config.num_labels)]
+        labels = label_names(self.config)
         if self.config.constrain_transitions:
             return allowed_transitions(labels, self.config.tag_scheme)
         k = len(labels)

@@ -89,11 +89,16 @@ class _Item:
     example_index: list[int] = field(default_factory=list)  # per window: its sentence
 
 
-def decode_emissions(model, logits: torch.Tensor, tag_mask: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_emissions(model, logits: torch.Tensor, tag_mask: torch.Tensor, return_probabilities: bool = True):
     """Tag ids `(batch, length)` (-100 where `tag_mask` is False) and the probability of each: the CRF's Viterbi path
-    and marginals for a model with a CRF (`decode(..., return_probabilities=True)`), the softmax argmax otherwise."""
+    and marginals for a model with a CRF (`decode(..., return_probabilities=True)`), the softmax argmax otherwise.
+
+    The one decoding rule of the pipeline, `NerPredictor` and the recipes' evaluation; with `return_probabilities`
+    False, the tag ids alone (what an evaluation keeps: no marginals computed)."""
     if hasattr(model, "decode"):
-        return model.decode(logits, tag_mask, return_probabilities=True)
+        return model.decode(logits, tag_mask, return_probabilities=return_probabilities)
+    if not return_probabilities:
+        return logits.argmax(-1).masked_fill(~tag_mask, -100)
     probabilities, tags = logits.float().softmax(-1).max(-1)
     return tags.masked_fill(~tag_mask, -100), probabilities * tag_mask
 

@@ -63,6 +63,7 @@ __all__ = [
     "align_labels",
     "convert_tags",
     "entities_from_words",
+    "is_cjk_ideograph",
     "label_list",
     "normalize_scheme",
     "repair_tags",
@@ -486,19 +487,26 @@ def word_tags_from_pieces(
 # ---------------------------------------------------------------------------------------------------------------
 
 _ZWJ = "\u200d"
-_CJK_RANGES = (
-    (0x3000, 0x303F),  # CJK symbols and punctuation (、。〇々「」...); U+3000 is whitespace and never gets here
+# CJK ideographs: one character, one word (split_words) and one token (CMRC2018 scoring, qa/metrics.py).
+CJK_IDEOGRAPH_RANGES = (
     (0x3400, 0x4DBF),  # extension A
     (0x4E00, 0x9FFF),  # unified ideographs
     (0xF900, 0xFAFF),  # compatibility ideographs
     (0x20000, 0x2FA1F),  # extensions B-F, I and the compatibility supplement
     (0x30000, 0x323AF),  # extensions G, H
 )
+# CJK symbols and punctuation (、。〇々「」...): words of their own too; U+3000 is whitespace and never gets here.
+_CJK_SYMBOLS = (0x3000, 0x303F)
+
+
+def is_cjk_ideograph(cp: int) -> bool:
+    """Whether the code point ``cp`` is a CJK ideograph (:data:`CJK_IDEOGRAPH_RANGES`)."""
+    # Called for every character of every text: most are below the first range, so say so without the loop.
+    return cp >= 0x3400 and any(lo <= cp <= hi for lo, hi in CJK_IDEOGRAPH_RANGES)
 
 
 def _is_cjk(cp: int) -> bool:
-    # Called for every character of every text: most are below the first range, so say so without the loop.
-    return cp >= 0x3000 and any(lo <= cp <= hi for lo, hi in _CJK_RANGES)
+    return is_cjk_ideograph(cp) or _CJK_SYMBOLS[0] <= cp <= _CJK_SYMBOLS[1]
 
 
 def _is_separator(ch: str, category: str) -> bool:

@@ -62,14 +62,14 @@ import collections
 import json
 import re
 import warnings
-from collections.abc import Iterable
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
 from datasets import ClassLabel, Dataset, DatasetDict, Features, Sequence, Value
 
-from ..files import DataFileError, PathLike, json_records, read_lines
+from ..files import DataFileError, PathLike, json_records, predictions_path, read_lines
 
 __all__ = [
     "DOCSTART",
@@ -78,6 +78,7 @@ __all__ = [
     "NerDataError",
     "NerDataWarning",
     "canonical_labels",
+    "check_tags_are_labels",
     "column_separator",
     "detect_format",
     "entity_type_counts",
@@ -923,6 +924,14 @@ def repair_counts(dataset: DatasetDict) -> dict[str, int]:
     return counts
 
 
+def check_tags_are_labels(tag_names: Sequence[str], labels: Sequence[str], model: str) -> None:
+    """Refuse data whose tags the model has no label for (``ValueError`` naming the tags and ``model``, e.g.
+    ``"the model out/conll"``): the NER and distillation recipes' check before they encode."""
+    unknown = sorted(set(tag_names) - set(labels))
+    if unknown:
+        raise ValueError(f"tags {unknown} of the data are not labels of {model}")
+
+
 def write_tagged_file(
     path: PathLike,
     sentences: Iterable[list[str]],
@@ -978,10 +987,11 @@ def write_prediction_file(
     ``test_file`` (read as ``format``) gives the text file its layout, line for line (:func:`write_tagged_file`)."""
     if test_file is not None and format == "auto":
         format = detect_format(test_file)
-    if test_file is not None and format in ("cluener", "jsonl", "spans", "labelstudio", "doccano"):
-        return write_tagged_file(Path(output_dir) / "test_predictions.jsonl", sentences, tags)
-    return write_tagged_file(Path(output_dir) / "test_predictions.txt", sentences, tags, layout=test_file,
-                             separator=separator)
+    json_lines = test_file is not None and format in ("cluener", "jsonl", "spans", "labelstudio", "doccano")
+    path = predictions_path(output_dir, test_file, "txt", json_lines=json_lines)
+    if path.suffix == ".jsonl":
+        return write_tagged_file(path, sentences, tags)
+    return write_tagged_file(path, sentences, tags, layout=test_file, separator=separator)
 
 
 def write_span_predictions(output_dir: PathLike, sentences: Iterable[list[str]],

@@ -1,11 +1,16 @@
-"""Entity-level scores: seqeval in strict mode, computed offline (no metric script from the Hub)."""
+"""Entity-level scores: seqeval in strict mode, computed offline (no metric script from the Hub), and the evaluation of
+a recipe's windows (:class:`EntityEvaluation`: the Trainer's predictions back to word tags or entity spans, then
+scored), shared by ``recipes/ner.py`` and ``recipes/distill.py``; exact-span scores of nested entities
+(:func:`span_scores`)."""
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from seqeval.metrics import classification_report, f1_score, precision_score, recall_score
 from seqeval.scheme import IOB2
 
-from ..modeling.tagging import convert_tags
+from ..modeling.pipeline_bert_crf import decode_emissions
+from ..modeling.tagging import best_flat_spans, convert_tags
+from ..modeling.windows import merge_span_windows, merge_windows
 
 
 def entity_scores(references: Sequence[Sequence[str]], predictions: Sequence[Sequence[str]], scheme: str) -> dict:
@@ -78,3 +83,67 @@ def span_scores(references: Sequence[Sequence[tuple]], predictions: Sequence[Seq
         "nested_recall": nested_found / nested_total if nested_total else 0.0, "nested_support": nested_total,
         "per_type": {kind: prf(*row) for kind, row in sorted(counts.items()) if row[2]},
     }
+
+
+class EntityEvaluation:
+    """A recipe's NER evaluation over windows, shared by ``recipes/ner.py`` and ``recipes/distill.py``: the Trainer's
+    predictions of the windows back to each sentence (tags per word for a tagger; entity spans for the global
+    pointer), scored against the data (:func:`entity_scores`; :func:`span_scores`).
+
+    Args:
+        raw: the splits of ``load_ner_dataset`` (``tokens``, ``ner_tags``; ``entities`` for a span model);
+            features: their windows (``encode_words`` output with split-wide ``example_index``), by split; labels:
+            the model's labels, in id order (a span model's are entity types); scheme, strategy: the tag scheme and
+            label strategy; span_decode: ``None`` for a tagger, ``"flat"`` or ``"nested"`` for a span model.
+    """
+
+    def __init__(self, raw, features, labels: Sequence[str], scheme: str, strategy: str,
+                 span_decode: str | None = None):
+        self.raw, self.features, self.labels = raw, features, list(labels)
+        self.scheme, self.strategy, self.span_decode = scheme, strategy, span_decode
+        self.tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
+
+    def decode_logits(self, model) -> Callable:
+        """The Trainer's ``preprocess_logits_for_metrics``: each evaluation batch decoded on its device, so that
+        only tag ids ``(batch, length)`` are kept (``decode_emissions``: Viterbi, or argmax without a CRF), not the
+        emissions; a span model keeps its spans above the threshold ``(batch, most spans, 4)``."""
+        if self.span_decode is not None:
+            return lambda logits, labels: model.decode(logits)
+        return lambda logits, labels: decode_emissions(model, logits, labels != -100, return_probabilities=False)
+
+    def word_tags(self, split: str, predicted_ids) -> list[list[str]]:
+        """One tag per word of each sentence of ``split`` from the tag ids ``(windows, length)`` of its windows."""
+        windows = self.features[split]
+        piece_tags = [[None if t < 0 else self.labels[t] for t in row[: len(w)]]
+                      for row, w in zip(predicted_ids.tolist(), windows["word_ids"])]
+        tags, _ = merge_windows(windows["word_ids"], windows["example_index"], piece_tags,
+                                [len(s) for s in self.raw[split]["tokens"]], scheme=self.scheme,
+                                strategy=self.strategy)
+        return tags
+
+    def spans(self, split: str, packed) -> list[list[tuple[int, int, str]]]:
+        """A span model's entities ``(start, end, type)`` of each sentence of ``split``, from its windows' spans."""
+        windows = self.features[split]
+        window_spans = [[(int(k), int(a), int(b), p) for k, a, b, p in row if k >= 0] for row in packed.tolist()]
+        merged = merge_span_windows(windows["word_ids"], windows["example_index"], window_spans, len(self.raw[split]))
+        if self.span_decode == "flat":
+            merged = [best_flat_spans(spans) for spans in merged]
+        return [[(start, end, self.labels[k]) for k, start, end, _ in spans] for spans in merged]
+
+    def compute_metrics(self, split: str) -> Callable:
+        """The Trainer's ``compute_metrics`` for ``split``: the scores with ``<type>_f1`` per type."""
+        if self.span_decode is not None:
+            gold = [[(e["start"], e["end"], e["type"]) for e in row] for row in self.raw[split]["entities"]]
+        else:
+            gold = [[self.tag_names[t] for t in sentence] for sentence in self.raw[split]["ner_tags"]]
+
+        def compute(prediction) -> dict:
+            if self.span_decode is not None:
+                scores = span_scores(gold, self.spans(split, prediction.predictions))
+                scores.pop("nested_support")
+            else:
+                scores = entity_scores(gold, self.word_tags(split, prediction.predictions), self.scheme)
+            per_type = {f"{name}_f1": s["f1"] for name, s in scores.pop("per_type").items()}
+            return {**scores, **per_type}
+
+        return compute

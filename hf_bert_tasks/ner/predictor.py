@@ -10,6 +10,9 @@ mean, over its words, of the CRF marginal probability of the predicted tag (the 
 head). What `NerPredictor` adds: several texts (or a document's sentences, with document context) go through the
 pipeline as one input, so their windows are tokenized together and batched by length; and its entity dicts.
 
+:func:`load_tagger` builds the model ``recipes/ner.py`` trains (a new CRF or softmax head on an encoder, or a saved CRF
+model as it is).
+
 Input checks (`modeling/texts.py`, shared by every door): one `str` or a list of them; anything else raises
 `TypeError` naming the type received, a lone surrogate `ValueError` naming its position; an empty or blank text, or
 one of characters the tokenizer deletes, has no entities (`[]`).
@@ -20,8 +23,8 @@ from collections.abc import Sequence
 from ..files import load_tokenizer
 from ..modeling.pipeline_bert_crf import BertCrfTokenClassificationPipeline, WordSequences
 from ..modeling.texts import check_texts
+from ..modeling.tagging import label_list, split_tag, split_words
 from ..modeling.windows import entities_of_words
-from ..modeling.tagging import split_words
 from ..predictor.auto import load_model
 
 
@@ -110,3 +113,50 @@ class NerPredictor:
             if isinstance(sentence, str):
                 raise TypeError(f"sentence {i} is a str: predict_words takes lists of words (split_words(text))")
         return self.pipeline(WordSequences(sentences, document_ids), **self._settings)
+
+
+def load_tagger(model_name_or_path: str, tag_names: Sequence[str], *, head: str = "crf", bilstm: bool = False,
+                lstm_hidden_size: int = 256, classifier_dropout: float = 0.1, constrain_transitions: bool = True,
+                scheme: str = "BIO", label_strategy: str = "first", max_seq_length: int = 128, stride: int = 32,
+                context_window: int = 0, head_size: int = 64, efficient_global_pointer: bool = False,
+                decode: str = "nested"):
+    """The model ``recipes/ner.py`` trains: a saved ``bert_crf`` or ``bert_global_pointer`` folder as it is (with
+    its labels), else an encoder with a new head (``head``: ``crf``, ``BertCrfForTokenClassification``; ``softmax``,
+    the encoder's own ``AutoModelForTokenClassification``; ``global_pointer``,
+    ``BertGlobalPointerForSpanClassification``, whose labels are the entity types). A tagger's labels are every tag
+    of ``scheme`` for the entity types of ``tag_names`` (plus "X" for the ``x`` label strategy), so that e.g. an
+    I-PER absent from training is no error. The window settings go into its config, where the predictors and the
+    pipelines read them."""
+    from transformers import AutoConfig, AutoModelForTokenClassification
+
+    from ..modeling.modeling_bert_crf import BertCrfForTokenClassification
+
+    entity_types = sorted({split_tag(tag)[1] for tag in tag_names if tag != "O"})
+    labels = label_list(scheme, entity_types, with_x=label_strategy == "x")
+    config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
+    if config.model_type in ("bert_crf", "bert_global_pointer"):
+        return AutoModelForTokenClassification.from_pretrained(model_name_or_path, trust_remote_code=True)
+    if head == "crf":
+        return BertCrfForTokenClassification.from_encoder(
+            model_name_or_path, labels, use_bilstm=bilstm, lstm_hidden_size=lstm_hidden_size,
+            classifier_dropout=classifier_dropout, tag_scheme=scheme, constrain_transitions=constrain_transitions,
+            label_strategy=label_strategy, max_seq_length=max_seq_length, stride=stride,
+            context_window=context_window,
+        )
+    if head == "global_pointer":
+        return BertGlobalPointerForSpanClassification.from_encoder(
+            model_name_or_path, entity_types, head_size=head_size, efficient=efficient_global_pointer,
+            classifier_dropout=classifier_dropout, decode=decode, max_seq_length=max_seq_length, stride=stride,
+            context_window=context_window,
+        )
+    if head != "softmax":
+        raise ValueError(f"--head must be crf, softmax or global_pointer, got {head!r}")
+    model = AutoModelForTokenClassification.from_pretrained(
+        model_name_or_path, num_labels=len(labels), id2label=dict(enumerate(labels)),
+        label2id={label: i for i, label in enumerate(labels)},
+    )
+    # The predictor reads these, as it does from a CRF model's config.
+    model.config.tag_scheme, model.config.label_strategy = scheme, label_strategy
+    model.config.max_seq_length, model.config.stride = max_seq_length, stride
+    model.config.context_window = context_window
+    return model

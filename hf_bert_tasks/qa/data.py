@@ -1,4 +1,5 @@
-"""Question-answering readers: SQuAD-style JSON files and Hub data sets to ``datasets`` rows.
+"""Question-answering readers: SQuAD-style JSON files and Hub data sets to ``datasets`` rows; and the writer of the
+recipe's prediction files (:func:`write_predictions`).
 
 Data (:func:`read_squad_json`, :func:`load_qa_dataset`)
     SQuAD 1.1 / 2.0 JSON (``{"data": [{"title", "paragraphs": [{"context", "qas": [{"id", "question",
@@ -32,7 +33,7 @@ from pathlib import Path
 import datasets
 from datasets import Dataset, DatasetDict, Features, Value
 
-from ..files import PathLike
+from ..files import PathLike, write_json
 
 _MAX_IDS_SHOWN = 20
 
@@ -230,3 +231,15 @@ def _checked_dataset(source: str, records: list[dict], version_2_with_negative: 
             f"for scoring only, with answer_start -1 (questions: {show_ids(list(dict.fromkeys(unlocatable)))})"
             f"{dropped}"), stacklevel=3)
     return Dataset.from_list(records, features=squad_features())
+
+
+def write_predictions(predicted: dict, output_dir: PathLike, prefix: str = "", with_null_odds: bool = False) -> None:
+    """``{prefix}predictions.json`` ({id: answer}, the official evaluation scripts' input),
+    ``{prefix}nbest_predictions.json`` and, with ``with_null_odds`` (2.0-style data), ``{prefix}null_odds.json``
+    ({id: null score - best span score}) from :func:`postprocess_predictions` output."""
+    files = {"predictions": {i: p["answer"] for i, p in predicted.items()},
+             "nbest_predictions": {i: p["nbest"] for i, p in predicted.items()}}
+    if with_null_odds:
+        files["null_odds"] = {i: p["null_score_diff"] for i, p in predicted.items()}
+    for name, content in files.items():
+        write_json(Path(output_dir) / f"{prefix}{name}.json", content)

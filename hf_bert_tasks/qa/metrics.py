@@ -21,6 +21,8 @@ import unicodedata
 from collections import Counter
 from collections.abc import Mapping, Sequence
 
+from ..modeling.tagging import is_cjk_ideograph
+
 # Scores
 
 
@@ -50,12 +52,6 @@ def squad_f1(prediction: str, reference: str) -> float:
     return 2 * precision * recall / (precision + recall)
 
 
-def _is_cjk(ch: str) -> bool:
-    code = ord(ch)
-    return (0x4E00 <= code <= 0x9FFF or 0x3400 <= code <= 0x4DBF or 0x20000 <= code <= 0x2FA1F
-            or 0xF900 <= code <= 0xFAFF)
-
-
 def _is_punctuation(ch: str) -> bool:
     return ch in _ASCII_PUNCTUATION or unicodedata.category(ch).startswith("P")
 
@@ -75,7 +71,7 @@ def segment_mixed(text: str) -> list[str]:
             continue
         if ch.isspace():
             flush()
-        elif _is_cjk(ch):
+        elif is_cjk_ideograph(ord(ch)):
             flush()
             tokens.append(ch)
         else:
@@ -116,7 +112,7 @@ def cmrc_f1(prediction: str, reference: str) -> float:
 def detect_language(texts: Sequence[str]) -> str:
     """``"zh"`` when over 30% of the non-space characters are CJK, else ``"en"`` (picks the metric)."""
     characters = [ch for text in texts for ch in text if not ch.isspace()]
-    cjk = sum(_is_cjk(ch) for ch in characters)
+    cjk = sum(is_cjk_ideograph(ord(ch)) for ch in characters)
     return "zh" if characters and cjk / len(characters) > 0.3 else "en"
 
 

@@ -1,4 +1,5 @@
-"""Question-answering prediction: raw questions and contexts to answers, and the recipe's prediction files.
+"""Question-answering prediction: raw questions and contexts to answers (:class:`QuestionAnswerer`), and the model a
+recipe trains (:func:`load_qa_model`). The recipe's prediction files are written by ``data.write_predictions``.
 
 Decoding (:func:`best_spans`, :func:`postprocess_predictions`: the exact n-best search over every window and the
 merge into answers of the original context) lives in ``modeling/qa_spans.py``, which ships next to the weights for
@@ -14,11 +15,10 @@ from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from pathlib import Path
 
 import numpy as np
 
-from ..files import PathLike, load_tokenizer, write_json
+from ..files import load_tokenizer
 from ..modeling.qa_spans import best_spans, postprocess_predictions  # noqa: F401  (best_spans: re-exported)
 from ..modeling.texts import check_texts, texts_without_tokens
 from .inputs import prepare_eval_features
@@ -139,13 +139,15 @@ def answer_questions(
     return answerer(questions, contexts)
 
 
-def write_predictions(predicted: dict, output_dir: PathLike, prefix: str = "", with_null_odds: bool = False) -> None:
-    """``{prefix}predictions.json`` ({id: answer}, the official evaluation scripts' input),
-    ``{prefix}nbest_predictions.json`` and, with ``with_null_odds`` (2.0-style data), ``{prefix}null_odds.json``
-    ({id: null score - best span score}) from :func:`postprocess_predictions` output."""
-    files = {"predictions": {i: p["answer"] for i, p in predicted.items()},
-             "nbest_predictions": {i: p["nbest"] for i, p in predicted.items()}}
-    if with_null_odds:
-        files["null_odds"] = {i: p["null_score_diff"] for i, p in predicted.items()}
-    for name, content in files.items():
-        write_json(Path(output_dir) / f"{prefix}{name}.json", content)
+def load_qa_model(model_name_or_path: str, settings: dict, revision: str | None = None):
+    """The model ``recipes/qa.py`` trains: ``AutoModelForQuestionAnswering`` (a new span layer on an encoder, or a
+    trained QA model as it is) with ``settings`` (the keys of :data:`DEFAULT_SETTINGS`) in its config, saved with it,
+    so that :class:`QuestionAnswerer` windows and decodes as training did."""
+    from transformers import AutoModelForQuestionAnswering
+
+    unknown = set(settings) - set(DEFAULT_SETTINGS)
+    if unknown:
+        raise TypeError(f"unknown settings {sorted(unknown)}; known: {sorted(DEFAULT_SETTINGS)}")
+    model = AutoModelForQuestionAnswering.from_pretrained(model_name_or_path, revision=revision)
+    model.config.update(settings)
+    return model
