@@ -129,8 +129,10 @@ def load_tagger(model_name_or_path: str, tag_names: Sequence[str], *, head: str 
     pipelines read them."""
     from transformers import AutoConfig, AutoModelForTokenClassification
 
+    from ..modeling import register_auto_classes
     from ..modeling.modeling_bert_crf import BertCrfForTokenClassification
 
+    register_auto_classes()  # a saved CRF folder loads as this package's model; a new one saves with its code
     entity_types = sorted({split_tag(tag)[1] for tag in tag_names if tag != "O"})
     labels = label_list(scheme, entity_types, with_x=label_strategy == "x")
     config = AutoConfig.from_pretrained(model_name_or_path, trust_remote_code=True)
