@@ -131,6 +131,7 @@ def load_tagger(model_name_or_path: str, tag_names: Sequence[str], *, head: str 
 
     from ..modeling import register_auto_classes
     from ..modeling.modeling_bert_crf import BertCrfForTokenClassification
+    from ..modeling.modeling_bert_global_pointer import BertGlobalPointerForSpanClassification
 
     register_auto_classes()  # a saved CRF folder loads as this package's model; a new one saves with its code
     entity_types = sorted({split_tag(tag)[1] for tag in tag_names if tag != "O"})
