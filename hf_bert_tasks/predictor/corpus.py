@@ -10,10 +10,10 @@ larger than memory and runs that may be killed or spread over processes.
   resumed or a multi-process run byte-identical to a plain one.
 - **Resume** (``resume=True``, line formats only: JSON lines, doccano, CoNLL): the output's complete chunks are kept,
   anything after them (a chunk cut off by ``kill -9``, even mid-line) is cut away, and prediction continues with the
-  next chunk. Nothing is duplicated or lost.
+  next chunk. Nothing is duplicated or lost. Resume with the run's own ``chunk_size`` (and number of processes).
 - **Scale-out on accelerate**: under ``accelerate launch --num_processes N`` (``--cpu`` for CPU processes) process
   ``r`` predicts chunks ``r, r + N, ...`` into ``OUTPUT.part-r-of-N``; after a barrier the main process interleaves
-  the parts chunk by chunk into ``OUTPUT`` and removes them.
+  the parts chunk by chunk into ``OUTPUT`` (reading them record by record) and removes them.
 
 Input formats (``input_format``): ``text`` (one text a line, every line kept), ``jsonl`` (one JSON object a line;
 ``text_field``, QA ``question_field``/``context_field``; other fields are kept in the output), ``conll`` (NER
@@ -143,14 +143,21 @@ def render_chunk(records: list[dict], output_format: str) -> str:
     raise ValueError(f"{output_format} is not a line format")
 
 
-def complete_records(path: Path, output_format: str) -> tuple[int, int]:
-    """(complete records in a line-format output file, the byte length they take): a record is complete when its
-    closing newline (CoNLL: the blank line) was written."""
-    data = path.read_bytes() if path.exists() else b""
-    end = data.rfind(b"\n\n") + 2 if output_format == "conll" else data.rfind(b"\n") + 1
-    end = max(end, 0) if end > 1 or output_format != "conll" else 0
-    kept = data[:end]
-    return (kept.count(b"\n\n") if output_format == "conll" else kept.count(b"\n")), end
+def complete_chunks(path: Path, output_format: str, chunk_size: int) -> tuple[int, int]:
+    """(records, bytes) of the complete chunks at the start of a line-format output file, read line by line: a
+    record is complete when its closing newline (CoNLL: the blank line) was written."""
+    records = offset = 0
+    kept = (0, 0)
+    with open(path, "rb") as lines:
+        for line in lines:
+            if not line.endswith(b"\n"):
+                break  # cut off mid-line
+            offset += len(line)
+            if output_format != "conll" or line == b"\n":
+                records += 1
+                if records % chunk_size == 0:
+                    kept = (records, offset)
+    return kept
 
 
 def chunks(records: Iterable[dict], size: int) -> Iterator[list[dict]]:
@@ -178,13 +185,9 @@ def predict_corpus(records: Iterable[dict], predict: ChunkPredictor, output: str
     target = Path(output if num_processes == 1 else f"{output}.part-{process_index}-of-{num_processes}")
     skip = 0
     if resume and target.exists():
-        done, length = complete_records(target, output_format)
-        skip = done - done % chunk_size  # whole chunks only: a chunk is always predicted whole
-        with open(target, "r+b") as out:  # cut what follows them: a chunk cut off mid-write
-            out.seek(0)
-            kept = out.read(length)
-            cut = _offset_after(kept, skip, output_format)
-            out.truncate(cut)
+        skip, length = complete_chunks(target, output_format, chunk_size)
+        with open(target, "r+b") as out:
+            out.truncate(length)  # what follows the complete chunks: a chunk cut off mid-write
     written = 0
     mine = (chunk for k, chunk in enumerate(chunks(records, chunk_size)) if k % num_processes == process_index)
     bar = _progress(total, skip * num_processes, progress and process_index == 0)
@@ -207,15 +210,6 @@ def predict_corpus(records: Iterable[dict], predict: ChunkPredictor, output: str
             merge_parts(output, output_format, chunk_size, num_processes)
         wait_for_everyone()
     return written
-
-
-def _offset_after(data: bytes, records: int, output_format: str) -> int:
-    """Byte offset just after the first ``records`` records of line-format output ``data``."""
-    separator = b"\n\n" if output_format == "conll" else b"\n"
-    offset = 0
-    for _ in range(records):
-        offset = data.index(separator, offset) + len(separator)
-    return offset
 
 
 def _write_whole(chunked, predict, target: Path, output_format: str, bar) -> int:
@@ -253,27 +247,34 @@ def _write_whole(chunked, predict, target: Path, output_format: str, bar) -> int
     return written
 
 
+def _next_record(reader, output_format: str) -> bytes:
+    """The next record of a line-format part file (b"" at its end)."""
+    if output_format != "conll":
+        return reader.readline()
+    lines = []
+    while line := reader.readline():
+        lines.append(line)
+        if line == b"\n":
+            break
+    return b"".join(lines)
+
+
 def merge_parts(output: str, output_format: str, chunk_size: int, num_processes: int) -> None:
-    """Interleave the parts of a multi-process run, chunk by chunk, into ``output``; the parts are removed."""
-    separator = b"\n\n" if output_format == "conll" else b"\n"
+    """Interleave the parts of a multi-process run, chunk by chunk (chunk k is in part k mod N), into ``output``,
+    reading them record by record; the parts are removed."""
     parts = [Path(f"{output}.part-{r}-of-{num_processes}") for r in range(num_processes)]
     readers = [open(part, "rb") for part in parts]
     try:
         with open(output, "wb") as out:
-            remainders = [reader.read().split(separator) for reader in readers]
-            positions = [0] * num_processes
-            k = 0
+            rank = 0
             while True:
-                rank = k % num_processes
-                records = remainders[rank]
-                start = positions[rank]
-                taken = records[start:start + chunk_size]
-                taken = [record for record in taken if record] if start + chunk_size >= len(records) else taken
-                if not taken:
-                    break
-                out.write(b"".join(record + separator for record in taken))
-                positions[rank] += len(taken)
-                k += 1
+                written = 0
+                while written < chunk_size and (record := _next_record(readers[rank], output_format)):
+                    out.write(record)
+                    written += 1
+                if written < chunk_size:
+                    break  # the last chunk: short, or none left
+                rank = (rank + 1) % num_processes
     finally:
         for reader in readers:
             reader.close()
