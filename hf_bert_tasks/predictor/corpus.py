@@ -3,8 +3,8 @@ larger than memory and runs that may be killed or spread over processes.
 
 - **Streams.** Records are read lazily and predicted in chunks of ``chunk_size`` records; each chunk's output is
   written (and flushed) before the next chunk is read, so memory holds one chunk. Within a chunk the predictors
-  batch by length (the NER pipeline sorts its windows by length; the classifier and QA predictor batch what they
-  get), and the output keeps the input order.
+  batch by length (the NER pipeline and the classifier sort their windows by length; QA questions are sorted by
+  the length of their contexts here), and the output keeps the input order.
 - **Chunks are fixed by position** (records ``k * chunk_size`` to ``(k + 1) * chunk_size``), so every chunk is
   predicted from the same inputs in the same batches whichever process runs it and whenever: that is what makes a
   resumed or a multi-process run byte-identical to a plain one.
@@ -109,7 +109,10 @@ class ChunkPredictor:
             contexts = self._field(records, self.context_field if self.question is None else self.text_field)
             questions = [self.question] * len(records) if self.question is not None else \
                 self._field(records, self.question_field)
-            return [{**record, **answer} for record, answer in zip(records, self.predictor(questions, contexts))]
+            order = sorted(range(len(records)), key=lambda i: len(contexts[i]))  # windows of similar lengths
+            answers = self.predictor([questions[i] for i in order], [contexts[i] for i in order])
+            by_input = dict(zip(order, answers))
+            return [{**record, **by_input[i]} for i, record in enumerate(records)]
         texts = self._field(records, self.text_field)
         if self.task == "ner":
             return [{**record, "entities": entities} for record, entities in zip(records, self.predictor(texts))]
