@@ -313,13 +313,13 @@ def read_transfer_sentences(path: str, format: str = "text", limit: int | None =
     """Word lists and document ids of NER transfer text. `text`: one sentence per non-blank line, words split as
     `NerPredictor` splits raw text, a blank line ends a document; an NER format (`auto`, `conll`, `char`,
     `jsonl`, `cluener`): the file's tokens and documents, its tags ignored. Returns (sentences, document_ids)."""
-    from .files import read_lines
-    from .ner import data as ner_data
     from .modeling.tagging import split_words
+    from .ner import data as ner_data
+    from .pretraining.data import text_lines
 
     if format == "text":
         sentences, documents, document = [], [], 0
-        for line in read_lines(path, ner_data.NerDataError):
+        for line in text_lines(path, error=ner_data.NerDataError):
             if not line.strip():
                 document += 1
                 continue
@@ -385,9 +385,9 @@ def mention_swap_sentences(tokens: list[list[str]], tags: list[list[str]], schem
 def read_transfer_texts(path: str, limit: int | None = None) -> list[str]:
     """Classification transfer text: one text per non-blank line."""
     from .classification.data import ClassificationDataError
-    from .files import read_lines
+    from .pretraining.data import text_lines
 
-    texts = [line.strip() for line in read_lines(path, ClassificationDataError) if line.strip()]
+    texts = [line.strip() for line in text_lines(path, error=ClassificationDataError) if line.strip()]
     if not texts:
         raise ValueError(f"transfer file {path} holds no text")
     return texts[:limit] if limit is not None else texts

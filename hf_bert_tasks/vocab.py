@@ -625,8 +625,9 @@ def read_texts(paths: Sequence[str | Path], column: int | None = None, format: s
 
     ``format``:
 
-    - ``lines``: non-empty lines of UTF-8 text files (one document or sentence per line); with ``column``, that
-      tab-separated field of each line, counting from 0 (1 for ``label<TAB>text``).
+    - ``lines``: non-empty lines of UTF-8 text files (one document or sentence per line; read by
+      ``pretraining.data.text_lines``, the package's plain-text reader); with ``column``, that tab-separated field of
+      each line, counting from 0 (1 for ``label<TAB>text``).
     - NER files: ``ner`` (detected per file, as the NER recipe does), ``conll``, ``char``, ``cluener``,
       ``ner_jsonl`` (``{"tokens", "ner_tags"}``). A sentence's tokens are joined with nothing when every token of
       the file is one character (character-per-line and CLUENER files: the original text), else with spaces.
@@ -643,7 +644,9 @@ def read_texts(paths: Sequence[str | Path], column: int | None = None, format: s
     texts = []
     for path in paths:
         if format == "lines":
-            texts += _lines(path, column)
+            from .pretraining.data import text_lines
+
+            texts += text_lines(path, column)
         elif format in NER_FORMATS:
             from .ner.data import load_ner_dataset
 
@@ -663,23 +666,6 @@ def read_texts(paths: Sequence[str | Path], column: int | None = None, format: s
             rows = read_squad_json(path, version_2_with_negative=True)
             texts += list(dict.fromkeys(rows["context"])) + list(rows["question"])
     return [text for text in texts if text.strip()]
-
-
-def _lines(path: str | Path, column: int | None) -> list[str]:
-    from .files import DataFileError, read_lines
-
-    texts = []
-    for number, line in enumerate(read_lines(path), 1):  # split at "\n" only: U+2028 inside a text stays there
-        if column is not None:
-            fields = line.split("\t")
-            if len(fields) <= column:
-                if not line.strip():
-                    continue
-                raise DataFileError(path, number, f"no tab-separated column {column} (columns count from 0; this "
-                                                  f"line has {len(fields)})")
-            line = fields[column]
-        texts.append(line)
-    return texts
 
 
 def load_model_for_expansion(path: str):

@@ -39,7 +39,6 @@ import shutil
 import warnings
 from dataclasses import dataclass, field
 
-from datasets import load_dataset
 from transformers import (
     AutoModelForMaskedLM,
     AutoTokenizer,
@@ -48,6 +47,7 @@ from transformers import (
 )
 
 from hf_bert_tasks.lora import LoraArguments
+from hf_bert_tasks.pretraining.data import load_texts
 from hf_bert_tasks.pretraining.inputs import WholeWordMaskCollator, encode_for_mlm
 from hf_bert_tasks.pretraining.training import (
     MaskedPositionsTrainer,
@@ -116,8 +116,9 @@ def resolve_adaptation(model_args: ModelArguments, lora_args: LoraArguments) -> 
     lora_args.lora = lora_args.lora or model_args.adaptation == "lora"
 
 
-def load_texts(data_args: DataArguments, training_args: TrainingArguments):
-    """The raw text splits: a `DatasetDict`, or an `IterableDatasetDict` with `--streaming`."""
+def read_corpus(data_args: DataArguments, training_args: TrainingArguments):
+    """The raw text splits (`pretraining.data.load_texts`): a `DatasetDict`, or an `IterableDatasetDict` with
+    `--streaming`; the first N texts of each with `--max_*_samples`, shuffled through a buffer when streamed."""
     if data_args.streaming:
         if training_args.do_train and training_args.max_steps <= 0:
             raise ValueError("--streaming needs --max_steps: a streamed corpus has no length, so the number of steps "
@@ -125,13 +126,8 @@ def load_texts(data_args: DataArguments, training_args: TrainingArguments):
         if data_args.preprocessing_num_workers:
             raise ValueError("--preprocessing_num_workers does not apply to --streaming (texts are tokenized batch "
                              "by batch as training reads them)")
-    if data_args.dataset_name:
-        raw = load_dataset(data_args.dataset_name, data_args.dataset_config_name, streaming=data_args.streaming)
-    elif data_args.train_files or data_args.validation_file:
-        files = {"train": data_args.train_files, "validation": data_args.validation_file}
-        raw = load_dataset("text", data_files={k: v for k, v in files.items() if v}, streaming=data_args.streaming)
-    else:
-        raise ValueError("pass --train_files (and --validation_file) or --dataset_name")
+    raw = load_texts(data_args.train_files, data_args.validation_file, data_args.dataset_name,
+                     data_args.dataset_config_name, streaming=data_args.streaming)
     for split, limit in (("train", data_args.max_train_samples), ("validation", data_args.max_eval_samples)):
         if limit is not None and split in raw:
             raw[split] = (raw[split].take(limit) if data_args.streaming
@@ -148,7 +144,7 @@ def main():
     checks = RecipeChecks(training_args, data_args, run_args)
     set_seed(training_args.seed)
 
-    raw = load_texts(data_args, training_args)
+    raw = read_corpus(data_args, training_args)
     checks.data_read(raw)
     tokenizer = AutoTokenizer.from_pretrained(model_args.model_name_or_path)
     model = AutoModelForMaskedLM.from_pretrained(model_args.model_name_or_path)

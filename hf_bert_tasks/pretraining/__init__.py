@@ -1,2 +1,3 @@
-"""Continued masked-LM pretraining on in-domain text: texts to whole-word-masked chunks (``inputs``), cheap
-adaptation and the masked-positions trainer (``training``). Its data are plain text files (``vocab.read_texts``)."""
+"""Continued masked-LM pretraining on in-domain text: plain text read (``data``: ``text_lines``, the package's one
+plain-text reader, and the recipe's splits), texts to whole-word-masked chunks (``inputs``), cheap adaptation and the
+masked-positions trainer (``training``)."""
