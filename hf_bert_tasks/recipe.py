@@ -78,7 +78,7 @@ from torch.utils.data import SequentialSampler
 from transformers import HfArgumentParser, Trainer, TrainerCallback
 
 from .card_facts import write_card_facts
-from .checkpoints import IncompleteCheckpointWarning, resume_checkpoint
+from .checkpoints import IncompleteCheckpointWarning, checkpoints, resume_checkpoint
 from .hub import write_endpoint_files
 from .progress import quiet_short_bars, quiet_small_data_bars
 
@@ -540,13 +540,13 @@ def _check_output_dir(training_args, overwrite_output_dir: bool) -> None:
     if not folder.is_dir():
         return
     weights = [name for name in _MODEL_WEIGHTS if (folder / name).is_file()]
-    checkpoints = sorted((p.name for p in folder.glob("checkpoint-*") if p.is_dir()),
-                         key=lambda name: int(name.split("-")[1]) if name.split("-")[1].isdigit() else -1)
+    found = [checkpoint.name for checkpoint, _ in reversed(checkpoints(folder))]  # oldest first
     held = []
     if weights:
         held.append(f"a trained model ({_describe_model(folder, weights)})")
-    if checkpoints:
-        held.append(f"{len(checkpoints)} checkpoint{'s' if len(checkpoints) > 1 else ''} ({', '.join(checkpoints)})")
+    if found:
+        shown = ", ".join(found) if len(found) <= 5 else f"{', '.join(found[:2])}, ..., {', '.join(found[-2:])}"
+        held.append(f"{len(found)} checkpoint{'s' if len(found) > 1 else ''} ({shown})")
     if held:
         raise ValueError(
             f"--output_dir {folder} holds {' and '.join(held)}: training would replace it. Pass "
