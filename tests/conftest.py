@@ -1,5 +1,6 @@
 """Shared fixtures: a tiny random BERT with a WordPiece vocabulary written here (milliseconds to build); the shared
-data folder and the offline MiniLM encoder, or a skip that says how to get them."""
+data folder and the offline MiniLM encoder, or a skip that says how to get them; QA gold logits decoded through
+the whole pre- and post-processing."""
 
 import os
 import sys
@@ -99,3 +100,35 @@ def run_recipe_in_process(recipe: Path, args, monkeypatch, cache: Path) -> None:
     monkeypatch.setenv("HF_DATASETS_CACHE", str(cache))
     monkeypatch.setattr(sys, "argv", [recipe.name, *map(str, args)])
     module.main()
+
+
+def gold_logits(features, width=None, value=10.0):
+    """QA start/end logits with all the mass on each window's gold labels (the [CLS] position when it lacks them):
+    two arrays (windows, width)."""
+    import numpy as np
+
+    n = len(features["input_ids"])
+    width = width or max(len(ids) for ids in features["input_ids"])
+    start, end = np.zeros((n, width)), np.zeros((n, width))
+    start[np.arange(n), features["start_positions"]] = value
+    end[np.arange(n), features["end_positions"]] = value
+    return start, end
+
+
+def decode_gold(dataset, tokenizer, version_2=False, **windows):
+    """A QA data set's answers predicted from its gold logits through the whole pre- and post-processing."""
+    from hf_bert_tasks.qa.inputs import prepare_eval_features
+    from hf_bert_tasks.qa.predictor import postprocess_predictions
+
+    features = prepare_eval_features(dataset[:], tokenizer, **windows)
+    return postprocess_predictions(dataset, features, *gold_logits(features), version_2_with_negative=version_2,
+                                   max_answer_length=64)
+
+
+def load_rows(rows):
+    """A QA data set (the SQuAD columns) from dicts without a title."""
+    from datasets import Dataset
+
+    from hf_bert_tasks.qa.data import squad_features
+
+    return Dataset.from_list([{"title": "", **row} for row in rows], features=squad_features())
