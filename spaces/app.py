@@ -146,7 +146,8 @@ def entity_label(entity: dict) -> str:
 def label_colours(predictor: NerPredictor) -> dict[str, str]:
     """The colour of every label `entity_label` can produce for the model: one colour per entity type (types in
     sorted order, the palette reused cyclically), the same for every score."""
-    types = sorted({split_tag(label)[1] for label in predictor.id2label.values()} - {None})
+    labels = predictor.id2label.values()  # a span model's labels are the types themselves
+    types = sorted(set(labels) if predictor.spans else {split_tag(label)[1] for label in labels} - {None})
     return {
         entity_label({"type": entity_type, "score": hundredths / 100}): PALETTE[i % len(PALETTE)]
         for i, entity_type in enumerate(types)
@@ -154,8 +155,20 @@ def label_colours(predictor: NerPredictor) -> dict[str, str]:
     }
 
 
+def enclosing(index: int, entities: list[dict]) -> dict | None:
+    """The smallest entity other than `entities[index]` whose span holds it (one of the same span holds it when it
+    comes first); None for an outermost entity."""
+    start, end = entities[index]["start"], entities[index]["end"]
+    holders = [other for j, other in enumerate(entities) if j != index and other["start"] <= start
+               and end <= other["end"] and (other["end"] - other["start"] > end - start or j < index)]
+    return min(holders, key=lambda other: other["end"] - other["start"], default=None)
+
+
 def tag_entities(predictor: NerPredictor, text: str, limit: int):
-    """Entities of `text`: (highlighted text, table rows, status line)."""
+    """Entities of `text`: (highlighted text, table rows, status line).
+
+    A span model's entities may nest: the highlight (which cannot draw one span inside another) shows the outermost
+    ones, and the table lists every entity with the one it sits inside (`inside`, empty for an outermost one)."""
     problem = input_problem(text, limit, "Enter some text to tag (the box is empty).")
     if problem is not None:
         return None, [], problem
@@ -165,12 +178,20 @@ def tag_entities(predictor: NerPredictor, text: str, limit: int):
     except ValueError as error:  # the predictors' input checks (modeling/texts.py): e.g. not valid Unicode
         return None, [], f"{error}."
     seconds = time.perf_counter() - began
+    holders = [enclosing(i, entities) if predictor.spans else None for i in range(len(entities))]
     highlighted = {
         "text": text,
-        "entities": [{"entity": entity_label(e), "start": e["start"], "end": e["end"]} for e in entities],
+        "entities": [{"entity": entity_label(e), "start": e["start"], "end": e["end"]}
+                     for e, holder in zip(entities, holders) if holder is None],
     }
     rows = [[e["type"], e["text"], e["start"], e["end"], round(e["score"], 4)] for e in entities]
+    if predictor.spans:
+        rows = [row + [f"{h['type']} {h['text']!r} [{h['start']}:{h['end']}]" if h else ""]
+                for row, h in zip(rows, holders)]
     found = f"{len(entities)} entit{'y' if len(entities) == 1 else 'ies'}"
+    nested = sum(h is not None for h in holders)
+    if nested:
+        found += f", {nested} of them inside another (highlighted: the outermost; the table's 'inside' column)"
     return highlighted, rows, f"Found {found} in {len(text):,} characters ({seconds:.2f} s)."
 
 
@@ -191,8 +212,10 @@ def build_ner_page(model_id: str, loaded: LoadedModel, limit: int) -> None:
         label="Entities", show_legend=False, elem_id="ner-highlight",
         color_map=label_colours(predictor) if predictor is not None else None,
     )
+    spans = predictor is not None and predictor.spans
     table = gr.Dataframe(
-        headers=TABLE_HEADERS, datatype=["str", "str", "number", "number", "number"], interactive=False,
+        headers=TABLE_HEADERS + ["inside"] * spans, datatype=["str", "str", "number", "number", "number"]
+        + ["str"] * spans, interactive=False,
         label="Entities (character offsets: text[start:end])", elem_id="ner-table",
     )
 

@@ -356,3 +356,30 @@ def test_the_predictor_command_prints_the_nested_entities(saved):
     expected = NerPredictor(model, tiny_tokenizer())(text)
     assert printed["text"] == text and len(printed["entities"]) == 4
     assert printed["entities"] == json.loads(json.dumps(expected))
+
+
+def test_the_space_highlights_the_outermost_entities_and_lists_the_nested_ones(saved):
+    pytest.importorskip("gradio")
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("demo_space_app_gp", ROOT / "spaces" / "app.py")
+    app = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(app)
+    _, model, text, gold = saved
+    predictor = NerPredictor(model, tiny_tokenizer())
+    highlighted, rows, status = app.tag_entities(predictor, text, 1000)
+    entities = predictor(text)
+    outer = [e for e in entities if not any(o is not e and o["start"] <= e["start"] and e["end"] <= o["end"]
+                                            for o in entities)]
+    assert len(outer) == 2 and len(entities) == 4  # the ORG (holding a PER and a LOC) and the other LOC
+    assert [(h["start"], h["end"]) for h in highlighted["entities"]] == [(e["start"], e["end"]) for e in outer]
+    assert all(h["entity"] in app.label_colours(predictor) for h in highlighted["entities"])
+    org = next(e for e in entities if e["type"] == "ORG")
+    inside = {(row[2], row[3]): row[5] for row in rows}
+    assert inside[(org["start"], org["end"])] == ""
+    for e in entities:
+        if e is not org and e in outer:
+            assert inside[(e["start"], e["end"])] == ""
+        elif e is not org:
+            assert inside[(e["start"], e["end"])] == f"ORG {org['text']!r} [{org['start']}:{org['end']}]"
+    assert "2 of them inside another" in status
