@@ -379,12 +379,15 @@ def render_model_card(
     from .modeling.tagging import split_tag, split_words  # here: `--help` need not load torch (the tag schemes)
 
     is_crf = config.get("model_type") == "bert_crf"
+    is_span = config.get("model_type") == "bert_global_pointer"  # its labels are the entity types
     encoder = config.get("encoder") or config
     labels = [config["id2label"][key] for key in sorted(config.get("id2label", {}), key=int)]
-    entity_types = sorted({split_tag(label)[1] for label in labels if label not in ("O", "X")})
+    entity_types = sorted(labels if is_span else {split_tag(label)[1] for label in labels if label not in ("O", "X")})
     tags = ["ner", "token-classification"]
     if is_crf:
         tags += ["bert-crf", "crf", "custom_code"]
+    if is_span:
+        tags += ["global-pointer", "nested-ner", "custom_code"]
     dataset_id = datasets[0] if datasets else "custom"
     widget, training_details = run_details(model_dir, results, task)
     card_data = ModelCardData(
@@ -397,6 +400,9 @@ def render_model_card(
     if is_crf:
         architecture += (f", a BiLSTM ({config.get('lstm_hidden_size')} units)" if config.get("use_bilstm") else "")
         architecture += " and a linear-chain CRF"
+    elif is_span:
+        architecture += (f" and a{'n efficient' if config.get('efficient') else ''} global pointer span head "
+                         "(rotary positions)")
     else:
         architecture += " with a softmax classification layer"
 
@@ -408,8 +414,9 @@ def render_model_card(
     per_type_splits, per_type = per_type_f1(results)
     scheme, strategy = config.get("tag_scheme", "BIO"), config.get("label_strategy", "first")
     max_seq_length = config.get("max_seq_length", 128)
-    settings = [("tag scheme", scheme), ("labelled word pieces", strategy),
-                ("window length / stride (tokens)", f"{max_seq_length} / {config.get('stride', 32)}")]
+    settings = [("decoding", config.get("decode", "nested"))] if is_span else \
+        [("tag scheme", scheme), ("labelled word pieces", strategy)]
+    settings.append(("window length / stride (tokens)", f"{max_seq_length} / {config.get('stride', 32)}"))
     if is_crf:
         settings.append(("constrained transitions", config.get("constrain_transitions", True)))
     settings += [(name, value) for name, value in (training_args or {}).items() if value is not None]
@@ -417,6 +424,7 @@ def render_model_card(
     card = ModelCard.from_template(
         card_data, template_path=str(template),
         model_name=repo_id.split("/")[-1], repo_id=repo_id, architecture=architecture, is_crf=is_crf,
+        is_span=is_span, threshold=config.get("threshold", 0.0), decode=config.get("decode", "nested"),
         base_model=base_model, tag_scheme=scheme, label_strategy=strategy,
         constrain_transitions=config.get("constrain_transitions", True), max_seq_length=max_seq_length,
         labels=labels, entity_types=entity_types,

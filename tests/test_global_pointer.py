@@ -383,3 +383,20 @@ def test_the_space_highlights_the_outermost_entities_and_lists_the_nested_ones(s
         elif e is not org:
             assert inside[(e["start"], e["end"])] == f"ORG {org['text']!r} [{org['start']}:{org['end']}]"
     assert "2 of them inside another" in status
+
+
+def test_the_model_card_describes_the_span_model_and_its_code_runs(saved, capsys):
+    from hf_bert_tasks.hub import render_model_card
+
+    path, _, text, _ = saved
+    results = {"eval_f1": 0.8, "eval_precision": 0.7, "eval_recall": 0.9, "eval_nested_recall": 0.6,
+               "eval_PER_f1": 0.5}
+    card = render_model_card(path, results, repo_id="alice/gp", example_text=text)  # validated as it renders
+    assert "global pointer span head" in card and "nested" in card and "trust_remote_code=True" in card
+    assert "Exact-span micro scores" in card and "`PER`" in card and "B-PER" not in card
+    # The card's lowest-level example runs on the model and prints its nested spans.
+    code = next(block for block in card.split("```python")[1:] if "model.decode(logits)" in block)
+    code = code.split("```")[0].replace('"alice/gp"', repr(str(path)))
+    exec(compile(code, "card", "exec"), {})
+    printed = capsys.readouterr().out.splitlines()
+    assert len(printed) == 4 and any(line.startswith("ORG") for line in printed)
