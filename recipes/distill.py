@@ -148,7 +148,7 @@ def build_ner(distillation, data_args, training_args, checks, student, tokenizer
     CRF student, in the teacher's scheme and windows."""
     from hf_bert_tasks.modeling.tagging import convert_tags
     from hf_bert_tasks.modeling.windows import WindowCollator, encode_words
-    from hf_bert_tasks.ner.data import check_tags_are_labels, load_ner_dataset, write_prediction_file
+    from hf_bert_tasks.ner.data import check_tags_are_labels, encode_dataset, load_ner_dataset, write_prediction_file
     from hf_bert_tasks.ner.metrics import EntityEvaluation
 
     config = student.config
@@ -170,17 +170,8 @@ def build_ner(distillation, data_args, training_args, checks, student, tokenizer
     windowing = {"max_length": config.max_seq_length, "stride": config.stride, "scheme": scheme,
                  "strategy": strategy, "context_window": config.context_window}
 
-    def encode(batch, indices):
-        tags = [[tag_names[t] for t in sentence] for sentence in batch["ner_tags"]]
-        windows = encode_words(tokenizer, batch["tokens"], tags=tags, label2id=label2id,
-                               document_ids=batch["document_id"], **windowing)
-        windows["example_index"] = [indices[i] for i in windows["example_index"]]
-        return windows
-
     with training_args.main_process_first(desc="tokenizing"):
-        features = raw.map(encode, batched=True, with_indices=True,
-                           batch_size=None if config.context_window else 1000,
-                           remove_columns=raw[next(iter(raw))].column_names)
+        features = encode_dataset(raw, tokenizer, label2id, **windowing)
         sentences, documents = [], []
         if distillation.transfer_file and training_args.do_train:
             sentences, documents = read_transfer_sentences(distillation.transfer_file, distillation.transfer_format,

@@ -26,10 +26,11 @@ from hf_bert_tasks.hub import push_recipe_output, take_push_request
 from hf_bert_tasks.lora import LoraArguments
 from hf_bert_tasks.modeling.configuration_bert_crf import label_names
 from hf_bert_tasks.modeling.tagging import convert_tags, split_tag
-from hf_bert_tasks.modeling.windows import WindowCollator, encode_words, window_span_labels
+from hf_bert_tasks.modeling.windows import WindowCollator
 from hf_bert_tasks.ner.data import (
     check_tags_are_labels,
     column_separator,
+    encode_dataset,
     entity_type_counts,
     load_ner_dataset,
     repair_counts,
@@ -154,25 +155,11 @@ def main():
     check_tags_are_labels([split_tag(tag)[1] for tag in tag_names if tag != "O"] if span_model else tag_names,
                           labels, f"the model {model_args.model_name_or_path}")
 
-    def encode(batch, indices):
-        tags = None if span_model else [[tag_names[t] for t in sentence] for sentence in batch["ner_tags"]]
-        windows = encode_words(
-            tokenizer, batch["tokens"], tags=tags, label2id=label2id, max_length=data_args.max_seq_length,
-            stride=data_args.stride, scheme=data_args.scheme, strategy=data_args.label_strategy,
-            document_ids=batch["document_id"], context_window=data_args.context_window,
-        )
-        if span_model:  # the gold spans of each window, from its sentence's entities
-            windows["labels"] = [
-                window_span_labels(ids, [(label2id[e["type"]], e["start"], e["end"]) for e in batch["entities"][i]])
-                for ids, i in zip(windows["word_ids"], windows["example_index"])]
-        windows["example_index"] = [indices[i] for i in windows["example_index"]]  # batch-relative -> split-wide
-        return windows
-
     with training_args.main_process_first(desc="tokenizing"):
-        # With context, a document must not be cut between map batches: then the whole split is one batch.
-        features = raw.map(encode, batched=True, with_indices=True,
-                           batch_size=None if data_args.context_window else 1000,
-                           remove_columns=raw[next(iter(raw))].column_names)
+        features = encode_dataset(
+            raw, tokenizer, label2id, max_length=data_args.max_seq_length, stride=data_args.stride,
+            scheme=data_args.scheme, strategy=data_args.label_strategy, context_window=data_args.context_window,
+            spans=span_model)
 
     evaluation = EntityEvaluation(raw, features, labels, data_args.scheme, data_args.label_strategy,
                                   span_decode=data_args.decode if span_model else None)

@@ -757,3 +757,29 @@ def test_predictions_follow_the_test_file_line_for_line(tmp_path, fixture):
     assert jsonl.name == "test_predictions.jsonl"
     plain = data.write_prediction_file(tmp_path, [["a", "b"], ["c"]], [["O", "O"], ["O"]])
     assert plain.read_text(encoding="utf-8") == "a\tO\nb\tO\n\nc\tO\n\n"
+
+
+def test_encode_dataset_is_encode_words_over_each_whole_split():
+    """The recipes' encoding: map batches of 1000 sentences (one batch with document context) give the windows of
+    the whole split at once, `example_index` numbering the split's sentences."""
+    from datasets import concatenate_datasets
+
+    from conftest import tiny_tokenizer
+    from hf_bert_tasks.modeling.windows import encode_words
+    from hf_bert_tasks.ner.data import encode_dataset
+
+    train = load_ner_dataset(train_file=sample_data_path("en_train.conll"))["train"]
+    raw = DatasetDict({"train": concatenate_datasets([train] * 3), "validation": train.select(range(50))})
+    assert len(raw["train"]) > 1000  # two map batches
+    tag_names = train.features["ner_tags"].feature.names
+    label2id = {tag: i for i, tag in enumerate(tag_names)}
+    tokenizer = tiny_tokenizer()
+    for context_window in (0, 6):
+        settings = dict(max_length=16, stride=4, scheme="BIO", strategy="first", context_window=context_window)
+        features = encode_dataset(raw, tokenizer, label2id, **settings)
+        for split, rows in raw.items():
+            tags = [[tag_names[t] for t in sentence] for sentence in rows["ner_tags"]]
+            expected = encode_words(tokenizer, rows["tokens"], tags=tags, label2id=label2id,
+                                    document_ids=rows["document_id"], **settings)
+            assert features[split].to_dict() == expected, (split, context_window)
+            assert expected["example_index"][-1] == len(rows) - 1

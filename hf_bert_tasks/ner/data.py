@@ -81,6 +81,7 @@ __all__ = [
     "check_tags_are_labels",
     "column_separator",
     "detect_format",
+    "encode_dataset",
     "entity_type_counts",
     "load_ner_dataset",
     "ner_features",
@@ -930,6 +931,37 @@ def check_tags_are_labels(tag_names: Sequence[str], labels: Sequence[str], model
     unknown = sorted(set(tag_names) - set(labels))
     if unknown:
         raise ValueError(f"tags {unknown} of the data are not labels of {model}")
+
+
+def encode_dataset(
+    raw: DatasetDict, tokenizer, label2id: dict[str, int], *, max_length: int, stride: int, scheme: str,
+    strategy: str, context_window: int, spans: bool = False,
+) -> DatasetDict:
+    """Every split of ``raw`` (from :func:`load_ner_dataset`) as windows of model inputs
+    (:func:`hf_bert_tasks.modeling.windows.encode_words`): token labels from the tags, or with ``spans`` (the global
+    pointer head) each window's gold entity spans from the ``entities`` column, ``label2id`` keyed by entity type.
+    ``example_index`` numbers the sentences of the split, so evaluation maps windows back to them. The NER and
+    distillation recipes' encoding (run it under ``main_process_first``)."""
+    from ..modeling.windows import encode_words, window_span_labels
+
+    tag_names = raw[next(iter(raw))].features["ner_tags"].feature.names
+
+    def encode(batch, indices):
+        tags = None if spans else [[tag_names[t] for t in sentence] for sentence in batch["ner_tags"]]
+        windows = encode_words(
+            tokenizer, batch["tokens"], tags=tags, label2id=label2id, max_length=max_length, stride=stride,
+            scheme=scheme, strategy=strategy, document_ids=batch["document_id"], context_window=context_window,
+        )
+        if spans:  # the gold spans of each window, from its sentence's entities
+            windows["labels"] = [
+                window_span_labels(ids, [(label2id[e["type"]], e["start"], e["end"]) for e in batch["entities"][i]])
+                for ids, i in zip(windows["word_ids"], windows["example_index"])]
+        windows["example_index"] = [indices[i] for i in windows["example_index"]]  # batch-relative -> split-wide
+        return windows
+
+    # With context, a document must not be cut between map batches: then the whole split is one batch.
+    return raw.map(encode, batched=True, with_indices=True, batch_size=None if context_window else 1000,
+                   remove_columns=raw[next(iter(raw))].column_names)
 
 
 def write_tagged_file(
