@@ -41,6 +41,7 @@ import tempfile
 from collections.abc import Sequence
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from types import SimpleNamespace
 from typing import NamedTuple
 
 from huggingface_hub import (
@@ -56,6 +57,7 @@ from huggingface_hub.repocard_data import model_index_to_eval_results
 from huggingface_hub.utils import HFValidationError, validate_repo_id
 
 from .files import TOKENIZER_VOCABULARIES
+from .predictor.auto import task_of
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -108,16 +110,15 @@ class TaskCard(NamedTuple):
 
 NER_CARD = TaskCard("token-classification", "Named Entity Recognition", "NER", METRICS, "f1",
                     " (strict, entity level)", NER_CARD_TEMPLATE)
-# The transformers heads of the classify and qa recipes, by architecture suffix; anything else is an NER model.
+# The transformers heads of the classify and qa recipes, by their task (`predictor.auto.task_of`); anything else is an
+# NER model.
 TASK_CARDS = {
-    "ForSequenceClassification": TaskCard("text-classification", "Text Classification", "Text Classification",
-                                          (("accuracy", "Accuracy"), ("f1", "F1 (positive class)"),
-                                           ("macro_f1", "Macro F1"), ("matthews_correlation", "Matthews correlation")),
-                                          "accuracy", "",
-                                          MODEL_CARDS / "classification.md"),
-    "ForQuestionAnswering": TaskCard("question-answering", "Question Answering", "Question Answering",
-                                     (("exact_match", "Exact match"), ("f1", "F1")), "exact_match", "",
-                                     MODEL_CARDS / "qa.md"),
+    "classification": TaskCard("text-classification", "Text Classification", "Text Classification",
+                               (("accuracy", "Accuracy"), ("f1", "F1 (positive class)"),
+                                ("macro_f1", "Macro F1"), ("matthews_correlation", "Matthews correlation")),
+                               "accuracy", "", MODEL_CARDS / "classification.md"),
+    "qa": TaskCard("question-answering", "Question Answering", "Question Answering",
+                   (("exact_match", "Exact match"), ("f1", "F1")), "exact_match", "", MODEL_CARDS / "qa.md"),
 }
 EXAMPLE_TEXTS = {"zh": "明朝建立于1368年，开国皇帝是朱元璋。",
                  "en": "Angela Weber flew from Dublin to Toronto on Monday."}
@@ -283,9 +284,13 @@ def eval_results(results: dict, dataset: str, task: TaskCard = NER_CARD) -> list
 
 
 def task_card(config: dict) -> TaskCard:
-    """The `TASK_CARDS` entry of a classification or QA model's config, `NER_CARD` for any other model."""
-    return next((card for suffix, card in TASK_CARDS.items()
-                 if any(name.endswith(suffix) for name in config.get("architectures") or [])), NER_CARD)
+    """The `TASK_CARDS` entry of a classification or QA model's config (its task by `predictor.auto.task_of`),
+    `NER_CARD` for any other model."""
+    try:
+        task = task_of(SimpleNamespace(**config))
+    except ValueError:  # no architectures the predictors know: the card of the package's own model
+        return NER_CARD
+    return TASK_CARDS.get(task, NER_CARD)
 
 
 def per_type_f1(results: dict) -> tuple[list[str], list[dict]]:
