@@ -4,6 +4,7 @@ the whole pre- and post-processing."""
 
 import os
 import sys
+import textwrap
 from pathlib import Path
 
 import pytest
@@ -77,6 +78,22 @@ def manual_windows(ids: list[int], budget: int, stride: int) -> list[list[int]]:
     while starts[-1] + budget < len(ids):
         starts.append(starts[-1] + budget - stride)
     return [ids[s : s + budget] for s in starts]
+
+
+# The first lines of a script that must run on a model folder's own code alone, as where the package is not installed.
+WITHOUT_PACKAGE = """import sys
+sys.modules["hf_bert_tasks"] = None  # `import hf_bert_tasks` fails in this process
+try:
+    import hf_bert_tasks
+    raise SystemExit("hf_bert_tasks is importable")
+except ImportError:
+    pass
+"""
+
+
+def without_package(script: str) -> str:
+    """`script` (dedented) after `WITHOUT_PACKAGE`: run with `python -c`, it can load only a model folder's code."""
+    return WITHOUT_PACKAGE + textwrap.dedent(script)
 
 
 def minilm_path() -> Path | None:

@@ -7,12 +7,11 @@ import json
 import math
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
-from conftest import ROOT, tiny_bert_config, tiny_tokenizer
+from conftest import ROOT, tiny_bert_config, tiny_tokenizer, without_package
 from test_hub import TOKEN, hub_env, point_client_at, start_hub
 
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
@@ -405,14 +404,7 @@ def test_distilled_student_loads_and_runs_the_pipeline_without_the_package(disti
     inputs = tokenizer(["john smith visited paris ."], return_tensors="pt")
     texts = ["john smith visited paris .", "the bank in london .", "mary went to berlin with john ."]
     torch.save(dict(inputs), tmp_path / "inputs.pt")
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["hf_bert_tasks"] = None  # `import hf_bert_tasks` fails in this process
-        try:
-            import hf_bert_tasks
-            raise SystemExit("hf_bert_tasks is importable")
-        except ImportError:
-            pass
+    script = without_package(f"""
         import torch
         from transformers import AutoModelForTokenClassification
         model = AutoModelForTokenClassification.from_pretrained({str(path)!r}, trust_remote_code=True).eval()

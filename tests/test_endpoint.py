@@ -8,7 +8,7 @@ import tomllib
 
 import pytest
 
-from conftest import PYTHON, ROOT
+from conftest import PYTHON, ROOT, without_package
 from hf_bert_tasks.hub import ENDPOINT_REQUIREMENTS, endpoint_files, push_model, write_endpoint_files
 from test_hub import TOKEN, hub, hub_env, save_recipe_output  # noqa: F401  (hub: the loopback Hub fixture)
 from tiny_models import CLASSES, QUESTIONS, save_classifier, save_qa_model
@@ -19,14 +19,8 @@ CLASS_TEXTS = ["the team won the cup final", "the bank said the company was new"
 LONG_PAIRS = [{"text": "the team won the cup final on monday", "text_pair": "the president met the minister in paris"},
               {"text": "the bank", "text_pair": "the club won the league and the team won the cup final on friday"}]
 # For each model: (request, what the script also computes with the plain pipeline for comparison).
-ENDPOINT_SCRIPT = """
+ENDPOINT_SCRIPT = without_package("""
 import importlib.util, json, sys
-sys.modules["hf_bert_tasks"] = None  # `import hf_bert_tasks` fails in this process
-try:
-    import hf_bert_tasks
-    raise SystemExit("hf_bert_tasks is importable")
-except ImportError:
-    pass
 from huggingface_hub import snapshot_download
 from transformers import pipeline
 
@@ -49,7 +43,7 @@ for repo, requests in args["requests"].items():
     out[repo] = {"task": endpoint.task, "answers": answers,
                  "pipeline": [plain(inputs, **parameters) for inputs, parameters in calls]}
 print(json.dumps(out))
-"""
+""")
 
 
 def rounded(value):

@@ -7,13 +7,12 @@ import os
 import math
 import random
 import subprocess
-import textwrap
 
 import pytest
 import torch
 from transformers import AutoModel, AutoModelForTokenClassification
 
-from conftest import PYTHON, ROOT, WORDS, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, WORDS, tiny_bert_config, tiny_tokenizer, without_package
 from hf_bert_tasks import BertGlobalPointerConfig, BertGlobalPointerForSpanClassification
 from hf_bert_tasks.modeling.modeling_bert_global_pointer import (
     multilabel_categorical_crossentropy, rotary_embedding, span_mask)
@@ -266,14 +265,8 @@ def test_the_pipeline_without_the_package_gives_the_same_nested_entities(saved, 
     path, model, text, _ = saved
     long_text = " ".join(WORDS[i * 7 % len(WORDS)] for i in range(120)) + " " + text
     texts = [text, long_text, ""]
-    script = textwrap.dedent(f"""
+    script = without_package(f"""
         import json, sys
-        sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
-        try:
-            import hf_bert_tasks
-            raise SystemExit("hf_bert_tasks is importable")
-        except ImportError:
-            pass
         from transformers import pipeline
         ner = pipeline("token-classification", model={str(path)!r}, trust_remote_code=True, device="cpu")
         assert type(ner).__name__ == "BertGlobalPointerPipeline", type(ner)

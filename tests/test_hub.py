@@ -26,7 +26,7 @@ from huggingface_hub.errors import (
 from huggingface_hub.repocard_data import model_index_to_eval_results
 from safetensors.torch import load_file
 
-from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer, without_package
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.hub import endpoint_files, push_model, push_space, render_model_card, space_package_modules
 from hub_server import HubServer, git_blob_sha1
@@ -165,14 +165,8 @@ def test_snapshot_into_an_empty_cache_is_byte_identical(pushed, tmp_path):
     assert not (path / "training_args.bin").exists() and not (path / "checkpoint-10").exists()
 
 
-LOAD_SCRIPT = """
+LOAD_SCRIPT = without_package("""
 import contextlib, io, json, sys
-sys.modules["hf_bert_tasks"] = None  # `import hf_bert_tasks` fails in this process
-try:
-    import hf_bert_tasks
-    raise SystemExit("hf_bert_tasks is importable")
-except ImportError:
-    pass
 import torch
 from transformers import AutoModelForTokenClassification, AutoTokenizer
 
@@ -193,7 +187,7 @@ with contextlib.redirect_stdout(snippet_output):
     exec(args["snippet"], {})
 outputs["snippet"] = snippet_output.getvalue()
 torch.save(outputs, args["out"])
-"""
+""")
 
 
 def usage_snippet(card_text: str) -> str:

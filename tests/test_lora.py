@@ -3,7 +3,6 @@
 import json
 import os
 import subprocess
-import textwrap
 
 import pytest
 import torch
@@ -25,7 +24,7 @@ from transformers import (
     XLMRobertaConfig,
 )
 
-from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, tiny_bert_config, tiny_tokenizer, without_package
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.lora import (
     LoraArguments,
@@ -180,9 +179,7 @@ def test_merged_folder_loads_without_the_package_and_matches(tiny_encoder_dir, t
     assert config["auto_map"]["AutoModelForTokenClassification"].startswith("modeling_bert_crf.")
 
     torch.save(inputs, tmp_path / "inputs.pt")
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["hf_bert_tasks"] = None  # any import of the package fails: only the folder's own code can load
+    script = without_package(f"""
         import torch
         from transformers import AutoModelForTokenClassification
         model = AutoModelForTokenClassification.from_pretrained({str(folder)!r}, trust_remote_code=True).eval()

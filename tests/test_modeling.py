@@ -1,7 +1,6 @@
 import itertools
 import json
 import subprocess
-import textwrap
 
 import pytest
 import torch
@@ -14,7 +13,7 @@ from transformers import (
     RobertaConfig,
 )
 
-from conftest import PYTHON, tiny_bert_config
+from conftest import PYTHON, tiny_bert_config, without_package
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.modeling.modeling_bert_crf import compact_positions
 
@@ -238,14 +237,7 @@ def test_remote_code_loads_without_the_package(tmp_path):
     input_ids, attention_mask, tag_mask, _ = random_batch()
     torch.save({"input_ids": input_ids, "attention_mask": attention_mask, "tag_mask": tag_mask},
                tmp_path / "inputs.pt")
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
-        try:
-            import hf_bert_tasks
-            raise SystemExit("hf_bert_tasks is importable")
-        except ImportError:
-            pass
+    script = without_package(f"""
         import torch
         from transformers import AutoModel, AutoModelForTokenClassification
         path = {str(tmp_path / "model")!r}

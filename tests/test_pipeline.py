@@ -7,14 +7,13 @@ import os
 import shutil
 import subprocess
 import sys
-import textwrap
 from pathlib import Path
 
 import pytest
 import torch
 from transformers import pipeline
 
-from conftest import PYTHON, ROOT, WORDS, shared_data_path, tiny_bert_config, tiny_tokenizer
+from conftest import PYTHON, ROOT, WORDS, shared_data_path, tiny_bert_config, tiny_tokenizer, without_package
 from hf_bert_tasks import BertCrfConfig, BertCrfForTokenClassification
 from hf_bert_tasks.ner.predictor import NerPredictor
 from hf_bert_tasks.modeling.tagging import split_words, tags_to_spans
@@ -67,14 +66,8 @@ def test_pipeline_without_the_package_gives_the_predictors_entities(saved, tmp_p
     ours; long text is windowed, not truncated; batch_size/device work; the entities are NerPredictor's."""
     path, model = saved
     texts = ["john visited paris with mary smith .", "", LONG_TEXT, "朱元璋 in berlin"]
-    script = textwrap.dedent(f"""
+    script = without_package(f"""
         import json, sys
-        sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
-        try:
-            import hf_bert_tasks
-            raise SystemExit("hf_bert_tasks is importable")
-        except ImportError:
-            pass
         from transformers import pipeline
         path, texts = {str(path)!r}, {texts!r}
         ner = pipeline("token-classification", model=path, trust_remote_code=True, aggregation_strategy="simple",
@@ -128,9 +121,7 @@ def test_a_config_without_custom_pipelines_still_gets_the_crf_pipeline(saved, tm
     config = json.loads((old / "config.json").read_text())
     del config["custom_pipelines"]
     (old / "config.json").write_text(json.dumps(config))
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
+    script = without_package(f"""
         from transformers import pipeline
         for ner in (pipeline("token-classification", model={str(old)!r}, trust_remote_code=True),
                     pipeline(model={str(old)!r}, trust_remote_code=True)):
@@ -240,9 +231,8 @@ def test_a_long_texts_windows_are_streamed_not_all_held(ner, monkeypatch):
 
 # -- real data: the pipeline without the package against NerPredictor ------------------------------------------------
 
-REMOTE_PIPELINE = """
+REMOTE_PIPELINE = without_package("""
 import json, sys
-sys.modules["hf_bert_tasks"] = None  # make `import hf_bert_tasks` fail in this process
 from transformers import pipeline
 folder, texts_file, out_file = sys.argv[1:]
 texts = json.load(open(texts_file, encoding="utf-8"))
@@ -251,7 +241,7 @@ ner = pipeline("token-classification", model=folder, trust_remote_code=True, agg
 assert type(ner).__module__.startswith("transformers_modules"), type(ner).__module__
 results = ner(texts, batch_size=32)
 json.dump([[(e["entity_group"], e["start"], e["end"]) for e in r] for r in results], open(out_file, "w"))
-"""
+""")
 
 
 def trained_model(env_name: str, default: str):

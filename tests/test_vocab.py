@@ -5,7 +5,6 @@ package."""
 import json
 import math
 import subprocess
-import textwrap
 from pathlib import Path
 from collections import Counter
 
@@ -13,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoTokenizer, BertForMaskedLM, BertModel, BertTokenizer
 
-from conftest import PYTHON, ROOT, minilm_path, tiny_bert_config, tiny_tokenizer, tiny_vocab
+from conftest import PYTHON, ROOT, minilm_path, tiny_bert_config, tiny_tokenizer, tiny_vocab, without_package
 from hf_bert_tasks import BertCrfForTokenClassification
 from hf_bert_tasks.vocab import (
     DictionarySegmenter,
@@ -312,9 +311,7 @@ def test_the_crf_model_expands_saves_and_loads_without_the_package(tiny_encoder_
     with torch.no_grad():
         logits = model(**inputs).logits
     torch.save(logits, tmp_path / "logits.pt")
-    script = textwrap.dedent(f"""
-        import sys
-        sys.modules["hf_bert_tasks"] = None  # `import hf_bert_tasks` fails in this process
+    script = without_package(f"""
         import torch
         from transformers import AutoModelForTokenClassification, AutoTokenizer
         path = {str(folder)!r}
