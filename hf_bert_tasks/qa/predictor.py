@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from ..files import load_tokenizer
-from ..modeling.qa_spans import best_spans, postprocess_predictions  # noqa: F401  (best_spans: re-exported)
+from ..modeling.qa_spans import postprocess_predictions
 from ..modeling.texts import check_texts, texts_without_tokens
 from .inputs import prepare_eval_features
 
