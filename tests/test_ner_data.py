@@ -1,4 +1,5 @@
-"""hf_bert_tasks.ner.data: readers on small fixtures, every bad input with its line, labels, detection, sample data.
+"""hf_bert_tasks.ner.data: readers on small fixtures, every bad input with its line, labels, detection, sample data,
+and the recipes' encoding into windows (`encode_dataset`).
 
 The real data sets are read only by the test marked `data` (skipped when ../shared/data is absent).
 """
