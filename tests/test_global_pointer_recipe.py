@@ -11,7 +11,7 @@ from conftest import WORDS, shared_data_path
 from hf_bert_tasks.modeling.pipeline_bert_crf import WordSequences
 from hf_bert_tasks.ner.data import NerDataError, NerDataWarning, detect_format, load_ner_dataset
 from hf_bert_tasks.ner.metrics import span_scores
-from test_recipe_ner import SAMPLE, run_recipe
+from test_ner_recipe import SAMPLE, run_recipe
 
 NESTED = [  # GENIA-like: a DNA entity holding a protein, and a flat one
     {"tokens": ["john", "smith", "bank", "group", "met", "anna"],
