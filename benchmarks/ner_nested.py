@@ -41,6 +41,8 @@ def main():
     parser.add_argument("--head_learning_rate", type=float, default=1e-3)
     parser.add_argument("--max_seq_length", type=int, default=128)
     parser.add_argument("--extra", nargs="*", default=[], help="more recipe flags, passed as is")
+    parser.add_argument("--score_only", action="store_true",
+                        help="score the runs already in the work folder again (no training)")
     args = parser.parse_args()
     args.benchmark = f"ner_nested_{args.dataset}"
     common.setup(args)
@@ -71,19 +73,21 @@ def main():
                    "--head_learning_rate", str(args.head_learning_rate), "--max_seq_length",
                    str(args.max_seq_length), "--seed", str(args.seed), "--save_strategy", "no", "--report_to",
                    "none", "--logging_steps", "50", "--disable_tqdm", "true", *limits, *args.extra]
-        print("running:", " ".join(command), flush=True)
-        out.mkdir(parents=True, exist_ok=True)
         started = time.time()
-        with open(work / f"{head}.log", "w") as log:
-            if subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
-                              stderr=subprocess.STDOUT).returncode:
-                sys.exit(f"{head} run failed: see {work / f'{head}.log'}")
+        if not args.score_only:
+            print("running:", " ".join(command), flush=True)
+            out.mkdir(parents=True, exist_ok=True)
+            with open(work / f"{head}.log", "w") as log:
+                if subprocess.run(command, env={**os.environ, "PYTHONUNBUFFERED": "1"}, stdout=log,
+                                  stderr=subprocess.STDOUT).returncode:
+                    sys.exit(f"{head} run failed: see {work / f'{head}.log'}")
         metrics = json.loads((out / "all_results.json").read_text())
-        run = {"wall_s": round(time.time() - started, 1), "train_samples_per_second":
+        run = {"wall_s": None if args.score_only else round(time.time() - started, 1), "train_samples_per_second":
                metrics.get("train_samples_per_second"), "train_runtime_s": metrics.get("train_runtime"),
                "test_recipe_scores": {k: v for k, v in metrics.items() if k.startswith("test_")}}
         if (out / "test_predictions.jsonl").is_file():
-            run.update(span_scores_of(out / "test_predictions.jsonl", test, head))
+            run.update(span_scores_of(out / "test_predictions.jsonl", test, head,
+                                      "IOB1" if args.dataset == "conll2003" else "BIO"))
         else:  # CoNLL's column predictions: the recipe's strict entity scores are exact-span scores of flat data
             run["all_gold"] = {key: metrics[f"test_{key}"] for key in ("precision", "recall", "f1")}
             run["all_gold"]["nested_recall"] = None
@@ -99,14 +103,14 @@ def main():
     common.write_json(args.output, results)
 
 
-def span_scores_of(predictions: Path, test_file: Path, head: str) -> dict:
+def span_scores_of(predictions: Path, test_file: Path, head: str, scheme: str) -> dict:
     """The test predictions scored as spans against all gold entities and, for data with nested ones, against the
     outermost (what a flat tagger can learn); both heads by the same scorer."""
     from hf_bert_tasks.modeling.tagging import tags_to_spans
     from hf_bert_tasks.ner.data import load_ner_dataset
     from hf_bert_tasks.ner.metrics import span_scores
 
-    gold = load_ner_dataset(test_file=test_file, source_scheme="BIO", target_scheme="BIO", nested="keep")["test"]
+    gold = load_ner_dataset(test_file=test_file, source_scheme=scheme, target_scheme="BIO", nested="keep")["test"]
     tag_names = gold.features["ner_tags"].feature.names
     rows = [json.loads(line) for line in predictions.read_text(encoding="utf-8").splitlines()]
     gold = gold.select(range(len(rows)))  # the first sentences, with --max_predict_samples

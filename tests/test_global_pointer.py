@@ -12,7 +12,7 @@ import pytest
 import torch
 from transformers import AutoModel, AutoModelForTokenClassification
 
-from conftest import PYTHON, ROOT, WORDS, tiny_bert_config, tiny_tokenizer, without_package
+from conftest import PYTHON, ROOT, WORDS, shared_data_path, tiny_bert_config, tiny_tokenizer, without_package
 from hf_bert_tasks import BertGlobalPointerConfig, BertGlobalPointerForSpanClassification
 from hf_bert_tasks.modeling.modeling_bert_global_pointer import (
     multilabel_categorical_crossentropy, rotary_embedding, span_mask)
@@ -393,3 +393,27 @@ def test_the_model_card_describes_the_span_model_and_its_code_runs(saved, capsys
     exec(compile(code, "card", "exec"), {})
     printed = capsys.readouterr().out.splitlines()
     assert len(printed) == 4 and any(line.startswith("ORG") for line in printed)
+
+
+def test_onnx_finds_the_pytorch_spans_on_the_genia_dev_set(tmp_path):
+    """Every sentence of GENIA dev through a trained global pointer (benchmarks/ner_nested.py's model, or
+    HF_BERT_TASKS_GENIA_MODEL): ONNX Runtime with the decoding outside the graph finds PyTorch's nested spans."""
+    pytest.importorskip("onnxruntime")
+    from pathlib import Path
+
+    from hf_bert_tasks.export import OnnxNerPredictor, export_onnx
+
+    model_dir = Path(os.environ.get("HF_BERT_TASKS_GENIA_MODEL",
+                                    ROOT / "runs" / "benchmarks" / "ner_nested_genia" / "global_pointer"))
+    if not (model_dir / "model.safetensors").is_file():
+        pytest.skip(f"no model at {model_dir}: run python benchmarks/ner_nested.py --dataset genia")
+    dev = [json.loads(line)["tokens"] for line in
+           shared_data_path("genia", "dev.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert len(dev) == 1668
+    onnx_path = export_onnx(model_dir, tmp_path / "model.onnx")
+    reference = NerPredictor.from_pretrained(str(model_dir)).predict_words(dev)
+    got = OnnxNerPredictor(onnx_path, model_dir, threads=1).predict_words(dev)
+    assert [[s[:3] for s in spans] for spans in got] == [[s[:3] for s in spans] for spans in reference]
+    assert max(abs(a[3] - b[3]) for x, y in zip(got, reference) for a, b in zip(x, y)) < 1e-3
+    nested = sum(1 for spans in got for a in spans for b in spans if a is not b and a[1] <= b[1] and b[2] <= a[2])
+    assert sum(map(len, got)) > 1000 and nested > 10  # real predictions, nested ones among them
