@@ -417,3 +417,18 @@ def test_onnx_finds_the_pytorch_spans_on_the_genia_dev_set(tmp_path):
     assert max(abs(a[3] - b[3]) for x, y in zip(got, reference) for a, b in zip(x, y)) < 1e-3
     nested = sum(1 for spans in got for a in spans for b in spans if a is not b and a[1] <= b[1] and b[2] <= a[2])
     assert sum(map(len, got)) > 1000 and nested > 10  # real predictions, nested ones among them
+
+
+def test_a_batch_whose_span_scores_exceed_the_guard_runs_in_slices_with_the_same_entities(saved, monkeypatch):
+    from hf_bert_tasks.modeling import pipeline_bert_global_pointer
+
+    _, model, text, _ = saved
+    texts = [text, " ".join(WORDS[i * 3 % len(WORDS)] for i in range(60)) + " " + text, text + " " + text]
+    ner = model.pipeline_class()(model=model, tokenizer=tiny_tokenizer())
+    expected = ner(texts, batch_size=8)
+    calls = []
+    forward = model.forward
+    monkeypatch.setattr(model, "forward", lambda **kwargs: calls.append(len(kwargs["input_ids"])) or forward(**kwargs))
+    monkeypatch.setattr(pipeline_bert_global_pointer, "MAX_SPAN_SCORES", len(TYPES) * 32 * 32 * 2)
+    assert ner(texts, batch_size=8) == expected
+    assert max(calls) <= 2 and len(calls) >= 3  # one batch of windows of up to 32 tokens, two at a time

@@ -20,14 +20,22 @@ sorted by start, then end. Every `aggregation_strategy` gives these entity dicts
 
 Call parameters beyond the CRF pipeline's: `threshold` (default: the config's, 0) and `decode` (`"nested"`, or
 `"flat"`: the non-overlapping entities whose scores sum highest, `tagging.best_flat_spans`; default: the config's).
-`ignore_labels` drops entity types. For `WordSequences` input the output is, per sentence, the spans
-`(type, start word, end word (exclusive), score)`.
+`ignore_labels` drops entity types. A batch of windows whose span scores would exceed `MAX_SPAN_SCORES` floats (long
+windows, many types) runs in slices, so `batch_size` cannot make the span matrices outgrow memory. For
+`WordSequences` input the output is, per sentence, the spans `(type, start word, end word (exclusive), score)`.
 """
+
+import torch
 
 from .configuration_bert_global_pointer import DECODINGS
 from .pipeline_bert_crf import BertCrfTokenClassificationPipeline
 from .tagging import best_flat_spans
 from .windows import merge_span_windows
+
+
+# The guard for long windows: a forward pass holds `windows x types x T x T` span scores; a batch that would hold more
+# than this many runs in slices of windows (2**26 float32 scores: 256 MB; e.g. 32 windows of 512 tokens, 8 types).
+MAX_SPAN_SCORES = 2**26
 
 
 class BertGlobalPointerPipeline(BertCrfTokenClassificationPipeline):
@@ -47,8 +55,13 @@ class BertGlobalPointerPipeline(BertCrfTokenClassificationPipeline):
     def _forward(self, model_inputs, threshold=None):
         """A batch of windows -> their spans above the threshold, `(batch, most spans, 4)` (`model.decode`)."""
         meta = {key: model_inputs.pop(key) for key in ("window", "item", "is_last")}
-        logits = self.model(**model_inputs).logits
-        return {"spans": self.model.decode(logits, threshold).cpu(), **meta}
+        batch, length = model_inputs["input_ids"].shape
+        rows = max(1, MAX_SPAN_SCORES // (self.model.config.num_labels * length * length))
+        spans = [self.model.decode(self.model(**{k: v[i:i + rows] for k, v in model_inputs.items()}).logits,
+                                   threshold).cpu() for i in range(0, batch, rows)]
+        width = max(s.shape[1] for s in spans)  # each slice is padded to its own most spans
+        spans = torch.cat([torch.nn.functional.pad(s, (0, 0, 0, width - s.shape[1]), value=-1.0) for s in spans])
+        return {"spans": spans, **meta}
 
     def postprocess(self, all_outputs, decode=None, ignore_labels=None):
         """The windows of one input -> its spans per sentence (`merge_span_windows`) -> entities."""
