@@ -432,3 +432,24 @@ def test_a_batch_whose_span_scores_exceed_the_guard_runs_in_slices_with_the_same
     monkeypatch.setattr(pipeline_bert_global_pointer, "MAX_SPAN_SCORES", len(TYPES) * 32 * 32 * 2)
     assert ner(texts, batch_size=8) == expected
     assert max(calls) <= 2 and len(calls) >= 3  # one batch of windows of up to 32 tokens, two at a time
+
+
+def test_the_corpus_command_writes_a_span_models_nested_entities(saved, tmp_path, capsys):
+    from hf_bert_tasks.predictor.__main__ import main
+
+    path, model, text, gold = saved
+    words = text.split()
+    (tmp_path / "texts.txt").write_text(text + "\n\n", encoding="utf-8")
+    main([str(path), "--input", str(tmp_path / "texts.txt"), "--output", str(tmp_path / "out.jsonl")])
+    rows = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert rows[0]["entities"] == json.loads(json.dumps(NerPredictor(model, tiny_tokenizer())(text)))
+    assert len(rows[0]["entities"]) == 4 and rows[1]["entities"] == []
+    # Pre-split tokens: the entities as word spans, the layout of a `spans` file (it reads back as one).
+    (tmp_path / "tokens.jsonl").write_text(json.dumps({"id": 7, "tokens": words}) + "\n", encoding="utf-8")
+    main([str(path), "--input", str(tmp_path / "tokens.jsonl"), "--output", str(tmp_path / "spans.jsonl")])
+    (row,) = [json.loads(line) for line in (tmp_path / "spans.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert sorted((e["type"], e["start"], e["end"]) for e in row["entities"]) == \
+        sorted((TYPES[k], s, t) for k, s, t in gold)
+    with pytest.raises(SystemExit):
+        main([str(path), "--input", str(tmp_path / "tokens.jsonl"), "--output", str(tmp_path / "out.conll")])
+    assert "entities may nest: CoNLL columns cannot hold them" in capsys.readouterr().err

@@ -102,6 +102,12 @@ class ChunkPredictor:
         return [record[field] for record in records]
 
     def __call__(self, records: list[dict]) -> list[dict]:
+        if self.task == "ner" and records and "tokens" in records[0] and getattr(self.predictor, "spans", False):
+            # A span model: its entities over the words, nested ones included (the `spans` reader's layout).
+            found = self.predictor.predict_words(self._field(records, "tokens"))
+            return [{**record, "entities": [{"start": start, "end": end, "type": kind, "score": score}
+                                            for kind, start, end, score in spans]}
+                    for record, spans in zip(records, found)]
         if self.task == "ner" and records and "tokens" in records[0]:
             tags, _ = self.predictor.predict_words(self._field(records, "tokens"))
             return [{**record, "ner_tags": row} for record, row in zip(records, tags)]
@@ -138,6 +144,8 @@ def render_chunk(records: list[dict], output_format: str) -> str:
                                                                 for e in r["entities"]]}, ensure_ascii=False) + "\n"
                        for r in records)
     if output_format == "conll":
+        if records and "entities" in records[0] and "ner_tags" not in records[0]:
+            raise ValueError("a span model's entities may nest: CoNLL columns cannot hold them; use jsonl")
         if records and "ner_tags" not in records[0]:
             raise ValueError("CoNLL output re-tags CoNLL input (--input_format conll); for text use jsonl, "
                              "labelstudio or doccano")
