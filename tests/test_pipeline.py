@@ -296,3 +296,22 @@ def test_pipeline_equals_the_predictor_on_the_msra_test_set(tmp_path):
     assert len(texts) > 3000 and max(map(len, texts)) > 128  # sentences longer than one window
     model_dir = trained_model("HF_BERT_TASKS_MSRA_MODEL", "msra_minilm_crf")
     assert compare_on_real_text(model_dir, texts, tmp_path) > 300  # 428 with the small model of benchmarks/README.md
+
+
+def test_the_tokenizer_of_a_saved_folder_loads_without_custom_code(saved, tmp_path):
+    """Issue 29 case 21: transformers 5 reads config.json through AutoConfig before any tokenizer file, and asks on a
+    terminal about the model's custom code unless told; what a saved folder can do is load with either answer given,
+    never asking, and give the same tokens (stdin closed: a prompt would fail the run instead of waiting)."""
+    path, _ = saved
+    script = without_package(f"""
+        from transformers import AutoTokenizer
+        text = "john visited paris with mary smith ."
+        plain = AutoTokenizer.from_pretrained({str(path)!r}, trust_remote_code=False)
+        trusted = AutoTokenizer.from_pretrained({str(path)!r}, trust_remote_code=True)
+        assert type(plain).__module__.startswith("transformers.models"), type(plain).__module__
+        assert plain(text)["input_ids"] == trusted(text)["input_ids"]
+    """)
+    result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=tmp_path,
+                            stdin=subprocess.DEVNULL, env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+                                 "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}, timeout=120)
+    assert result.returncode == 0, result.stderr[-3000:]
