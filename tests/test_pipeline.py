@@ -312,6 +312,7 @@ def test_the_tokenizer_of_a_saved_folder_loads_without_custom_code(saved, tmp_pa
         assert plain(text)["input_ids"] == trusted(text)["input_ids"]
     """)
     result = subprocess.run([PYTHON, "-c", script], capture_output=True, text=True, cwd=tmp_path,
-                            stdin=subprocess.DEVNULL, env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
-                                 "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"}, timeout=120)
+                            stdin=subprocess.DEVNULL, timeout=120,
+                            env={"HF_HUB_OFFLINE": "1", "HF_MODULES_CACHE": str(tmp_path / "modules"),
+                                 "PATH": "/usr/bin:/bin", "TOKENIZERS_PARALLELISM": "false"})
     assert result.returncode == 0, result.stderr[-3000:]
