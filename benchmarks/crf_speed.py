@@ -264,7 +264,7 @@ def crossover_point(crf_module, b, t, k, args):
     emissions, tags, mask = build_case(b, t, k, min_length, args.seed)
     algorithms, chosen = list(crf_module.VITERBI_ALGORITHMS), crf_module.choose_viterbi(b, t, k)
     # skip the numpy loops (one thread) far beyond their crossovers: hopeless there, and slow to time
-    if b * t * k * k > 100 * crf_module.ONE_ROW_MAX_WORK:
+    if b * t * k * k > 100_000_000:
         algorithms = [a for a in algorithms if not a.startswith("numpy")]
     calls, resets = [], []
     for algorithm in algorithms:

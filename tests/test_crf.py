@@ -616,14 +616,15 @@ def test_viterbi_choice_is_a_known_algorithm_and_used(monkeypatch):
         for t in (1, 2, 16, 64, 128, 512):
             for k in (1, 5, 9, 21, 41, 73, 133):
                 assert choose_viterbi(b, t, k) in VITERBI_ALGORITHMS
-    # one row or few short rows: the plain recursion; batches with few tags: meet in the middle in numpy; many
-    # tags: the torch loop, except single short rows
+    # few rows or few short rows: the plain recursion; batches with few tags: meet in the middle in numpy; with many
+    # tags: meet in the middle in torch
     assert choose_viterbi(1, 16, 21) == "numpy"
+    assert choose_viterbi(4, 512, 133) == "numpy"
     assert choose_viterbi(32, 128, 9) == "numpy_batched"
-    assert choose_viterbi(32, 128, 73) == "middle_rows"
+    assert choose_viterbi(32, 128, 73) == "torch_batched"
     assert choose_viterbi(8, 16, 21) == "numpy"
     assert choose_viterbi(1, 16, 133) == "numpy"
-    assert choose_viterbi(8, 16, 41) == "middle_rows"
+    assert choose_viterbi(8, 16, 41) == "torch_batched"
     # the module asks with the longest row's length, not the padded one
     asked = []
     monkeypatch.setattr(crf_module, "choose_viterbi", lambda b, t, k: asked.append((b, t, k)) or "numpy")

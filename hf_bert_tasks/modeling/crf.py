@@ -24,10 +24,10 @@ copied to the host and the results back: not measured on an accelerator).
   backward recursion in exp space, side by side in one loop, with the gold path's score and a hand-written backward
   (:class:`_LogLikelihood`): the gradient of ``log Z`` is the marginals, that of the score counts the path's moves.
 - Viterbi (:func:`choose_viterbi` picks one from the shapes; all give the same path up to ties within rounding): the
-  plain recursion in numpy for one or a few short rows (:func:`_viterbi_rows`); for batches, a forward and a
-  backward pass meeting in the middle of each row (about T / 2 steps of 2B rows), in numpy with few tags
-  (:func:`_viterbi_middle`) and in torch with many (:func:`_viterbi_middle_torch`: its large operations use torch's
-  threads).
+  plain recursion in numpy for fewer than eight rows or a few short ones (:func:`_viterbi_rows`); for batches, a
+  forward and a backward pass meeting in the middle of each row (about T / 2 steps of 2B rows), in numpy with few
+  tags (:func:`_viterbi_middle`) and in torch with many (:func:`_viterbi_middle_torch`: its large operations use
+  torch's threads).
 
 Numerics: log Z and the marginals are computed in float64 whatever the emissions' dtype (bf16, fp16, fp32 or fp64;
 results come back in that dtype, the marginals in float32 or float64). Exp space needs the range: each vector is
@@ -52,25 +52,23 @@ FORBIDDEN_SCORE = -10000.0
 # exp(-700) times the largest product of two steps can be lost.
 RESCALE_EVERY = 2
 # Viterbi algorithms (see choose_viterbi); ``decode(..., algorithm=)`` overrides the choice.
-VITERBI_ALGORITHMS = ("numpy", "numpy_batched", "middle_rows")
-# Crossovers measured with `python benchmarks/crf_speed.py --crossovers` on 2 CPU cores: below MANY_TAGS tags, the
-# batched numpy loop once the batch has some rows and steps, the plain recursion before; from MANY_TAGS tags, the
-# plain recursion for one row while its arithmetic (T K^2) is small, the torch loop otherwise. Any choice gives the
-# same paths (up to ties within rounding), so a wrong crossover costs time only.
+VITERBI_ALGORITHMS = ("numpy", "numpy_batched", "torch_batched")
+# Crossovers measured with `python benchmarks/crf_speed.py --crossovers` on 2 CPU cores: the plain recursion for
+# fewer than BATCHED_MIN_ROWS rows; for more, the torch loop from MANY_TAGS tags, and with fewer tags the batched
+# numpy loop once the batch has BATCHED_MIN_ROW_STEPS row steps. Any choice gives the same paths (up to ties within
+# rounding), so a wrong crossover costs time only.
 MANY_TAGS = 32
 BATCHED_MIN_ROWS = 8
 BATCHED_MIN_ROW_STEPS = 256  # B * T
-ONE_ROW_MAX_WORK = 1_000_000  # T * K^2
 
 
 def choose_viterbi(batch: int, length: int, num_tags: int) -> str:
     """The Viterbi algorithm for a (batch, longest row, num_tags) input (see the constants above)."""
-    if num_tags < MANY_TAGS:
-        batched = batch >= BATCHED_MIN_ROWS and batch * length >= BATCHED_MIN_ROW_STEPS
-        return "numpy_batched" if batched else "numpy"
-    if batch == 1 and length * num_tags**2 <= ONE_ROW_MAX_WORK:
+    if batch < BATCHED_MIN_ROWS:
         return "numpy"
-    return "middle_rows"
+    if num_tags >= MANY_TAGS:
+        return "torch_batched"
+    return "numpy_batched" if batch * length >= BATCHED_MIN_ROW_STEPS else "numpy"
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -273,7 +271,7 @@ def _viterbi_rows(em, lengths, start, transitions, end):
     """
     batch, length, k = em.shape
     last = lengths - 1  # (B,) each row's last time
-    into = transitions.T
+    into = numpy.ascontiguousarray(transitions.T)  # a transposed view makes every step's addition half as fast
     scores = numpy.empty((length, batch, k), dtype=em.dtype)
     pointers = numpy.empty((length, batch, k), dtype=numpy.intp)  # pointers[t, b, j]: best tag at t - 1
     numpy.add(start, em[:, 0], out=scores[0])
@@ -289,11 +287,11 @@ def _viterbi_rows(em, lengths, start, transitions, end):
         numpy.add(flat_sums.take(offsets + best), emission_at[t], out=score_at[t])
     rows = numpy.arange(batch)
     tag = (scores[last, rows] + end).argmax(axis=1)  # (B,) each row's last tag
-    if batch == 1:  # one row: the backtrace on Python ints
-        n, tag = int(last[0]), int(tag[0])
+    if batch == 1:  # one row: the backtrace reads one pointer per step
+        n, tag, row_pointers = int(last[0]), int(tag[0]), pointers[:, 0]
         path = [tag]
-        for step in reversed(pointers[1 : n + 1, 0].tolist()):
-            tag = step[tag]
+        for t in range(n, 0, -1):
+            tag = int(row_pointers[t, tag])
             path.append(tag)
         return numpy.array([path[::-1] + [-1] * (length - 1 - n)], dtype=numpy.int64)
     # Past a row's end every pointer leads to its last tag, so that all rows trace back from time T - 1.
@@ -406,48 +404,50 @@ def _viterbi_middle(em, lengths, start, transitions, end):
 
 
 def _viterbi_middle_torch(em, lengths, start, transitions, end):
-    """Meet in the middle with the loop in torch, layout (direction, row, in, out), for many tags.
+    """Meet in the middle, layout (tag, tag, row), the loop in torch (its large operations use torch's threads).
 
-    The max over ``in`` is vectorised over ``out`` (K wide), the transition table (2, 1, K, K) is broadcast over the
-    rows, and each step's operations (B K^2 numbers) use torch's threads. The loop keeps no sums: the backtrace
-    recomputes the back-pointer of each row's own tag only (K sums per row and step instead of K^2) with the same
-    float additions as the loop's, so the same maxima.
+    The max over the previous tag reduces the outer axis: K planes of K x 2B contiguous numbers, vectorised over the
+    rows. The loop keeps maxima only; the backtrace recomputes the back-pointer of each row's own tag (K sums per row
+    and step) with the same float additions as the loop's, so it meets the same maxima (the first, as argmax picks).
     """
     batch, length, k = em.shape
     if length == 1:
         return (start + em[:, 0] + end).argmax(axis=1)[:, None]
     middle, to_end, steps = _middle_plan(lengths, length)
-    rows = numpy.arange(batch)
-    added = _step_emissions(em, lengths, steps)  # (S + 1, 2, B, K)
-    values = numpy.empty_like(added)  # v_s
-    scores = numpy.empty_like(added)  # v_s + added_s
-    values[0, 0], values[0, 1] = start, end
+    rows, rows2 = numpy.arange(batch), 2 * batch
+    # added[s, :, row]: the emission added after step s, forward rows then backward rows
+    added = numpy.ascontiguousarray(_step_emissions(em, lengths, steps).transpose(0, 3, 1, 2))
+    added = added.reshape(steps + 1, k, rows2)
+    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows; written out in
+    # full, since an addition that broadcasts over the last axis runs several times slower
+    table = numpy.concatenate([numpy.broadcast_to(transitions[:, :, None], (k, k, batch)),
+                               numpy.broadcast_to(transitions.T[:, :, None], (k, k, batch))], axis=2)
+    values = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s = max over the previous tag
+    scores = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s + added_s
+    values[0, :, :batch] = start[:, None]
+    values[0, :, batch:] = end[:, None]
     numpy.add(values[0], added[0], out=scores[0])
-    table = numpy.stack([transitions, transitions.T])[:, None]  # (2, 1, K_in, K_out)
     # The tensors share the arrays' memory: the loop fills `values` and `scores` in place.
     added_t, values_t, scores_t, table_t = (torch.from_numpy(a) for a in (added, values, scores, table))
-    sums = torch.empty(2, batch, k, k, dtype=added_t.dtype)
+    sums = torch.empty(k, k, rows2, dtype=added_t.dtype)
     value_steps, added_steps, score_steps = values_t.unbind(0), added_t.unbind(0), scores_t.unbind(0)
-    score_columns = scores_t.unsqueeze(4).unbind(0)  # (2, B, K_in, 1) each
+    score_columns = scores_t.unsqueeze(2).unbind(0)  # (K_in, 1, 2B) each
     for s in range(1, steps + 1):
         torch.add(score_columns[s - 1], table_t, out=sums)
-        torch.add(torch.amax(sums, dim=2, out=value_steps[s]), added_steps[s], out=score_steps[s])
-    middle_tag = (scores[middle, 0, rows] + values[to_end, 1, rows]).argmax(axis=1)  # (B,)
-    # Backtrace: the pointer of tag j at step s is argmax_in (score_{s-1}[in] + table[in, j]), the first maximum.
-    # Past a row's own steps: the identity.
-    beyond = numpy.arange(1, steps + 1)[:, None, None] > numpy.stack([middle, to_end])  # (S, 2, B)
-    columns = numpy.stack([transitions.T, transitions])  # (2, K_out, K_in): columns[d, j] = table[d, 0, :, j]
-    direction = numpy.arange(2)[:, None]
-    tag, traced = numpy.stack([middle_tag, middle_tag]), [None] * steps  # (2, B)
+        torch.add(torch.amax(sums, dim=0, out=value_steps[s]), added_steps[s], out=score_steps[s])
+    middle_tag = (scores[middle, :, rows] + values[to_end, :, rows + batch]).argmax(axis=1)  # (B,)
+    # Backtrace from the middle tag; past a row's own steps the pointers are the identity.
+    beyond = numpy.arange(1, steps + 1)[:, None] > numpy.concatenate([middle, to_end])  # (S, 2B)
+    rows2_index, tag = numpy.arange(rows2), numpy.concatenate([middle_tag, middle_tag])
+    traced = [None] * steps  # traced[s - 1]: the forward rows' tag at time s - 1, the backward rows' at L - s
     for s in range(steps, 0, -1):
-        candidates = scores[s - 1] + columns[direction, tag]  # (2, B, K_in)
-        tag = numpy.where(beyond[s - 1], tag, candidates.argmax(axis=2))
+        candidates = scores[s - 1] + table[:, tag, rows2_index]  # (K_in, 2B)
+        tag = numpy.where(beyond[s - 1], tag, candidates.argmax(axis=0))
         traced[s - 1] = tag
-    traced = numpy.stack(traced, axis=2).reshape(2 * batch, steps)  # (2B, S)
-    return _middle_path(traced, middle_tag, lengths, length)
+    return _middle_path(numpy.stack(traced, axis=1), middle_tag, lengths, length)
 
 
-_VITERBI = {"numpy": _viterbi_rows, "numpy_batched": _viterbi_middle, "middle_rows": _viterbi_middle_torch}
+_VITERBI = {"numpy": _viterbi_rows, "numpy_batched": _viterbi_middle, "torch_batched": _viterbi_middle_torch}
 
 
 # ---------------------------------------------------------------------------------------------------------------
