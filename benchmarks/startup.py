@@ -5,7 +5,9 @@ Each command runs in a fresh interpreter, `--repeats` times; the commands take t
 a change of machine load touches all of them alike. Reported per command: the median wall time and the median CPU
 time (user + system of the child, which depends less on other work on the machine than wall time does), in
 seconds. The recipes build their parser from transformers' `TrainingArguments`, whose import alone loads torch, the
-Trainer's utilities and peft: its time is listed as the floor of a recipe's `--help`.
+Trainer's utilities and peft: its time is listed as the floor of rendering a recipe's `--help`. A recipe renders its
+help once and then reads it from a cache (hf_bert_tasks/help_cache.py): every round gives each checkout an empty
+HF_HOME, so each recipe's `--help` is timed rendering ("first") and then from the cache ("again").
 
 `--baseline DIR` times the same commands in another checkout too (e.g. `git worktree add DIR COMMIT` of the commit
 before a change), in the same rounds.
@@ -17,9 +19,11 @@ before a change), in the same rounds.
 
 import os
 import resource
+import shutil
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -38,15 +42,16 @@ COMMANDS = {
     "python -m hf_bert_tasks.vocab --help": ["-m", "hf_bert_tasks.vocab", "--help"],
     "from transformers import TrainingArguments (floor of a recipe's --help)":
         ["-c", "from transformers import TrainingArguments"],
-    **{f"python recipes/{name}.py --help": [f"recipes/{name}.py", "--help"]
-       for name in ("ner", "classify", "qa", "pretrain", "distill")},
+    **{f"python recipes/{name}.py --help ({run})": [f"recipes/{name}.py", "--help"]
+       for name in ("ner", "classify", "qa", "pretrain", "distill") for run in ("first", "again")},
 }
 
 
-def run_once(arguments: list[str], root: Path) -> tuple[float, float]:
+def run_once(arguments: list[str], root: Path, hf_home: str) -> tuple[float, float]:
     """(wall seconds, CPU seconds of the child) of one `python ARGUMENTS` in the checkout `root` (its package first
-    on the path)."""
-    environment = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
+    on the path), with HF_HOME at `hf_home`."""
+    environment = {**os.environ, "HF_HOME": hf_home,
+                   "PYTHONPATH": os.pathsep.join(filter(None, [str(root), os.environ.get("PYTHONPATH")]))}
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     start = time.perf_counter()
     done = subprocess.run([PYTHON, *arguments], cwd=root, env=environment, capture_output=True, text=True)
@@ -68,9 +73,12 @@ def main() -> None:
     load_before = list(os.getloadavg())
     timings = {(checkout, name): [] for checkout in checkouts for name in COMMANDS}
     for _ in range(args.repeats):
+        homes = {checkout: tempfile.mkdtemp(prefix="startup_hf_home_") for checkout in checkouts}
         for name, arguments in COMMANDS.items():
             for checkout, root in checkouts.items():
-                timings[checkout, name].append(run_once(arguments, root))
+                timings[checkout, name].append(run_once(arguments, root, homes[checkout]))
+        for home in homes.values():
+            shutil.rmtree(home)
     load_after = list(os.getloadavg())
 
     results = {checkout: {} for checkout in checkouts}

@@ -79,6 +79,7 @@ from transformers import HfArgumentParser, Trainer, TrainerCallback
 
 from .card_facts import write_card_facts
 from .checkpoints import IncompleteCheckpointWarning, checkpoints, resume_checkpoint
+from .help_cache import asks_for_help, save_help
 from .hub import write_endpoint_files
 from .progress import quiet_short_bars, quiet_small_data_bars
 
@@ -197,6 +198,11 @@ class RunArguments:
 def parse_recipe_arguments(*dataclass_types):
     """The dataclasses from the command line's flags, or from its one argument when that is a `.json` file."""
     parser = HfArgumentParser(dataclass_types)
+    if asks_for_help(sys.argv[1:]):
+        text = parser.format_help()
+        save_help(text)
+        sys.stdout.write(text)
+        sys.exit(0)
     if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
         return parser.parse_json_file(os.path.abspath(sys.argv[1]))
     return parser.parse_args_into_dataclasses()

@@ -24,6 +24,10 @@ scheme, windows and long-text settings are the teacher's. The output folder is a
 with a card naming the teacher and the distillation settings.
 """
 
+from hf_bert_tasks.help_cache import print_cached_help
+
+print_cached_help()  # before the imports below, which take seconds
+
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple

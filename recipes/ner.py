@@ -18,6 +18,10 @@ non-overlapping spans, for flat data).
 the output folder is then an ordinary model with the adapters merged in (`--lora_save`, `hf_bert_tasks/lora.py`).
 """
 
+from hf_bert_tasks.help_cache import print_cached_help
+
+print_cached_help()  # before the imports below, which take seconds
+
 from dataclasses import dataclass, field
 
 from transformers import AutoTokenizer, TrainingArguments, set_seed

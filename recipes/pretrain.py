@@ -33,6 +33,10 @@ Decisions:
   to spread the reading too.
 """
 
+from hf_bert_tasks.help_cache import print_cached_help
+
+print_cached_help()  # before the imports below, which take seconds
+
 import math
 import os
 import shutil

@@ -20,6 +20,10 @@ merged in (`--lora_save`, `hf_bert_tasks/lora.py`). `--push_to_hub --hub_model_i
 model with a model card of its scores (`hf_bert_tasks/hub.py`); the repo id and the token are checked before training.
 """
 
+from hf_bert_tasks.help_cache import print_cached_help
+
+print_cached_help()  # before the imports below, which take seconds
+
 from dataclasses import dataclass, field
 
 import numpy as np
