@@ -40,6 +40,8 @@ def main():
     parser.add_argument("--learning_rate", type=float, default=5e-5)
     parser.add_argument("--head_learning_rate", type=float, default=1e-3)
     parser.add_argument("--max_seq_length", type=int, default=128)
+    parser.add_argument("--model_name_or_path", default=None,
+                        help="the encoder (default: MiniLM), e.g. MiniLM with CLUENER's characters appended")
     parser.add_argument("--extra", nargs="*", default=[], help="more recipe flags, passed as is")
     parser.add_argument("--score_only", action="store_true",
                         help="score the runs already in the work folder again (no training)")
@@ -54,7 +56,8 @@ def main():
         limits = [f"--max_{split}_samples=32" for split in ("train", "eval", "predict")]
     budget = ["--max_steps", str(args.max_steps)] if args.max_steps else ["--num_train_epochs", str(args.epochs)]
     work = common.work_dir(args)
-    results = {"dataset": args.dataset, "encoder": common.minilm_path(), "settings": vars(args),
+    encoder = args.model_name_or_path or common.minilm_path()
+    results = {"dataset": args.dataset, "encoder": encoder, "settings": vars(args),
                "machine": common.machine_info(), "runs": {}}
     train, validation, test = paths
     for head in args.heads:
@@ -66,8 +69,8 @@ def main():
             files += ["--source_scheme", "IOB1"]
         if head == "global_pointer" and args.dataset == "conll2003":
             files += ["--decode", "flat"]  # flat data: the best non-overlapping spans
-        command = [sys.executable, str(common.ROOT / "recipes" / "ner.py"), "--model_name_or_path",
-                   common.minilm_path(), *files, "--head", head, "--output_dir", str(out), "--overwrite_output_dir",
+        command = [sys.executable, str(common.ROOT / "recipes" / "ner.py"), "--model_name_or_path", encoder, *files,
+                   "--head", head, "--output_dir", str(out), "--overwrite_output_dir",
                    "--do_train", "--do_predict", *budget, "--per_device_train_batch_size", str(args.batch_size),
                    "--per_device_eval_batch_size", "32", "--learning_rate", str(args.learning_rate),
                    "--head_learning_rate", str(args.head_learning_rate), "--max_seq_length",

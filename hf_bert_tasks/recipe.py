@@ -328,6 +328,34 @@ def check_max_seq_length(max_seq_length: int, config, flag: str = "--max_seq_len
         )
 
 
+# A span model's training step per span score (types x T x T per window): the score, its gradient and the loss's
+# intermediates. The most measured above the CRF's step by benchmarks/span_memory.py was 44 bytes (5 types, T = 256).
+SPAN_STEP_BYTES = 48
+
+
+def memory_of(device: torch.device) -> int:
+    """Bytes of memory the device has: the accelerator's own, or the machine's."""
+    if device.type == "cuda":
+        return torch.cuda.get_device_properties(device).total_memory
+    return os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES")
+
+
+def check_span_memory(config, max_seq_length: int, batch_size: int, memory: int) -> None:
+    """Refuse training a span model whose span scores for one batch of windows would need more than half of
+    ``memory`` bytes (``ValueError`` with the estimate and what to lower); other models pass."""
+    if getattr(config, "model_type", None) != "bert_global_pointer":
+        return
+    need = batch_size * config.num_labels * max_seq_length**2 * SPAN_STEP_BYTES
+    if need > memory / 2:
+        raise ValueError(
+            f"a training step of this span model needs about {need / 2**30:.1f} GB for its span scores "
+            f"({config.num_labels} types x {max_seq_length} x {max_seq_length} per window, "
+            f"--per_device_train_batch_size {batch_size}, about {SPAN_STEP_BYTES} bytes each), more than half of the "
+            f"{memory / 2**30:.1f} GB here. Lower --per_device_train_batch_size (raising "
+            "--gradient_accumulation_steps keeps the batch) or --max_seq_length"
+        )
+
+
 # ---------------------------------------------------------------------------------------------------- unknown tokens
 
 
@@ -633,8 +661,11 @@ class RecipeChecks:
             check_training_answers(count(raw["train"]), where, what)
 
     def check_max_seq_length(self, max_seq_length: int, config, flag: str = "--max_seq_length") -> None:
-        """:func:`check_max_seq_length`; call it before tokenizing."""
+        """:func:`check_max_seq_length`, and :func:`check_span_memory` when training; call it before tokenizing."""
         check_max_seq_length(max_seq_length, config, flag)
+        if self.training_args.do_train:
+            check_span_memory(config, max_seq_length, self.training_args.per_device_train_batch_size,
+                              memory_of(self.training_args.device))
 
     def attach(self, trainer, **metrics) -> dict:
         """Finish the run's set-up on its ``trainer``: the default logging steps, the special-token alignment, the

@@ -24,6 +24,7 @@ from hf_bert_tasks.recipe import (
     UnknownTokensWarning,
     check_max_seq_length,
     check_run_arguments,
+    check_span_memory,
     check_training_answers,
     log_and_save,
     default_logging_steps,
@@ -58,6 +59,23 @@ def test_max_seq_length_above_the_positions_is_refused_with_the_limit():
     message = str(info.value)
     assert message.startswith("--max_seq_length 1024 is longer than the encoder can read")
     assert "512 positions" in message and "--max_seq_length 512 or less" in message
+
+
+def test_a_span_models_training_step_that_would_not_fit_is_refused_with_the_estimate():
+    from hf_bert_tasks.modeling.configuration_bert_global_pointer import BertGlobalPointerConfig
+
+    types = {i: f"T{i}" for i in range(10)}
+    span = BertGlobalPointerConfig(encoder=tiny_bert_config(), id2label=types, label2id={v: k for k, v in types.items()})
+    # 8 x 10 x 512 x 512 scores x 48 bytes = 0.94 GB: refused with 1 GB of memory, accepted with 2 GB
+    with pytest.raises(ValueError) as info:
+        check_span_memory(span, 512, 8, memory=2**30)
+    message = str(info.value)
+    assert "needs about 0.9 GB for its span scores (10 types x 512 x 512 per window" in message
+    assert "--per_device_train_batch_size 8" in message and "1.0 GB here" in message
+    check_span_memory(span, 512, 8, memory=2 * 2**30)
+    check_span_memory(span, 256, 8, memory=2**30)  # a quarter of the scores
+    crf = BertConfig(num_labels=10)
+    check_span_memory(crf, 512, 8, memory=1)  # only span models are checked
 
 
 # ---------------------------------------------------------------------------------------------------- unknown tokens
@@ -276,6 +294,16 @@ def test_max_seq_length_above_the_encoder_positions_is_refused_before_tokenizing
     assert result.returncode != 0
     assert "ValueError: --max_seq_length 1024 is longer than the encoder can read" in result.stderr
     assert "512 positions" in result.stderr and "Map" not in result.stderr
+
+
+def test_the_ner_recipe_refuses_a_span_batch_beyond_the_memory_before_tokenizing(tiny_encoder_dir, tmp_path):
+    args = [arg for arg in RECIPE_DATA["ner.py"](tmp_path)]
+    args[args.index("--max_seq_length") + 1] = 512
+    result = run("ner.py", "--model_name_or_path", tiny_encoder_dir, "--output_dir", tmp_path / "out", *args,
+                 "--head", "global_pointer", "--per_device_train_batch_size", 100_000, "--do_train", check=False)
+    assert result.returncode != 0
+    assert "ValueError: a training step of this span model needs about" in result.stderr
+    assert "Map" not in result.stderr and not (tmp_path / "out" / "model.safetensors").exists()
 
 
 def test_ner_recipe_refuses_invalid_tags_without_repair_and_names_the_line(tiny_encoder_dir, tmp_path):
