@@ -15,7 +15,9 @@ Decisions:
   box, and a pair is cut by the rule of training), `qa.predictor.QuestionAnswerer` (windows over long
   contexts, the exact n-best search, the no-answer threshold of a 2.0-style model). `push_space` uploads those
   modules beside this file, so the Space's `requirements.txt` lists only their dependencies.
-- **The model loads once**, at start-up, and is shared by all requests (inference only reads it).
+- **The model loads once**, at start-up, and is shared by all requests (inference only reads it), in the weights'
+  type of the Space variable `DTYPE` (`float32`, `bfloat16`, `float16`; default: as saved; a CRF's or span head's
+  own weights stay float32).
 - **A model that cannot load does not take the Space down.** The app starts anyway, shows a banner that says which
   model failed and why, and answers every submit with the same message; the traceback goes to the Space's log. A
   typo in a Space variable should explain itself on the page, not crash-loop the container. When not even the
@@ -114,7 +116,8 @@ def load_model(model_id: str) -> LoadedModel:
         if model_id.startswith(("/", ".", "~")) and not Path(model_id).expanduser().is_dir():
             raise FileNotFoundError(f"there is no folder {Path(model_id).expanduser()}")
         task = task_of(AutoConfig.from_pretrained(model_id, trust_remote_code=True))
-        return LoadedModel(task, predictor_class(task).from_pretrained(model_id), None)
+        dtype = os.environ.get("DTYPE", "").strip() or None  # e.g. bfloat16; a wrong name is reported like any failure
+        return LoadedModel(task, predictor_class(task).from_pretrained(model_id, dtype=dtype), None)
     except Exception as error:  # any failure (no such folder or id, no network, broken files) must leave the app up
         logger.exception("could not load the model %r", model_id)
         lines = str(error).strip().splitlines()

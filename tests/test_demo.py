@@ -341,6 +341,17 @@ def test_model_of_another_task_is_named_and_a_broken_classifier_keeps_its_page(a
     assert not value and status == banner["value"]  # no probabilities ({}: gr.Label's empty value)
 
 
+def test_the_dtype_space_variable_sets_the_weights_type(app, ner_model_dir, monkeypatch):
+    monkeypatch.setenv("DTYPE", "bfloat16")
+    loaded = app.load_model(str(ner_model_dir))
+    assert loaded.error is None and loaded.predictor.model.encoder.dtype == torch.bfloat16
+    assert loaded.predictor.model.crf.transitions.dtype == torch.float32
+    assert isinstance(loaded.predictor(ENGLISH), list)
+    monkeypatch.setenv("DTYPE", "int8")
+    refused = app.load_model(str(ner_model_dir))
+    assert refused.predictor is None and "ValueError: dtype must be one of float32, bfloat16, float16" in refused.error
+
+
 def test_a_sentence_pair_model_gets_a_second_text_box(app, classifier_dir, tmp_path, monkeypatch):
     """A classifier whose config records `sentence_pairs` (as the recipe does for pair data): the page asks for both
     texts, `/classify` takes both, and the answer is TextClassifier's for the pair."""

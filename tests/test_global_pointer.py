@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 import torch
-from transformers import AutoModel, AutoModelForTokenClassification
+from transformers import AutoModel, AutoModelForTokenClassification, pipeline
 
 from conftest import PYTHON, ROOT, WORDS, shared_data_path, tiny_bert_config, tiny_tokenizer, without_package
 from hf_bert_tasks import BertGlobalPointerConfig, BertGlobalPointerForSpanClassification
@@ -259,6 +259,19 @@ def test_a_fitted_model_gives_nested_entities_through_its_pipeline(saved):
         [(e["entity_group"], e["start"], e["end"], e["word"]) for e in entities]
     with pytest.raises(TypeError, match="text must be a str, got int"):
         ner(5)
+
+
+def test_a_bfloat16_span_model_finds_the_same_entities_through_the_pipeline_and_the_predictor(saved):
+    """`dtype=torch.bfloat16` at both doors (issue 26): the fitted entities survive bf16 weights."""
+    path, model, text, _ = saved
+    expected = model.pipeline_class()(model=model, tokenizer=tiny_tokenizer())(text)
+    ner = pipeline("token-classification", model=str(path), trust_remote_code=True, dtype=torch.bfloat16)
+    assert ner.model.dtype == torch.bfloat16
+    assert [(e["entity_group"], e["start"], e["end"]) for e in ner(text)] == \
+        [(e["entity_group"], e["start"], e["end"]) for e in expected]
+    predictor = NerPredictor.from_pretrained(path, dtype="bfloat16")
+    assert [(e["type"], e["start"], e["end"]) for e in predictor(text)] == \
+        [(e["entity_group"], e["start"], e["end"]) for e in expected]
 
 
 def test_the_pipeline_without_the_package_gives_the_same_nested_entities(saved, tmp_path):

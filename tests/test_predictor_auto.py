@@ -72,3 +72,39 @@ def test_a_config_whose_labels_disagree_with_the_weights_is_named(folders, tmp_p
                               "sports, business): classifier.")
     assert "classifier.weight is (3, 32) in model.safetensors, (2, 32) by config.json" in message
     assert "classifier.bias is (3,) in model.safetensors, (2,) by config.json" in message
+
+
+@pytest.mark.parametrize("dtype", ["bfloat16", torch.bfloat16])
+def test_each_predictor_loads_its_model_in_bfloat16_and_scores_in_float32(folders, dtype):
+    """The weights in bf16 (issue 26); the CRF's scores stay float32; probabilities come out of a float softmax and
+    stay close to fp32's."""
+    from hf_bert_tasks.classification.predictor import TextClassifier
+    from hf_bert_tasks.ner.predictor import NerPredictor
+    from hf_bert_tasks.qa.predictor import QuestionAnswerer
+
+    tagger = NerPredictor.from_pretrained(folders["ner"], dtype=dtype)
+    assert tagger.model.encoder.embeddings.word_embeddings.weight.dtype == torch.bfloat16
+    assert tagger.model.crf.transitions.dtype == torch.float32 and tagger.model.crf.start_allowed.dtype == torch.bool
+    entities = tagger(["john smith visited paris", "mary met the president"])
+    assert len(entities) == 2 and all(0.0 < e["score"] <= 1.0 for found in entities for e in found)
+
+    full = TextClassifier.from_pretrained(folders["classification"])
+    half = TextClassifier.from_pretrained(folders["classification"], dtype=dtype)
+    assert half.model.dtype == torch.bfloat16
+    texts = ["the bank said", "john visited paris on monday"]
+    for a, b in zip(full(texts), half(texts)):
+        assert set(a["probabilities"]) == set(b["probabilities"])
+        assert all(abs(a["probabilities"][k] - b["probabilities"][k]) < 0.05 for k in a["probabilities"])
+
+    answerer = QuestionAnswerer.from_pretrained(folders["qa"], dtype=dtype)
+    assert answerer.model.dtype == torch.bfloat16
+    context = "john smith visited paris on monday ."
+    answer = answerer("who visited paris ?", context)
+    assert answer["answer"] == context[answer["start"]:answer["end"]] and 0.0 <= answer["score"] <= 1.0
+
+
+def test_an_unknown_dtype_is_named():
+    from hf_bert_tasks.predictor.auto import load_model
+
+    with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16 .*got 'int8'"):
+        load_model("ner", "any-folder", dtype="int8")

@@ -46,6 +46,24 @@ def test_ner_model(tmp_path):
     assert any(expected), "the untrained model tags nothing: the comparison would be empty"
 
 
+def test_dtype_loads_the_weights_in_bfloat16(tmp_path):
+    """`--dtype bfloat16` gives what the predictor loaded with `dtype="bfloat16"` gives, for plain texts and for a
+    corpus (--output); an unknown type is refused by argparse."""
+    from hf_bert_tasks.classification.predictor import TextClassifier
+
+    folder = save_classifier(tmp_path / "classifier")
+    expected = TextClassifier.from_pretrained(str(folder), dtype="bfloat16")(TEXTS)
+    assert expected != TextClassifier.from_pretrained(str(folder))(TEXTS)  # bf16 probabilities differ a little
+    printed = predict(folder, *TEXTS, "--dtype", "bfloat16")
+    assert [{key: line[key] for key in expected[0]} for line in printed] == same_json(expected)
+    (tmp_path / "texts.txt").write_text("\n".join(TEXTS) + "\n", encoding="utf-8")
+    predict(folder, "--input", tmp_path / "texts.txt", "--output", tmp_path / "out.jsonl", "--dtype", "bfloat16")
+    written = [json.loads(line) for line in (tmp_path / "out.jsonl").read_text(encoding="utf-8").splitlines()]
+    assert [line["probabilities"] for line in written] == [line["probabilities"] for line in same_json(expected)]
+    refused = predict(folder, *TEXTS, "--dtype", "int4", check=False)
+    assert refused.returncode == 2 and "invalid choice: 'int4'" in refused.stderr
+
+
 def test_classifier(tmp_path):
     from hf_bert_tasks.classification.predictor import TextClassifier
 

@@ -156,12 +156,14 @@ class TextClassifier:
         self.labels = label_names(config)
 
     @classmethod
-    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
-        """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor)."""
+    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None,
+                        dtype=None, **kwargs):
+        """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor); ``dtype``
+        (e.g. ``torch.bfloat16`` or ``"bfloat16"``) is the model's, the softmax runs in float64."""
         from ..files import load_tokenizer
         from ..predictor.auto import load_model
 
-        model = load_model("classification", path, revision)  # names another kind of model, a damaged file
+        model = load_model("classification", path, revision, dtype)  # names another kind of model, a damaged file
         tokenizer = load_tokenizer(path, revision=revision)  # names missing files
         if device is not None:
             model.to(device)

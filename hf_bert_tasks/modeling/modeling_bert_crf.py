@@ -56,6 +56,10 @@ class BertCrfPreTrainedModel(PreTrainedModel):
     config_class = BertCrfConfig
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
+    # Loaded in bf16 or fp16, the encoder follows and the transition scores stay float32 (rounded to bf16 they would
+    # move the best path); the CRF computes in float64 from them whatever the emissions' dtype. The scores only: the
+    # CRF's boolean masks must stay bool.
+    _keep_in_fp32_modules_strict = ["crf.start_transitions", "crf.transitions", "crf.end_transitions"]
 
     @torch.no_grad()
     def _init_weights(self, module):

@@ -112,6 +112,9 @@ class BertGlobalPointerPreTrainedModel(PreTrainedModel):
     config_class = BertGlobalPointerConfig
     base_model_prefix = "encoder"
     supports_gradient_checkpointing = True
+    # Loaded in bf16 or fp16, the encoder follows and the span head stays float32: it scores in float32 (its T x T
+    # products and the loss's exponentials need the range).
+    _keep_in_fp32_modules_strict = ["span_head"]
 
     @torch.no_grad()
     def _init_weights(self, module):

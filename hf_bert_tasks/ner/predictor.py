@@ -66,9 +66,11 @@ class NerPredictor:
         self.id2label = {int(k): v for k, v in model.config.id2label.items()}
 
     @classmethod
-    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
-        """Load model and tokenizer from a folder or Hub id (custom code is trusted: the CRF lives in it)."""
-        model = load_model("ner", path, revision)  # names another kind of model, a damaged file
+    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None,
+                        dtype=None, **kwargs):
+        """Load model and tokenizer from a folder or Hub id (custom code is trusted: the CRF lives in it); ``dtype``
+        (e.g. ``torch.bfloat16`` or ``"bfloat16"``) is the encoder's, the CRF stays float32 (see ``load_model``)."""
+        model = load_model("ner", path, revision, dtype)  # names another kind of model, a damaged file
         tokenizer = load_tokenizer(path, revision=revision, trust_remote_code=True)  # names missing files
         if device is not None:
             model.to(device)

@@ -26,7 +26,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .auto import predictor_class, task_of
+from .auto import DTYPES, predictor_class, task_of
 from .corpus import INPUT_FORMATS, OUTPUT_FORMATS, ChunkPredictor, predict_corpus, read_records
 
 
@@ -59,6 +59,8 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a UTF-8 text file, one text a line (after the texts given as arguments)")
     parser.add_argument("--question", default=None, help="QA models: the question asked of every text")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--dtype", choices=DTYPES, default=None,
+                        help="the weights' type (default: as saved); a CRF's or span head's own weights stay float32")
     corpus = parser.add_argument_group("corpus prediction (with --output; see hf_bert_tasks/predictor/corpus.py)")
     corpus.add_argument("--output", default=None, metavar="PATH",
                         help="write the predictions of --input (or --dataset_name) here, streaming, in input order")
@@ -103,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     task = task_of(config)
     if task == "qa" and args.question is None:
         parser.error(f"{args.model} answers questions: pass --question")
-    predictor = predictor_class(task).from_pretrained(args.model, revision=args.revision)
+    predictor = predictor_class(task).from_pretrained(args.model, revision=args.revision, dtype=args.dtype)
     try:
         if task == "ner":
             records = [{"entities": entities} for entities in predictor(texts)]
@@ -139,7 +141,7 @@ def corpus_main(parser: argparse.ArgumentParser, args) -> None:
     config = AutoConfig.from_pretrained(args.model, revision=args.revision, trust_remote_code=True)
     task = task_of(config)
     predictor = predictor_class(task).from_pretrained(args.model, revision=args.revision, device=str(state.device),
-                                                      batch_size=args.batch_size)
+                                                      dtype=args.dtype, batch_size=args.batch_size)
     records = read_records(args.input, input_format, dataset_name=args.dataset_name, split=args.split,
                            text_column=args.text_column)
     predict = ChunkPredictor(predictor, task, text_field=args.text_field, question_field=args.question_field,

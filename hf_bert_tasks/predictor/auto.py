@@ -53,10 +53,20 @@ def predictor_class(task: str) -> type:
     raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
 
 
-def load_model(task: str, path, revision: str | None = None):
+# Weight types a predictor loads a model in (``dtype=``): float32 is the default, bfloat16 the fast one on CPUs with
+# bf16 instructions and on accelerators (accuracy: benchmarks/README.md).
+DTYPES = ("float32", "bfloat16", "float16")
+
+
+def load_model(task: str, path, revision: str | None = None, dtype=None):
     """The model of ``task`` in ``path`` (a folder or Hub id; custom code trusted, the CRF lives in it), or
-    ``ValueError`` saying what the folder holds instead, or what is wrong with its files."""
+    ``ValueError`` saying what the folder holds instead, or what is wrong with its files. ``dtype`` (a name of
+    ``DTYPES`` or a torch dtype; ``None``: as saved) is the weights' type; a CRF's own parameters stay float32 (its
+    ``_keep_in_fp32_modules_strict``), and every head's scores are computed in float32 or float64 after the model."""
     import transformers
+
+    if dtype is not None and str(dtype).removeprefix("torch.") not in DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(DTYPES)} (or the torch dtype), got {dtype!r}")
 
     from ..modeling import register_auto_classes
 
@@ -71,7 +81,8 @@ def load_model(task: str, path, revision: str | None = None):
                          "picks the predictor by itself)")
     auto_class = getattr(transformers, AUTO_CLASSES[task])
     try:
-        return auto_class.from_pretrained(path, revision=revision, config=config, trust_remote_code=True)
+        return auto_class.from_pretrained(path, revision=revision, config=config, trust_remote_code=True,
+                                          **({} if dtype is None else {"dtype": dtype}))
     except Exception as error:
         problem = _weights_problem(path, error, auto_class, config)
         if problem is None:

@@ -60,11 +60,13 @@ class QuestionAnswerer:
                          for key, default in DEFAULT_SETTINGS.items()}
 
     @classmethod
-    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None, **kwargs):
-        """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor)."""
+    def from_pretrained(cls, path: str, *, revision: str | None = None, device: str | None = None,
+                        dtype=None, **kwargs):
+        """Load model and tokenizer from a folder or Hub id (keyword arguments as for the constructor); ``dtype``
+        (e.g. ``torch.bfloat16`` or ``"bfloat16"``) is the model's, the answer scores are computed in float32."""
         from ..predictor.auto import load_model
 
-        model = load_model("qa", path, revision)  # names another kind of model, a damaged file
+        model = load_model("qa", path, revision, dtype)  # names another kind of model, a damaged file
         tokenizer = load_tokenizer(str(path), revision=revision)  # names missing files
         if device is not None:
             model.to(device)
