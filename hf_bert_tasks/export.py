@@ -34,6 +34,14 @@ the small model interface the pipeline uses (``config``, ``device``, ``eval()``,
 
 Command line: ``python -m hf_bert_tasks.export MODEL_DIR OUT_DIR`` writes ``OUT_DIR/model.onnx``, checks that ONNX
 Runtime and PyTorch find the same entities in sample text, and prints where it wrote (``--help`` for the options).
+
+int8
+----
+``--quantize int8`` (:func:`quantize_int8`) replaces the file by its dynamic int8 quantization: the weights of the
+operators in ``QUANTIZED_OPS`` in int8, activations quantized batch by batch at run time (integer matrix products,
+VNNI on CPUs that have it). The int8 model cannot find exactly the float model's entities, so its parity is a bound:
+1 - the entity F1 of its entities against PyTorch's in the sample texts at most ``INT8_MAX_DISAGREEMENT``, else the
+export refuses it, says the measured disagreement and leaves the float32 file.
 """
 
 from __future__ import annotations
@@ -65,6 +73,10 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs): new, "
                                         "empty or a previous export, never another model's folder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
+    parser.add_argument("--quantize", choices=["int8"], default=None,
+                        help="int8: dynamic quantization (int8 weights of the matrix products, activations quantized "
+                             "at run time); OUT_DIR/model.onnx is then the int8 file, refused when its entities in "
+                             "the sample text differ from PyTorch's by more than 5%% (1 - entity F1)")
     parser.add_argument("--text", action="append", default=None,
                         help="sample text for the parity check (repeatable; default: four built-in texts in English "
                              "and Chinese, one of them several windows long)")
@@ -94,9 +106,16 @@ __all__ = [
     "OnnxTokenClassifier",
     "check_parity",
     "export_onnx",
+    "quantize_int8",
     "load_onnx_token_classifier",
     "main",
 ]
+
+# Dynamic int8 quantization (ONNX Runtime): which operators get int8 weights, chosen by measurement on CoNLL-2003
+# dev (benchmarks/README.md, "Lower precision"); and how far the int8 file's entities in the parity texts may be from
+# PyTorch's float32 ones (1 - entity F1) before export refuses it.
+QUANTIZED_OPS = ("MatMul",)
+INT8_MAX_DISAGREEMENT = 0.05
 
 METADATA_LABELS = "hf_bert_tasks.labels"
 METADATA_CRF = "hf_bert_tasks.crf"  # JSON {"start": (K,), "transitions": (K, K), "end": (K,)}, effective scores
@@ -191,6 +210,33 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
         raise RuntimeError(f"the ONNX export of {model_dir} does not reproduce PyTorch: logits {got.shape} vs "
                            f"{expected.shape}, largest difference {difference:.3g} (rtol {rtol}, atol {atol})")
     return onnx_path
+
+
+def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[str] = QUANTIZED_OPS) -> Path:
+    """Write the dynamic int8 quantization of a file of :func:`export_onnx` (weights of ``op_types`` in int8,
+    activations quantized batch by batch at run time; its labels and CRF scores kept) to ``int8_path``."""
+    import logging
+
+    import onnx
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the graph: MatMul quantization needs no shape inference
+    try:
+        quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8,
+                         op_types_to_quantize=list(op_types))
+    finally:
+        root.setLevel(level)
+    metadata = {entry.key: entry.value for entry in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
+    proto = onnx.load(str(int8_path))
+    kept = {entry.key for entry in proto.metadata_props}
+    for key, value in metadata.items():
+        if key not in kept:
+            entry = proto.metadata_props.add()
+            entry.key, entry.value = key, value
+    onnx.save(proto, str(int8_path))
+    return Path(int8_path)
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -347,17 +393,20 @@ def check_parity(model_dir: PathLike, onnx_path: PathLike, onnx_dir: PathLike | 
     on ``onnx_path`` with the config and tokenizer of ``onnx_dir``, default ``model_dir``).
 
     Returns ``{"texts", "entities", "mismatches" (texts whose (type, start, end) lists differ), "max_score_difference"
-    (over the entities both found)}``."""
+    (over the texts whose entities agree), "disagreement" (1 - the micro F1 of ONNX's entities against PyTorch's)}``."""
     reference = NerPredictor.from_pretrained(str(model_dir))(list(texts))
     got = OnnxNerPredictor(onnx_path, onnx_dir or model_dir)(list(texts))
-    mismatches, difference = [], 0.0
+    mismatches, difference, shared = [], 0.0, 0
     for text, want, have in zip(texts, reference, got):
-        if [(e["type"], e["start"], e["end"]) for e in want] != [(e["type"], e["start"], e["end"]) for e in have]:
+        want_keys, have_keys = ([(e["type"], e["start"], e["end"]) for e in found] for found in (want, have))
+        shared += sum(1 for key in set(want_keys) & set(have_keys))
+        if want_keys != have_keys:
             mismatches.append(text)
         else:
             difference = max([difference] + [abs(a["score"] - b["score"]) for a, b in zip(want, have)])
+    found = sum(map(len, reference)) + sum(map(len, got))
     return {"texts": len(texts), "entities": sum(map(len, reference)), "mismatches": mismatches,
-            "max_score_difference": difference}
+            "max_score_difference": difference, "disagreement": 1 - 2 * shared / found if found else 0.0}
 
 
 WEIGHT_SUFFIXES = (".safetensors", ".bin", ".pt", ".pth", ".ckpt")
@@ -404,10 +453,25 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: ONNX Runtime and PyTorch found different entities in {len(parity['mismatches'])} of "
               f"{parity['texts']} sample texts, e.g. {parity['mismatches'][0][:80]!r}", file=sys.stderr)
         return 1
+    parity_line = (f"parity: ONNX Runtime and PyTorch find the same {parity['entities']} entities in "
+                   f"{parity['texts']} sample texts (largest score difference {parity['max_score_difference']:.2g})")
+    if args.quantize == "int8":
+        int8_path = quantize_int8(onnx_path, out_dir / "model.int8.onnx")
+        int8 = check_parity(model_dir, int8_path, out_dir, args.text or SAMPLE_TEXTS)
+        if int8["disagreement"] > INT8_MAX_DISAGREEMENT:
+            int8_path.unlink()
+            print(f"error: the int8 model's entities in the {int8['texts']} sample texts differ from PyTorch's by "
+                  f"{100 * int8['disagreement']:.1f}% (1 - entity F1; {len(int8['mismatches'])} texts differ), over "
+                  f"the {100 * INT8_MAX_DISAGREEMENT:.0f}% allowed: int8 refused; {onnx_path} is the float32 export",
+                  file=sys.stderr)
+            return 1
+        os.replace(int8_path, onnx_path)
+        parity_line += (f"; int8: {100 * int8['disagreement']:.1f}% of the entities differ (at most "
+                        f"{100 * INT8_MAX_DISAGREEMENT:.0f}% allowed), {len(int8['mismatches'])} texts differ")
     size = onnx_path.stat().st_size / 2**20
-    print(f"wrote {onnx_path} ({size:.1f} MiB) and the config, tokenizer and code beside it in {out_dir}")
-    print(f"parity: ONNX Runtime and PyTorch find the same {parity['entities']} entities in {parity['texts']} sample "
-          f"texts (largest score difference {parity['max_score_difference']:.2g})")
+    kind = "int8 " if args.quantize else ""
+    print(f"wrote {kind}{onnx_path} ({size:.1f} MiB) and the config, tokenizer and code beside it in {out_dir}")
+    print(parity_line)
     print(f"predict: from hf_bert_tasks.export import OnnxNerPredictor; "
           f"OnnxNerPredictor({str(onnx_path)!r}, {str(out_dir)!r})(text)")
     return 0

@@ -219,6 +219,50 @@ def test_command_line_writes_checks_and_says_where(exported, tmp_path):
     assert bad.returncode == 2 and "is not a model folder" in bad.stderr
 
 
+def test_int8_export_runs_in_the_onnx_predictor_within_the_bound(exported, tmp_path, capsys):
+    """`--quantize int8`: model.onnx holds integer matrix products and the labels and CRF scores still; the predictor
+    runs it; the parity line says the measured disagreement."""
+    from transformers import AutoTokenizer
+
+    from hf_bert_tasks.export import INT8_MAX_DISAGREEMENT, main
+
+    folder, onnx_path, model = exported
+    out = tmp_path / "int8"
+    texts = ["john visited paris with mary smith", " ".join(WORDS * 3)]
+    assert main([str(folder), str(out), "--quantize", "int8", *[arg for t in texts for arg in ("--text", t)]]) == 0
+    printed = capsys.readouterr().out
+    assert f"wrote int8 {out / 'model.onnx'}" in printed and "int8: " in printed and "% of the entities differ" in printed
+    graph = onnx.load(str(out / "model.onnx"))
+    weights = {initializer.name for initializer in graph.graph.initializer}
+    assert any(node.op_type == "MatMulInteger" for node in graph.graph.node)
+    # every product with a weight is an integer one; the float MatMuls left multiply activations (attention)
+    assert not [node.name for node in graph.graph.node if node.op_type == "MatMul" and set(node.input) & weights]
+    assert {entry.key for entry in graph.metadata_props} >= {"hf_bert_tasks.labels", METADATA_CRF}
+    assert not (out / "model.int8.onnx").exists()
+    assert (out / "model.onnx").stat().st_size < onnx_path.stat().st_size  # the tiny model is mostly embeddings
+    reference = NerPredictor(model, AutoTokenizer.from_pretrained(folder))(texts)
+    got = OnnxNerPredictor(out / "model.onnx", out)(texts)
+    found = [set(entity_keys(e)) for e in reference], [set(entity_keys(e)) for e in got]
+    shared = sum(len(a & b) for a, b in zip(*found))
+    total = sum(len(a) for a in found[0]) + sum(len(b) for b in found[1])
+    assert total and 1 - 2 * shared / total <= INT8_MAX_DISAGREEMENT
+
+
+def test_int8_export_beyond_the_bound_is_refused_with_the_measure_and_keeps_float32(exported, tmp_path, capsys,
+                                                                                     monkeypatch):
+    import hf_bert_tasks.export as export
+
+    folder, _, _ = exported
+    monkeypatch.setattr(export, "INT8_MAX_DISAGREEMENT", -1.0)  # any int8 file is beyond it
+    out = tmp_path / "refused"
+    assert export.main([str(folder), str(out), "--quantize", "int8", "--text", "john visited paris"]) == 1
+    error = capsys.readouterr().err
+    assert "error: the int8 model's entities in the 1 sample texts differ from PyTorch's by" in error
+    assert f"int8 refused; {out / 'model.onnx'} is the float32 export" in error
+    assert "MatMulInteger" not in {node.op_type for node in onnx.load(str(out / "model.onnx")).graph.node}
+    assert not (out / "model.int8.onnx").exists()
+
+
 def test_command_line_refuses_to_overwrite_another_model(exported, tmp_path, capsys):
     """OUT_DIR holding another trained model: refused before anything is written, so that model still loads; a new,
     empty or previously exported folder is accepted."""
