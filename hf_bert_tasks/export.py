@@ -212,9 +212,10 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     return onnx_path
 
 
-def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[str] = QUANTIZED_OPS) -> Path:
-    """Write the dynamic int8 quantization of a file of :func:`export_onnx` (weights of ``op_types`` in int8,
-    activations quantized batch by batch at run time; its labels and CRF scores kept) to ``int8_path``."""
+def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[str] | None = QUANTIZED_OPS) -> Path:
+    """Write the dynamic int8 quantization of a file of :func:`export_onnx` (weights of ``op_types`` in int8, None:
+    every operator ONNX Runtime quantizes; activations quantized batch by batch at run time; its labels and CRF
+    scores kept) to ``int8_path``."""
     import logging
 
     import onnx
@@ -225,7 +226,7 @@ def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[s
     root.setLevel(logging.ERROR)  # its advice to pre-process the graph: MatMul quantization needs no shape inference
     try:
         quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8,
-                         op_types_to_quantize=list(op_types))
+                         op_types_to_quantize=None if op_types is None else list(op_types))
     finally:
         root.setLevel(level)
     metadata = {entry.key: entry.value for entry in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
