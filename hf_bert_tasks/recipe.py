@@ -196,16 +196,23 @@ class RunArguments:
 
 
 def parse_recipe_arguments(*dataclass_types):
-    """The dataclasses from the command line's flags, or from its one argument when that is a `.json` file."""
+    """The dataclasses from the command line's flags, or from its one argument when that is a `.json` file.
+
+    ``--bf16`` on a machine without an accelerator implies ``--use_cpu``: transformers refuses bf16 there unless told
+    to train on the CPU, where autocast to bf16 runs (faster on CPUs with bf16 instructions)."""
     parser = HfArgumentParser(dataclass_types)
-    if asks_for_help(sys.argv[1:]):
+    argv = sys.argv[1:]
+    if asks_for_help(argv):
         text = parser.format_help()
         save_help(text)
         sys.stdout.write(text)
         sys.exit(0)
-    if len(sys.argv) == 2 and sys.argv[1].endswith(".json"):
-        return parser.parse_json_file(os.path.abspath(sys.argv[1]))
-    return parser.parse_args_into_dataclasses()
+    if len(argv) == 1 and argv[0].endswith(".json"):
+        return parser.parse_json_file(os.path.abspath(argv[0]))
+    flags = {argument.split("=")[0] for argument in argv}
+    if "--bf16" in flags and "--use_cpu" not in flags and not _has_accelerator():
+        argv = [*argv, "--use_cpu"]
+    return parser.parse_args_into_dataclasses(args=argv)
 
 
 def limit_samples(raw, limits: dict[str, int | None]) -> None:

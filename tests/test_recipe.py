@@ -276,6 +276,26 @@ def test_every_recipe_runs_quietly_logs_the_loss_and_reports_unknown_tokens(reci
         assert "test.tsv: repaired 1 tag(s) in 1 of 2 sentences" in result.stderr
 
 
+@pytest.mark.parametrize("recipe", [*sorted(RECIPE_DATA), "ner.py --head global_pointer"])
+def test_every_recipe_trains_under_bf16_on_the_cpu_with_finite_losses_and_saves_float32(recipe, tiny_encoder_dir,
+                                                                                       tmp_path):
+    """`--bf16` (autocast on the CPU, issue 26): every recipe and head trains with finite losses, and the saved
+    weights stay float32 (the CRF and the span head compute outside autocast)."""
+    import math
+
+    script, *extra = recipe.split()
+    out = tmp_path / "out"
+    run(script, "--model_name_or_path", tiny_encoder_dir, "--output_dir", out, *RECIPE_DATA[script](tmp_path), *extra,
+        "--do_train", "--bf16", "--max_steps", 2, "--logging_steps", 1, "--per_device_train_batch_size", 4)
+    state = json.loads((out / "trainer_state.json").read_text())
+    losses = [entry["loss"] for entry in state["log_history"] if "loss" in entry]
+    assert len(losses) == 2 and all(math.isfinite(loss) for loss in losses), losses
+    from safetensors import safe_open
+
+    with safe_open(str(out / "model.safetensors"), "pt") as weights:
+        assert {weights.get_slice(name).get_dtype() for name in weights.keys()} <= {"F32", "BOOL", "I64"}
+
+
 def test_the_unknown_token_warning_names_the_vocabulary_tool(tiny_encoder_dir, tmp_path):
     # MSRA-like characters the tiny vocabulary lacks: most pieces are [UNK].
     train = write(tmp_path / "zh.txt", "".join("龍\tB-LOC\n鳳\tI-LOC\n凰\tO\n王\tO\n\n" for _ in range(8)))
