@@ -28,7 +28,9 @@ Decisions:
   over `MAX_INPUT_CHARS` characters (default 20,000; a Space variable too). The predictors handle any length
   (windows); the cap bounds the CPU time one visitor can take on a shared Space.
 - **Load limits.** `queue(default_concurrency_limit=2, max_size=32)`: two predictions at a time (a free CPU Space
-  has two vCPUs), at most 32 waiting; beyond that Gradio tells the visitor the queue is full.
+  has two vCPUs), at most 32 waiting; beyond that Gradio tells the visitor the queue is full. Torch's threads are
+  the usable cores divided by those two (the Space variable `THREADS` overrides), so that two predictions at once do
+  not oversubscribe the cores the way two processes with every core each do (benchmarks/README.md, "Threads").
 - **Highlights use character offsets**, so the highlighted text is the input exactly as typed: entities labelled
   `TYPE score` (all labels of one type share the type's colour; the colour map is fixed when the app is built, every
   `TYPE 0.00` ... `TYPE 1.00` label, so the endpoint returns plain values), the answer labelled `answer score` in
@@ -60,13 +62,14 @@ from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 from hf_bert_tasks.modeling.tagging import split_tag  # noqa: E402
 from hf_bert_tasks.progress import quiet_short_bars  # noqa: E402
-from hf_bert_tasks.predictor.auto import predictor_class, task_of  # noqa: E402
+from hf_bert_tasks.predictor.auto import predictor_class, share_threads, task_of  # noqa: E402
 from hf_bert_tasks.qa.predictor import QuestionAnswerer  # noqa: E402
 
 logger = logging.getLogger("hf_bert_tasks.demo")
 
 DEFAULT_MODEL_ID = "hf-bert-tasks/bert-crf-ner"
 DEFAULT_MAX_INPUT_CHARS = 20_000
+CONCURRENT_PREDICTIONS = 2  # a free CPU Space has two vCPUs; each prediction gets its share of torch's threads
 TITLES = {"ner": "Named-entity recognition", "classification": "Text classification",
           "qa": "Extractive question answering"}
 RECIPES = {"ner": "recipes/ner.py", "classification": "recipes/classify.py", "qa": "recipes/qa.py"}
@@ -370,12 +373,20 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
         gr.Markdown(f"# {TITLES[loaded.task]}")
         gr.Markdown(loaded.error or "", visible=loaded.error is not None, elem_id="model-error")
         PAGES[loaded.task](model_id, loaded, limit)
-    return demo.queue(default_concurrency_limit=2, max_size=32)
+    return demo.queue(default_concurrency_limit=CONCURRENT_PREDICTIONS, max_size=32)
+
+
+def space_threads() -> int:
+    """Torch's threads for the Space's process: `THREADS` (a positive integer), else the usable cores divided among
+    the `CONCURRENT_PREDICTIONS` that run at once."""
+    value = os.environ.get("THREADS", "").strip()
+    return share_threads(int(value) if value else None, workers=CONCURRENT_PREDICTIONS)
 
 
 if __name__ == "__main__":
     logging.basicConfig(level=logging.INFO)
     quiet_short_bars()  # no "Loading weights" bar for each model the Space loads
+    space_threads()
     port = os.environ.get("PORT")
     # None defers to Gradio: GRADIO_SERVER_NAME/GRADIO_SERVER_PORT (set on Spaces), else 127.0.0.1:7860.
     build_demo().launch(server_name=os.environ.get("HOST") or None, server_port=int(port) if port else None)

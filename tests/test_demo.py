@@ -352,6 +352,20 @@ def test_the_dtype_space_variable_sets_the_weights_type(app, ner_model_dir, monk
     assert refused.predictor is None and "ValueError: dtype must be one of float32, bfloat16, float16" in refused.error
 
 
+def test_the_space_shares_the_cores_among_its_concurrent_predictions(app, monkeypatch):
+    from hf_bert_tasks.predictor.auto import usable_cores
+
+    before = torch.get_num_threads()
+    try:
+        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
+        monkeypatch.setenv("THREADS", "1")
+        assert app.space_threads() == 1 == torch.get_num_threads()
+        monkeypatch.delenv("THREADS")
+        assert app.space_threads() == max(1, usable_cores() // app.CONCURRENT_PREDICTIONS)
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_a_sentence_pair_model_gets_a_second_text_box(app, classifier_dir, tmp_path, monkeypatch):
     """A classifier whose config records `sentence_pairs` (as the recipe does for pair data): the page asks for both
     texts, `/classify` takes both, and the answer is TextClassifier's for the pair."""

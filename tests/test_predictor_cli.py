@@ -64,6 +64,18 @@ def test_dtype_loads_the_weights_in_bfloat16(tmp_path):
     assert refused.returncode == 2 and "invalid choice: 'int4'" in refused.stderr
 
 
+def test_threads_set_torchs_threads_of_the_process(tmp_path):
+    folder = save_classifier(tmp_path / "classifier")
+    probe = ("import atexit, runpy, sys, torch; "
+             "atexit.register(lambda: print('THREADS', torch.get_num_threads(), file=sys.stderr)); "
+             "sys.argv = sys.argv[1:]; runpy.run_module('hf_bert_tasks.predictor', run_name='__main__')")
+    for given, expected in ((["--threads", "2"], 2), ([], 1)):  # ENV sets OMP_NUM_THREADS=1
+        result = subprocess.run([PYTHON, "-c", probe, "hf_bert_tasks.predictor", str(folder), TEXTS[0], *given],
+                                capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
+        assert result.returncode == 0, result.stderr[-3000:]
+        assert f"THREADS {expected}" in result.stderr and json.loads(result.stdout)["label"]
+
+
 def test_classifier(tmp_path):
     from hf_bert_tasks.classification.predictor import TextClassifier
 

@@ -26,7 +26,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .auto import DTYPES, predictor_class, task_of
+from .auto import DTYPES, predictor_class, share_threads, task_of
 from .corpus import INPUT_FORMATS, OUTPUT_FORMATS, ChunkPredictor, predict_corpus, read_records
 
 
@@ -59,6 +59,10 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a UTF-8 text file, one text a line (after the texts given as arguments)")
     parser.add_argument("--question", default=None, help="QA models: the question asked of every text")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads of this process (default: torch's, or the cores it may use divided among "
+                             "the local processes of accelerate launch); give each of several processes sharing the "
+                             "cores its share (benchmarks/README.md, 'Threads')")
     parser.add_argument("--dtype", choices=DTYPES, default=None,
                         help="the weights' type (default: as saved); a CRF's or span head's own weights stay float32")
     corpus = parser.add_argument_group("corpus prediction (with --output; see hf_bert_tasks/predictor/corpus.py)")
@@ -101,6 +105,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     from ..modeling import register_auto_classes
 
     register_auto_classes()  # a CRF folder's config is this package's class, not its copied code
+    share_threads(args.threads)
     config = AutoConfig.from_pretrained(args.model, revision=args.revision, trust_remote_code=True)
     task = task_of(config)
     if task == "qa" and args.question is None:
@@ -137,6 +142,7 @@ def corpus_main(parser: argparse.ArgumentParser, args) -> None:
     from ..modeling import register_auto_classes
 
     state = PartialState()  # one process, or one of `accelerate launch`'s
+    share_threads(args.threads, workers=int(os.environ.get("LOCAL_WORLD_SIZE", 1)))
     register_auto_classes()
     config = AutoConfig.from_pretrained(args.model, revision=args.revision, trust_remote_code=True)
     task = task_of(config)
