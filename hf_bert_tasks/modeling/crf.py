@@ -352,6 +352,25 @@ def _middle_path(traced, middle_tag, lengths, length: int):
     return path
 
 
+def _middle_arrays(em, lengths, start, transitions, end, steps: int):
+    """The arrays of both meet-in-the-middle loops, layout (step, tag, row) with the B forward rows then the B backward
+    rows: ``added`` (S + 1, K, 2B), the emission added after each step; ``table`` (K_in, K_out, 2B), ``trans[in, out]``
+    for the forward rows and ``trans[out, in]`` for the backward ones (written out in full: an addition that
+    broadcasts over the last axis runs several times slower); ``values`` and ``scores`` (S + 1, K, 2B), the max over
+    the previous tag and it plus ``added``, step 0 filled in."""
+    batch, _, k = em.shape
+    added = numpy.ascontiguousarray(_step_emissions(em, lengths, steps).transpose(0, 3, 1, 2))
+    added = added.reshape(steps + 1, k, 2 * batch)
+    table = numpy.concatenate([numpy.broadcast_to(transitions[:, :, None], (k, k, batch)),
+                               numpy.broadcast_to(transitions.T[:, :, None], (k, k, batch))], axis=2)
+    values = numpy.empty((steps + 1, k, 2 * batch), dtype=em.dtype)
+    scores = numpy.empty((steps + 1, k, 2 * batch), dtype=em.dtype)
+    values[0, :, :batch] = start[:, None]
+    values[0, :, batch:] = end[:, None]
+    numpy.add(values[0], added[0], out=scores[0])
+    return added, table, values, scores
+
+
 def _viterbi_middle(em, lengths, start, transitions, end):
     """Meet in the middle in numpy, layout (tag, tag, row), for batches with few tags.
 
@@ -365,17 +384,7 @@ def _viterbi_middle(em, lengths, start, transitions, end):
         return (start + em[:, 0] + end).argmax(axis=1)[:, None]
     middle, to_end, steps = _middle_plan(lengths, length)
     rows, rows2 = numpy.arange(batch), 2 * batch
-    # added[s, :, row]: the emission added after step s, forward rows then backward rows
-    added = numpy.ascontiguousarray(_step_emissions(em, lengths, steps).transpose(0, 3, 1, 2))
-    added = added.reshape(steps + 1, k, rows2)
-    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows
-    table = numpy.concatenate([numpy.broadcast_to(transitions[:, :, None], (k, k, batch)),
-                               numpy.broadcast_to(transitions.T[:, :, None], (k, k, batch))], axis=2)
-    values = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s = max over the previous tag
-    scores = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s + added_s
-    values[0, :, :batch] = start[:, None]
-    values[0, :, batch:] = end[:, None]
-    numpy.add(values[0], added[0], out=scores[0])
+    added, table, values, scores = _middle_arrays(em, lengths, start, transitions, end, steps)
     chunk = 8  # steps whose back-pointers are recovered together (keeps the kept sums small)
     sums = numpy.empty((chunk, k, k, rows2), dtype=em.dtype)  # the sums of the last few steps
     pointers = numpy.empty((steps + 1, k, rows2), dtype=numpy.intp)  # pointers[s, j]: the tag one step back
@@ -415,18 +424,7 @@ def _viterbi_middle_torch(em, lengths, start, transitions, end):
         return (start + em[:, 0] + end).argmax(axis=1)[:, None]
     middle, to_end, steps = _middle_plan(lengths, length)
     rows, rows2 = numpy.arange(batch), 2 * batch
-    # added[s, :, row]: the emission added after step s, forward rows then backward rows
-    added = numpy.ascontiguousarray(_step_emissions(em, lengths, steps).transpose(0, 3, 1, 2))
-    added = added.reshape(steps + 1, k, rows2)
-    # table[in, out, row]: trans[in, out] for the forward rows, trans[out, in] for the backward rows; written out in
-    # full, since an addition that broadcasts over the last axis runs several times slower
-    table = numpy.concatenate([numpy.broadcast_to(transitions[:, :, None], (k, k, batch)),
-                               numpy.broadcast_to(transitions.T[:, :, None], (k, k, batch))], axis=2)
-    values = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s = max over the previous tag
-    scores = numpy.empty((steps + 1, k, rows2), dtype=em.dtype)  # v_s + added_s
-    values[0, :, :batch] = start[:, None]
-    values[0, :, batch:] = end[:, None]
-    numpy.add(values[0], added[0], out=scores[0])
+    added, table, values, scores = _middle_arrays(em, lengths, start, transitions, end, steps)
     # The tensors share the arrays' memory: the loop fills `values` and `scores` in place.
     added_t, values_t, scores_t, table_t = (torch.from_numpy(a) for a in (added, values, scores, table))
     sums = torch.empty(k, k, rows2, dtype=added_t.dtype)
