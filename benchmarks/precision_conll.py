@@ -9,8 +9,10 @@ The dev sentences go through `predict_words` of each door, with the same windows
 - `pytorch float32` and `pytorch bfloat16`: `NerPredictor.from_pretrained(model_dir, dtype=...)` (the CRF's own
   scores stay float32);
 - `onnx float32`: `OnnxNerPredictor` on `export_onnx`'s file;
-- `onnx int8 <operators>`: the same file quantized by `export.quantize_int8` with int8 weights for those operators
-  (`MatMul`, the export's choice; `MatMul+Gather`, the embeddings too; `all`, every operator ONNX Runtime quantizes).
+- `onnx int8 <operators>`: the same file quantized by `export.quantize_int8` with int8 weights for those operators,
+  one scale per output channel (`MatMul+Gather`, the matrix products and the embeddings, the export's choice;
+  `MatMul`, the products only; `MatMul per-tensor`, one scale per matrix; `all`, every operator ONNX Runtime
+  quantizes).
 
 Reported per door: the strict entity F1 against the gold tags (the recipe's metric), the F1 of its predictions taking
 float32 PyTorch's as the reference, its difference to float32 in F1 points (the gate: within 0.3), the file size for
@@ -27,7 +29,9 @@ import torch
 import common
 from onnx_conll import untrained_model
 
-INT8_VARIANTS = {"MatMul": ("MatMul",), "MatMul+Gather": ("MatMul", "Gather"), "all": None}
+# name: (operators, a scale per output channel)
+INT8_VARIANTS = {"MatMul+Gather": (("MatMul", "Gather"), True), "MatMul": (("MatMul",), True),
+                 "MatMul per-tensor": (("MatMul",), False), "all": (None, True)}
 
 
 def main():
@@ -53,8 +57,9 @@ def main():
     onnx_dir = common.work_dir(args) / "onnx"
     onnx_path = export_onnx(args.model_dir, onnx_dir / "model.onnx")
     files = {"onnx float32": onnx_path}
-    for name, operators in INT8_VARIANTS.items():
-        files[f"onnx int8 {name}"] = quantize_int8(onnx_path, onnx_dir / f"model.int8.{name}.onnx", operators)
+    for name, (operators, per_channel) in INT8_VARIANTS.items():
+        files[f"onnx int8 {name}"] = quantize_int8(onnx_path, onnx_dir / f"model.int8.{name.replace(' ', '_')}.onnx",
+                                                   operators, per_channel)
     doors = {f"pytorch {dtype}": NerPredictor.from_pretrained(args.model_dir, dtype=dtype, batch_size=args.batch_size)
              for dtype in ("float32", "bfloat16")}
     doors.update({name: OnnxNerPredictor(path, args.model_dir, batch_size=args.batch_size, threads=threads)

@@ -38,10 +38,11 @@ Runtime and PyTorch find the same entities in sample text, and prints where it w
 int8
 ----
 ``--quantize int8`` (:func:`quantize_int8`) replaces the file by its dynamic int8 quantization: the weights of the
-operators in ``QUANTIZED_OPS`` in int8, activations quantized batch by batch at run time (integer matrix products,
-VNNI on CPUs that have it). The int8 model cannot find exactly the float model's entities, so its parity is a bound:
-1 - the entity F1 of its entities against PyTorch's in the sample texts at most ``INT8_MAX_DISAGREEMENT``, else the
-export refuses it, says the measured disagreement and leaves the float32 file.
+operators in ``QUANTIZED_OPS`` (the matrix products and the embeddings) in int8 with a scale per output channel,
+activations quantized batch by batch at run time (integer matrix products, VNNI on CPUs that have it). The int8 model
+cannot find exactly the float model's entities, so its parity is a bound: 1 - the entity F1 of its entities against
+PyTorch's in the sample texts at most ``INT8_MAX_DISAGREEMENT``, else the export refuses it, says the measured
+disagreement and leaves the float32 file.
 """
 
 from __future__ import annotations
@@ -74,9 +75,10 @@ def command_line() -> argparse.ArgumentParser:
                                         "empty or a previous export, never another model's folder")
     parser.add_argument("--opset", type=int, default=DEFAULT_OPSET, help=f"ONNX opset (default {DEFAULT_OPSET})")
     parser.add_argument("--quantize", choices=["int8"], default=None,
-                        help="int8: dynamic quantization (int8 weights of the matrix products, activations quantized "
-                             "at run time); OUT_DIR/model.onnx is then the int8 file, refused when its entities in "
-                             "the sample text differ from PyTorch's by more than 5%% (1 - entity F1)")
+                        help="int8: dynamic quantization (int8 weights of the matrix products and embeddings, "
+                             "activations quantized at run time); OUT_DIR/model.onnx is then the int8 file, refused "
+                             "when its entities in the sample text differ from PyTorch's by more than 5%% (1 - entity "
+                             "F1)")
     parser.add_argument("--text", action="append", default=None,
                         help="sample text for the parity check (repeatable; default: four built-in texts in English "
                              "and Chinese, one of them several windows long)")
@@ -111,10 +113,10 @@ __all__ = [
     "main",
 ]
 
-# Dynamic int8 quantization (ONNX Runtime): which operators get int8 weights, chosen by measurement on CoNLL-2003
-# dev (benchmarks/README.md, "Lower precision"); and how far the int8 file's entities in the parity texts may be from
+# Dynamic int8 quantization (ONNX Runtime): which operators get int8 weights (per output channel), chosen by
+# measurement on CoNLL-2003 dev (benchmarks/README.md, "Lower precision"); and how far the int8 file's entities in the parity texts may be from
 # PyTorch's float32 ones (1 - entity F1) before export refuses it.
-QUANTIZED_OPS = ("MatMul",)
+QUANTIZED_OPS = ("MatMul", "Gather")
 INT8_MAX_DISAGREEMENT = 0.05
 
 METADATA_LABELS = "hf_bert_tasks.labels"
@@ -212,10 +214,11 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     return onnx_path
 
 
-def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[str] | None = QUANTIZED_OPS) -> Path:
-    """Write the dynamic int8 quantization of a file of :func:`export_onnx` (weights of ``op_types`` in int8, None:
-    every operator ONNX Runtime quantizes; activations quantized batch by batch at run time; its labels and CRF
-    scores kept) to ``int8_path``."""
+def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[str] | None = QUANTIZED_OPS,
+                  per_channel: bool = True) -> Path:
+    """Write the dynamic int8 quantization of a file of :func:`export_onnx` (weights of ``op_types`` in int8, one
+    scale per output channel or, without ``per_channel``, per matrix; None: every operator ONNX Runtime quantizes;
+    activations quantized batch by batch at run time; its labels and CRF scores kept) to ``int8_path``."""
     import logging
 
     import onnx
@@ -223,9 +226,9 @@ def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[s
 
     root = logging.getLogger()
     level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process the graph: MatMul quantization needs no shape inference
+    root.setLevel(logging.ERROR)  # its advice to pre-process the graph: these operators need no shape inference
     try:
-        quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8,
+        quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=per_channel,
                          op_types_to_quantize=None if op_types is None else list(op_types))
     finally:
         root.setLevel(level)
