@@ -64,7 +64,7 @@ def test_doccano_both_layouts_and_unlabelled_texts(tmp_path):
     ({"text": TEXT, "label": [[0, 3, "PER"]]},
      "record 1: span [0, 3) 'PER' ('Ang') starts or ends inside a word; the words there are ['Angela']"),
     ({"text": TEXT, "label": [[0, 12, "PER"], [7, 17, "ORG"]]},
-     "record 1: span [7, 17) 'ORG' overlaps span [0, 12) 'PER' (nested entities cannot be flat tags)"),
+     "record 1: span [7, 17) 'ORG' overlaps span [0, 12) 'PER' (overlapping entities cannot be flat tags)"),
     ({"id": "x9", "text": TEXT, "label": [[0, "12", "PER"]]},
      "record 1 (id 'x9'): end must be an integer character offset, found '12'"),
     ({"text": TEXT, "label": [[0, 12]]}, "record 1: 'label' must be a list of [start, end, label] triples"),
@@ -76,6 +76,36 @@ def test_doccano_errors_name_the_record_and_its_line(tmp_path, record, message):
     with pytest.raises(NerDataError) as error:
         load_ner_dataset(train_file=tmp_path / "bad.jsonl", format="doccano")
     assert str(error.value).startswith(f"{tmp_path / 'bad.jsonl'}:3: {message}")
+
+
+def test_nested_spans_are_kept_for_the_span_head_and_dropped_with_a_warning_for_flat_tags(tmp_path):
+    """Issue 28: an annotation tool's overlapping spans. With nested="keep" (the global pointer head) every span is in
+    the `entities` column, crossing ones too, and the tags hold the outer ones; by default a span inside another is
+    dropped with a warning naming it; with "error" any overlap is refused."""
+    text = "the Bank of Dublin office in Dublin"  # words 0..6; "Bank of Dublin" holds "Dublin"
+    spans = [[4, 18, "ORG"], [12, 18, "LOC"], [29, 35, "LOC"]]
+    (tmp_path / "data.jsonl").write_text(json.dumps({"text": text, "label": spans}) + "\n", encoding="utf-8")
+    tasks = [labelled([(s, e, t) for s, e, t in spans], text=text, id=1)]
+    (tmp_path / "export.json").write_text(json.dumps(tasks), encoding="utf-8")
+    for path in (tmp_path / "data.jsonl", tmp_path / "export.json"):
+        kept = load_ner_dataset(train_file=path, nested="keep")["train"]
+        names = kept.features["ner_tags"].feature.names
+        assert [names[t] for t in kept[0]["ner_tags"]] == ["O", "B-ORG", "I-ORG", "I-ORG", "O", "O", "B-LOC"]
+        assert kept[0]["entities"] == [{"start": 1, "end": 4, "type": "ORG"}, {"start": 3, "end": 4, "type": "LOC"},
+                                       {"start": 6, "end": 7, "type": "LOC"}]
+        with pytest.warns(NerDataWarning, match=r"1 nested entities dropped .*'Dublin' \(LOC\) inside 'Bank of "
+                                                r"Dublin' \(ORG\)"):
+            flat = load_ner_dataset(train_file=path)["train"]
+        assert [names[t] for t in flat[0]["ner_tags"]] == [names[t] for t in kept[0]["ner_tags"]]
+        assert "entities" not in flat.column_names
+        with pytest.raises(NerDataError, match="span \\[12, 18\\) 'LOC' overlaps span \\[4, 18\\) 'ORG'"):
+            load_ner_dataset(train_file=path, nested="error")
+    crossing = [[4, 18, "ORG"], [12, 25, "LOC"]]  # "Dublin office" crosses the end of "Bank of Dublin"
+    (tmp_path / "crossing.jsonl").write_text(json.dumps({"text": text, "label": crossing}) + "\n", encoding="utf-8")
+    assert load_ner_dataset(train_file=tmp_path / "crossing.jsonl", nested="keep")["train"][0]["entities"] == [
+        {"start": 1, "end": 4, "type": "ORG"}, {"start": 3, "end": 5, "type": "LOC"}]
+    with pytest.raises(NerDataError, match="overlapping entities cannot be flat tags"):
+        load_ner_dataset(train_file=tmp_path / "crossing.jsonl")
 
 
 def test_label_studio_errors_name_the_task(tmp_path):

@@ -126,3 +126,17 @@ def test_the_recipe_trains_a_global_pointer_whose_scores_are_the_pipelines(tiny_
     predicted = [json.loads(line) for line in (out / "test_predictions.jsonl").read_text().splitlines()]
     assert [[(e["start"], e["end"], e["type"]) for e in p["entities"]] for p in predicted] == found
     assert [p["tokens"] for p in predicted] == [r["tokens"] for r in records]
+
+
+def test_the_recipe_keeps_an_annotation_tools_nested_spans(tiny_encoder_dir, tmp_path):
+    """A doccano export whose LOC entities all sit inside ORG ones: the span head learns LOC too (a flat reader
+    would drop every one of them with a warning)."""
+    text = "the bank of paris met john smith"
+    record = {"text": text, "label": [[4, 17, "ORG"], [12, 17, "LOC"], [22, 32, "PER"]]}
+    train = write_jsonl(tmp_path / "doccano.jsonl", [record] * 8)
+    out = tmp_path / "gp"
+    result = run_recipe("--model_name_or_path", tiny_encoder_dir, "--output_dir", out, "--head", "global_pointer",
+                        "--train_file", train, "--do_train", "--max_steps", 1, "--per_device_train_batch_size", 4,
+                        "--save_strategy", "no", "--report_to", "none", "--use_cpu")
+    assert "dropped" not in result.stderr
+    assert sorted(json.loads((out / "config.json").read_text())["id2label"].values()) == ["LOC", "ORG", "PER"]

@@ -21,7 +21,10 @@ one by one, other text at whitespace and punctuation), tags BIO. Each record is 
 (``"<file stem>-<n>"``); ``id`` is the record's own id when it has one. Errors are
 :class:`~hf_bert_tasks.ner.data.NerDataError` at the record's line, naming the record and the span: a span outside
 the text, one whose ``text`` does not read as the text there, one that starts or ends inside a word (annotation tools
-let a selection cut a word; the model tags whole words), overlapping spans (nested entities cannot be flat tags).
+let a selection cut a word; the model tags whole words). Overlapping spans follow ``load_ner_dataset``'s ``nested``: the
+tags hold the outer entity; ``"keep"`` (the global pointer head) keeps every span, crossing ones too, in the
+``entities`` column; ``"outer"`` (the default) drops a span inside another with a warning; crossing spans are an
+error unless kept, and so is any overlap with ``"error"``.
 
 Writing (:func:`write_labelstudio`, :func:`write_doccano`): texts with the predictor's entities (``{"type", "start",
 "end", "score"}``) as Label Studio pre-annotations (``predictions``, to import and correct) or doccano JSON lines;
@@ -34,43 +37,51 @@ import json
 import warnings
 from collections.abc import Iterator, Sequence
 
-from ..files import PathLike, json_records, read_lines
+from ..files import PathLike, json_records
 from ..modeling.tagging import split_words
-from .data import NerDataError, NerDataWarning, _check_tag, _file_stem, _no_sentences, _Sentence
-
-ANNOTATION_FORMATS = ("labelstudio", "doccano")
+from .data import NerDataError, NerDataWarning, _check_tag, _file_stem, _no_sentences, _Sentence, _warn_dropped
 
 
 def _record_name(record: dict, n: int) -> str:
     return f"record {n}" + (f" (id {record['id']!r})" if "id" in record else "")
 
 
-def _tags_of_spans(path: PathLike, lineno: int, name: str, text: str,
-                   spans: list[tuple[int, int, str, str | None]]) -> tuple[list[str], list[str]]:
-    """The words of ``text`` and their BIO tags from ``(start, end_exclusive, type, stated text or None)`` spans;
-    NerDataError at ``lineno`` naming the record ``name`` for a span that does not fit (see the module docstring)."""
+def _tags_of_spans(path: PathLike, lineno: int, name: str, text: str, spans: list[tuple[int, int, str, str | None]],
+                   nested: str, dropped: list[str]) -> tuple[list[str], list[str], list[tuple[int, int, str]]]:
+    """The words of ``text``, their BIO tags and every span as ``(first word, end word exclusive, type)`` from
+    ``(start, end_exclusive, type, stated text or None)`` character spans; NerDataError at ``lineno`` naming the record
+    ``name`` for a span that does not fit (see the module docstring). Overlapping spans: the tags hold the outer one;
+    with ``nested="keep"`` the others stay in the spans, with ``"outer"`` one inside another is dropped and described
+    in ``dropped``; crossing spans (and any overlap with ``"error"``) are an error, except with ``"keep"``."""
     words = split_words(text)
     starts = {start: i for i, (_, start, _) in enumerate(words)}
     ends = {end: i for i, (_, _, end) in enumerate(words)}
     tags = ["O"] * len(words)
-    previous = None
-    for start, end, entity_type, stated in sorted(spans, key=lambda span: (span[0], span[1])):
+    word_spans, outer = [], None
+    for start, end, entity_type, stated in sorted(spans, key=lambda span: (span[0], -span[1])):
         where = f"{name}: span [{start}, {end}) {entity_type!r}"
         if not 0 <= start < end <= len(text):
             raise NerDataError(path, lineno, f"{where} is outside the text ({len(text)} characters)")
         if stated is not None and text[start:end] != stated:
             raise NerDataError(path, lineno, f"{where} reads {text[start:end]!r}, not its text {stated!r}")
-        if previous is not None and start < previous[1]:
-            raise NerDataError(path, lineno, f"{where} overlaps span [{previous[0]}, {previous[1]}) "
-                                             f"{previous[2]!r} (nested entities cannot be flat tags)")
         first, last = starts.get(start), ends.get(end)
         if first is None or last is None:
             raise NerDataError(path, lineno, f"{where} ({text[start:end]!r}) starts or ends inside a word; "
                                              f"the words there are {[w for w, s, e in words if s < end and e > start]}")
+        word_spans.append((first, last + 1, entity_type))
+        if outer is not None and start < outer[1]:  # inside or across the outer span the tags already hold
+            if nested == "keep":
+                continue
+            if nested == "outer" and end <= outer[1]:
+                dropped.append(f"{path}:{lineno}: {text[start:end]!r} ({entity_type}) inside "
+                               f"{text[outer[0]:outer[1]]!r} ({outer[2]})")
+                continue
+            raise NerDataError(path, lineno, f"{where} overlaps span [{outer[0]}, {outer[1]}) {outer[2]!r} "
+                                             "(overlapping entities cannot be flat tags)")
         tags[first:last + 1] = [f"B-{entity_type}"] + [f"I-{entity_type}"] * (last - first)
         _check_tag(path, lineno, tags[first])
-        previous = (start, end, entity_type)
-    return [word for word, _, _ in words], tags
+        outer = (start, end, entity_type)
+    return [word for word, _, _ in words], tags, sorted(set(word_spans))
 
 
 def _offset(path: PathLike, lineno: int, name: str, value, what: str) -> int:
@@ -79,14 +90,15 @@ def _offset(path: PathLike, lineno: int, name: str, value, what: str) -> int:
     return value
 
 
-def _sentence(path, lineno, record, n, text, spans, stem) -> _Sentence:
+def _sentence(path, lineno, record, n, text, spans, stem, nested: str, dropped: list[str]) -> _Sentence:
     name = _record_name(record, n)
     if not isinstance(text, str) or not text.strip():
         raise NerDataError(path, lineno, f"{name}: the text must be a non-empty string, found {text!r}")
-    tokens, tags = _tags_of_spans(path, lineno, name, text, spans)
+    tokens, tags, word_spans = _tags_of_spans(path, lineno, name, text, spans, nested, dropped)
     if not tokens:
         raise NerDataError(path, lineno, f"{name}: the text has no words")
-    return _Sentence(tokens, tags, [lineno] * len(tags), f"{stem}-{n}", str(record.get("id", n)))
+    return _Sentence(tokens, tags, [lineno] * len(tags), f"{stem}-{n}", str(record.get("id", n)),
+                     spans=word_spans if nested == "keep" else None)
 
 
 def _labelstudio_text(path, lineno, name: str, task: dict) -> str:
@@ -121,8 +133,8 @@ def _labelstudio_spans(path, lineno, name: str, results) -> list[tuple[int, int,
     return spans
 
 
-def parse_labelstudio(path: PathLike, lines: list[str]) -> list[_Sentence]:
-    stem, sentences, from_predictions = _file_stem(path), [], []
+def parse_labelstudio(path: PathLike, lines: list[str], nested: str = "outer") -> list[_Sentence]:
+    stem, sentences, from_predictions, dropped = _file_stem(path), [], [], []
     for n, (lineno, task) in enumerate(json_records(path, lines, NerDataError)):
         name = _record_name(task, n)
         text = _labelstudio_text(path, lineno, name, task)
@@ -136,9 +148,11 @@ def parse_labelstudio(path: PathLike, lines: list[str]) -> list[_Sentence]:
             raise NerDataError(path, lineno, f"{name} has no annotation (nor predictions): annotate it, or leave it "
                                              "out of the export")
         sentences.append(_sentence(path, lineno, task, n, text, _labelstudio_spans(path, lineno, name, results),
-                                   stem))
+                                   stem, nested, dropped))
     if not sentences:
         raise _no_sentences(path)
+    if dropped:
+        _warn_dropped(dropped, "nested entities")
     if from_predictions:
         warnings.warn(f"{path}: {len(from_predictions)} task(s) without annotations read from their predictions "
                       f"(pre-annotations): {', '.join(from_predictions[:5])}", NerDataWarning, stacklevel=3)
@@ -166,23 +180,19 @@ def _doccano_spans(path, lineno, name: str, record: dict) -> list[tuple[int, int
     return spans
 
 
-def parse_doccano(path: PathLike, lines: list[str]) -> list[_Sentence]:
-    stem, sentences = _file_stem(path), []
+def parse_doccano(path: PathLike, lines: list[str], nested: str = "outer") -> list[_Sentence]:
+    stem, sentences, dropped = _file_stem(path), [], []
     for n, (lineno, record) in enumerate(json_records(path, lines, NerDataError)):
         name = _record_name(record, n)
         if "text" not in record:
             raise NerDataError(path, lineno, f"{name}: missing key 'text' (keys: {', '.join(map(repr, record))})")
         sentences.append(_sentence(path, lineno, record, n, record["text"],
-                                   _doccano_spans(path, lineno, name, record), stem))
+                                   _doccano_spans(path, lineno, name, record), stem, nested, dropped))
     if not sentences:
         raise _no_sentences(path)
+    if dropped:
+        _warn_dropped(dropped, "nested entities")
     return sentences
-
-
-def parse_annotations(path: PathLike, format: str) -> list[_Sentence]:
-    """The sentences of a Label Studio export or a doccano file (``format`` one of :data:`ANNOTATION_FORMATS`)."""
-    lines = read_lines(path, NerDataError)
-    return parse_labelstudio(path, lines) if format == "labelstudio" else parse_doccano(path, lines)
 
 
 # ---------------------------------------------------------------------------------------------------------------

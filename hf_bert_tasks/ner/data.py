@@ -649,7 +649,7 @@ def _parse_file(
     if format in ("labelstudio", "doccano"):
         from .annotation_tools import parse_labelstudio, parse_doccano
 
-        return (parse_labelstudio if format == "labelstudio" else parse_doccano)(path, lines)
+        return (parse_labelstudio if format == "labelstudio" else parse_doccano)(path, lines, nested)
     raise ValueError(f"unknown format {format!r}; expected 'auto' or one of {', '.join(FORMATS)}")
 
 
@@ -826,8 +826,8 @@ def load_ner_dataset(
     Files: ``format`` is ``"auto"`` (:func:`detect_format`, per file) or one of :data:`FORMATS`; ``tag_column`` and
     ``separator`` are for CoNLL files; ``document_context`` makes a CoNLL file without ``-DOCSTART-`` warn.
     ``nested="keep"`` (the global pointer head) adds a column ``entities``, every entity of each sentence as
-    ``{"start", "end" (exclusive), "type"}``: nested and overlapping ones of ``spans`` and ``cluener`` files too (not
-    dropped, no warning), the entities of the (converted) tags for the other formats.
+    ``{"start", "end" (exclusive), "type"}``: nested and overlapping ones of ``spans``, ``cluener``, ``labelstudio``
+    and ``doccano`` files too (not dropped, no warning), the entities of the (converted) tags for the other formats.
     ``dataset_name``: ``datasets.load_dataset(dataset_name, dataset_config)``, which must give ``tokens`` and a
     ClassLabel ``ner_tags`` column (e.g. ``conll2003``); cannot be mixed with files.
 
