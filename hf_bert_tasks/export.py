@@ -108,14 +108,14 @@ __all__ = [
     "OnnxTokenClassifier",
     "check_parity",
     "export_onnx",
-    "quantize_int8",
     "load_onnx_token_classifier",
     "main",
+    "quantize_int8",
 ]
 
 # Dynamic int8 quantization (ONNX Runtime): which operators get int8 weights (per output channel), chosen by
-# measurement on CoNLL-2003 dev (benchmarks/README.md, "Lower precision"); and how far the int8 file's entities in the parity texts may be from
-# PyTorch's float32 ones (1 - entity F1) before export refuses it.
+# measurement on CoNLL-2003 dev (benchmarks/README.md, "Lower precision"); and how far the int8 file's entities in
+# the parity texts may be from PyTorch's float32 ones (1 - entity F1) before export refuses it.
 QUANTIZED_OPS = ("MatMul", "Gather")
 INT8_MAX_DISAGREEMENT = 0.05
 

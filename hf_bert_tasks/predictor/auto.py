@@ -85,8 +85,8 @@ DTYPES = ("float32", "bfloat16", "float16")
 def load_model(task: str, path, revision: str | None = None, dtype=None):
     """The model of ``task`` in ``path`` (a folder or Hub id; custom code trusted, the CRF lives in it), or
     ``ValueError`` saying what the folder holds instead, or what is wrong with its files. ``dtype`` (a name of
-    ``DTYPES`` or a torch dtype; ``None``: as saved) is the weights' type; a CRF's own parameters stay float32 (its
-    ``_keep_in_fp32_modules_strict``), and every head's scores are computed in float32 or float64 after the model."""
+    ``DTYPES`` or a torch dtype; ``None``: as saved) is the weights' type; a CRF's scores and a span head stay float32
+    (their models' ``_keep_in_fp32_modules_strict``), and every head's scores are computed in float32 or float64."""
     import transformers
 
     if dtype is not None and str(dtype).removeprefix("torch.") not in DTYPES:
