@@ -1,5 +1,6 @@
 #!/usr/bin/env python
-"""BERT-base-shaped BERT+CRF on one GPU: step time, tokens/s, MFU, the CRF's share, eager and torch.compile.
+"""BERT-base-shaped BERT+CRF on one GPU: step time, tokens/s, MFU, the CRF's share, eager and torch.compile, and
+inference in float32 and bf16.
 
     python benchmarks/gpu.py                     # on the GPU machine: under 8 minutes, no network
     python benchmarks/gpu.py --smoke             # tiny sizes, a few steps, runs on the CPU (proves the script)
@@ -28,6 +29,10 @@ log-likelihood forward + backward and Viterbi decoding on random float32 emissio
 sequence length, rows of random lengths between half and all of it), ours and pytorch-crf 0.7.2 where it is
 installed. Ours computes on the host in numpy whatever the device (Viterbi's many-tag loop in torch on the CPU), a
 choice measured on a CPU only: these figures are its check on a GPU.
+
+Inference: the CRF model's forward pass and Viterbi decoding on the same batch without gradients, with float32
+weights and with bf16 weights (the CRF's own scores float32, as the predictors' `dtype="bfloat16"` loads them):
+tokens/s, the speed-up, and the share of labelled positions whose decoded tag is the same.
 
 A time budget (`--time_budget_seconds`) skips what would not fit, and the JSON (benchmarks/results/gpu.json, or
 `--output`; `--smoke`: {tmp}/hf_bert_tasks_smoke/gpu.json) is rewritten after every measurement, so a run cut short
@@ -202,6 +207,33 @@ def measure(config, head: str, compiled: bool, batch: dict, args, device, peak, 
     return entry
 
 
+def measure_inference(config, batch: dict, args, device) -> dict:
+    """Inference of the CRF model (forward + Viterbi over the labelled positions, no gradient) with float32 weights
+    and with bf16 weights (the CRF's scores kept float32, as `from_pretrained(..., dtype=torch.bfloat16)` loads
+    them): time per batch, tokens/s, and the share of tags both decode alike."""
+    torch.manual_seed(args.seed)
+    model = BertCrfForTokenClassification(config).to(device).eval()
+    inputs = {key: batch[key] for key in ("input_ids", "attention_mask")}
+    entry, paths = {}, {}
+    for dtype in ("float32", "bfloat16"):
+        if dtype == "bfloat16":
+            model.to(torch.bfloat16)
+            model.crf.float()
+
+        def infer():
+            with torch.no_grad():
+                return model.decode(model(**inputs).logits, batch["tag_mask"])
+
+        time_calls(infer, 2, device)
+        seconds = statistics.median(time_calls(infer, args.steps, device))
+        paths[dtype] = infer()
+        entry[dtype] = {"median_batch_seconds": seconds, "tokens_per_second": batch["input_ids"].numel() / seconds}
+    entry["bf16_speedup"] = entry["float32"]["median_batch_seconds"] / entry["bfloat16"]["median_batch_seconds"]
+    same = paths["float32"] == paths["bfloat16"]  # (batch, length), -100 outside the labelled positions
+    entry["same_tags_share"] = float(same[batch["tag_mask"].bool()].float().mean())
+    return entry
+
+
 def measure_crf_alone(tags: int, args, device) -> dict:
     """The CRF alone at `tags` tags on (batch, seq_len) emissions: ours and, if installed, pytorch-crf."""
     from hf_bert_tasks import LinearChainCRF
@@ -301,6 +333,14 @@ def main():
                   + (f", {entry['graph_breaks']} graph breaks, first step {entry['first_step_seconds']:.0f} s"
                      if compiled else ""))
             save()
+
+    if not out_of_time("inference"):
+        entry = measure_inference(config, batch, args, device)
+        report["inference"] = entry
+        print(f"inference, {args.batch_size} x {args.seq_len}: float32 {entry['float32']['tokens_per_second']:.0f} "
+              f"tokens/s, bf16 weights {entry['bfloat16']['tokens_per_second']:.0f} ({entry['bf16_speedup']:.2f}x), "
+              f"same tags {entry['same_tags_share']:.2%}")
+        save()
 
     for tags in (int(k) for k in args.crf_tags.split(",") if k.strip()):
         if out_of_time(f"crf_alone_tags{tags}"):
