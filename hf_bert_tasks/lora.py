@@ -196,7 +196,8 @@ def apply_lora(
         trainable_token_indices=list(trainable_token_indices) if trainable_token_indices else None,
     )
     peft_model = get_peft_model(model, config)
-    # peft appends its own defaults ("classifier", "score") for token classification: keep each name once.
+    # peft appends its own defaults for the task type ("classifier", "score"; 0.22 adds "pre_classifier"): keep each
+    # name once.
     config.modules_to_save = list(dict.fromkeys(config.modules_to_save))
     trainable, total = trainable_parameters(peft_model)
     logger.info("LoRA r=%d on %s of the %s encoder, new layers %s in full: %s of %s parameters trainable", r, names,
