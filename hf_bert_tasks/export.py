@@ -1,12 +1,16 @@
-"""ONNX export of a token-classification model, and the NER predictor running it with ONNX Runtime.
+"""ONNX export of a model of any of the three tasks (token classification, sequence classification, extractive QA),
+and the predictors running it with ONNX Runtime.
 
 What goes into the ONNX file
 ----------------------------
-The encoder and the emission layer: inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the
-tokenizer makes them), all ``(batch, length)`` int64, output ``logits`` ``(batch, length, num_labels)`` float32;
-batch and length are dynamic axes. The CRF's *effective* scores (``LinearChainCRF.effective_scores``: forbidden moves at
-``FORBIDDEN_SCORE``) and the label list are written into the file's metadata (``metadata_props``), so the numbers of
-the model all live in one file; the folder the model came from still gives the tokenizer and the window settings.
+The encoder and the head: inputs ``input_ids``, ``attention_mask`` (and ``token_type_ids`` when the tokenizer makes
+them), all ``(batch, length)`` int64; outputs the PyTorch model's, float32: ``logits`` ``(batch, length,
+num_labels)`` for a token classifier (the CRF's emissions), ``logits`` ``(batch, num_labels)`` for a sequence
+classifier, ``start_logits`` and ``end_logits`` ``(batch, length)`` for QA; batch and length are dynamic axes. The
+task (:func:`~hf_bert_tasks.predictor.auto.task_of`), the label list and, for a CRF, its *effective* scores
+(``LinearChainCRF.effective_scores``: forbidden moves at ``FORBIDDEN_SCORE``) are written into the file's metadata
+(``metadata_props``), so the numbers of the model all live in one file; the folder the model came from still gives
+the tokenizer and the window settings.
 
 The global pointer model's file computes its span scores ``(batch, num_types, length, length)`` instead; the
 masking of spans that do not start and end on words and the decoding of the spans above the threshold stay outside
@@ -26,23 +30,27 @@ ONNX Runtime must reproduce PyTorch's logits on a batch of another shape than th
 
 Predicting
 ----------
-:class:`OnnxNerPredictor` is a :class:`~hf_bert_tasks.ner.predictor.NerPredictor` (so, through it, the custom
-pipeline of ``modeling/pipeline_bert_crf.py``) whose model is an ONNX Runtime session: words, windows, merging and
-entities are the predictor's own code; only the forward pass differs. :class:`OnnxTokenClassifier` gives the session
-the small model interface the pipeline uses (``config``, ``device``, ``eval()``, ``__call__(**inputs).logits``, and
-``decode``/``tag_probabilities`` for a CRF).
+:class:`OnnxNerPredictor`, :class:`OnnxTextClassifier` and :class:`OnnxQuestionAnswerer` are the task's predictor
+(``NerPredictor``, through it the custom pipeline of ``modeling/pipeline_bert_crf.py``; ``TextClassifier``;
+``QuestionAnswerer``) whose model is an ONNX Runtime session: words, windows, merging, entities, labels and answer
+search are the predictor's own code; only the forward pass differs. :class:`OnnxModel` gives the session the small
+model interface the predictors use (``config``, ``device``, ``eval()``, ``__call__(**inputs)`` returning the
+PyTorch model's output class, and ``decode``/``tag_probabilities`` for a CRF).
 
 Command line: ``python -m hf_bert_tasks.export MODEL_DIR OUT_DIR`` writes ``OUT_DIR/model.onnx``, checks that ONNX
-Runtime and PyTorch find the same entities in sample text, and prints where it wrote (``--help`` for the options).
+Runtime and PyTorch find the same entities (labels, answers) in sample text, and prints where it wrote (``--help``
+for the options).
 
 int8
 ----
 ``--quantize int8`` (:func:`quantize_int8`) replaces the file by its dynamic int8 quantization: the weights of the
 operators in ``QUANTIZED_OPS`` (the matrix products and the embeddings) in int8 with a scale per output channel,
 activations quantized batch by batch at run time (integer matrix products, VNNI on CPUs that have it). The int8 model
-cannot find exactly the float model's entities, so its parity is a bound: 1 - the entity F1 of its entities against
-PyTorch's in the sample texts at most ``INT8_MAX_DISAGREEMENT``, else the export refuses it, says the measured
-disagreement and leaves the float32 file.
+cannot find exactly the float model's entities, so its parity is a bound: 1 - the F1 of its entities (labels,
+answers) against PyTorch's in the sample texts at most ``INT8_MAX_DISAGREEMENT``, else the export refuses it, says the
+measured disagreement and leaves the float32 file. A text has one label and a question one answer, so for those
+tasks the disagreement is the share of sample texts (questions) whose label (answer span) differs: with the default
+samples, one differing is over the bound.
 """
 
 from __future__ import annotations
@@ -63,12 +71,13 @@ def command_line() -> argparse.ArgumentParser:
     """The parser of ``python -m hf_bert_tasks.export``, defined above the heavy imports (see below)."""
     parser = argparse.ArgumentParser(
         prog="python -m hf_bert_tasks.export",
-        description="Export a token-classification model folder (BERT+CRF or softmax head) to ONNX. Writes "
-                    "OUT_DIR/model.onnx (encoder and emission layer; the CRF's scores and the labels in its metadata) "
-                    "and copies beside it what inference needs from MODEL_DIR (config, tokenizer, custom code; not "
-                    "the weights), checks that ONNX Runtime reproduces PyTorch's logits and finds the same entities "
-                    "in sample text, and prints where it wrote. Predict with "
-                    "hf_bert_tasks.export.OnnxNerPredictor('OUT_DIR/model.onnx', 'OUT_DIR').",
+        description="Export a model folder (token classifier: BERT+CRF, global pointer or softmax head; sequence "
+                    "classifier; extractive QA) to ONNX. Writes OUT_DIR/model.onnx (encoder and head; the task, the "
+                    "labels and a CRF's scores in its metadata) and copies beside it what inference needs from "
+                    "MODEL_DIR (config, tokenizer, custom code; not the weights), checks that ONNX Runtime reproduces "
+                    "PyTorch's outputs and finds the same entities (labels, answers) in sample text, and prints where "
+                    "it wrote and how to predict (OnnxNerPredictor, OnnxTextClassifier or OnnxQuestionAnswerer of "
+                    "hf_bert_tasks.export).",
     )
     parser.add_argument("model_dir", help="a saved model folder (save_pretrained) with its tokenizer")
     parser.add_argument("out_dir", help="output folder (created; model.onnx and the files inference needs): new, "
@@ -77,11 +86,12 @@ def command_line() -> argparse.ArgumentParser:
     parser.add_argument("--quantize", choices=["int8"], default=None,
                         help="int8: dynamic quantization (int8 weights of the matrix products and embeddings, "
                              "activations quantized at run time); OUT_DIR/model.onnx is then the int8 file, refused "
-                             "when its entities in the sample text differ from PyTorch's by more than 5%% (1 - entity "
-                             "F1)")
+                             "when its entities (labels, answers) in the sample text differ from PyTorch's by more "
+                             "than 5%% (1 - F1)")
     parser.add_argument("--text", action="append", default=None,
                         help="sample text for the parity check (repeatable; default: four built-in texts in English "
-                             "and Chinese, one of them several windows long)")
+                             "and Chinese, one of them several windows long); a QA model is asked three built-in "
+                             "questions about each")
     return parser
 
 
@@ -90,25 +100,34 @@ if __name__ == "__main__":  # `--help` and argument errors answer before torch a
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer  # noqa: E402
-from transformers.modeling_outputs import TokenClassifierOutput  # noqa: E402
+from transformers import AutoConfig, AutoTokenizer  # noqa: E402
+from transformers.modeling_outputs import (  # noqa: E402
+    QuestionAnsweringModelOutput,
+    SequenceClassifierOutput,
+    TokenClassifierOutput,
+)
 
+from .classification.predictor import TextClassifier  # noqa: E402
 from .modeling import register_auto_classes  # noqa: E402
 from .modeling.configuration_bert_crf import label_names  # noqa: E402
 from .modeling.crf import LinearChainCRF  # noqa: E402
 from .modeling.modeling_bert_crf import BertCrfForTokenClassification  # noqa: E402
 from .modeling.modeling_bert_global_pointer import BertGlobalPointerForSpanClassification, span_mask  # noqa: E402
 from .ner.predictor import NerPredictor  # noqa: E402
+from .predictor.auto import load_model, predictor_class, task_of  # noqa: E402
+from .qa.predictor import QuestionAnswerer  # noqa: E402
 
 __all__ = [
     "DEFAULT_OPSET",
     "OnnxCrfTokenClassifier",
+    "OnnxModel",
     "OnnxNerPredictor",
+    "OnnxQuestionAnswerer",
     "OnnxSpanClassifier",
-    "OnnxTokenClassifier",
+    "OnnxTextClassifier",
     "check_parity",
     "export_onnx",
-    "load_onnx_token_classifier",
+    "load_onnx_model",
     "main",
     "quantize_int8",
 ]
@@ -119,9 +138,13 @@ __all__ = [
 QUANTIZED_OPS = ("MatMul", "Gather")
 INT8_MAX_DISAGREEMENT = 0.05
 
+METADATA_TASK = "hf_bert_tasks.task"  # "ner", "classification" or "qa" (files without it: "ner", the first kind)
 METADATA_LABELS = "hf_bert_tasks.labels"
 METADATA_CRF = "hf_bert_tasks.crf"  # JSON {"start": (K,), "transitions": (K, K), "end": (K,)}, effective scores
 INPUT_NAMES = ("input_ids", "attention_mask", "token_type_ids")
+# The PyTorch model's outputs that the file computes, and their class, per task.
+OUTPUTS = {"ner": (TokenClassifierOutput, ("logits",)), "classification": (SequenceClassifierOutput, ("logits",)),
+           "qa": (QuestionAnsweringModelOutput, ("start_logits", "end_logits"))}
 
 PathLike = str | os.PathLike
 
@@ -131,16 +154,17 @@ PathLike = str | os.PathLike
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class _Emissions(torch.nn.Module):
-    """The exported function: model inputs, positionally, to the emission scores."""
+class _Outputs(torch.nn.Module):
+    """The exported function: model inputs, positionally, to the named outputs."""
 
-    def __init__(self, model, input_names: Sequence[str]):
+    def __init__(self, model, input_names: Sequence[str], output_names: Sequence[str]):
         super().__init__()
         self.model = model
-        self.input_names = tuple(input_names)
+        self.input_names, self.output_names = tuple(input_names), tuple(output_names)
 
-    def forward(self, *inputs: torch.Tensor) -> torch.Tensor:
-        return self.model(**dict(zip(self.input_names, inputs))).logits
+    def forward(self, *inputs: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        output = self.model(**dict(zip(self.input_names, inputs)))
+        return tuple(output[name] for name in self.output_names)
 
 
 def _example_inputs(tokenizer, input_names, texts) -> dict[str, torch.Tensor]:
@@ -150,13 +174,14 @@ def _example_inputs(tokenizer, input_names, texts) -> dict[str, torch.Tensor]:
 
 def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_OPSET, *, rtol: float = 1e-3,
                 atol: float = 1e-4) -> Path:
-    """Export the token-classification model in ``model_dir`` (a ``BertCrfForTokenClassification`` or any
-    ``*ForTokenClassification`` folder with its tokenizer) to ``onnx_path``.
+    """Export the model in ``model_dir`` (a token classifier: ``BertCrfForTokenClassification``, the global pointer
+    or any ``*ForTokenClassification``; a ``*ForSequenceClassification``; a ``*ForQuestionAnswering``; with its
+    tokenizer) to ``onnx_path``.
 
-    The file computes the emissions with dynamic batch and length; for a CRF model the effective CRF scores and the
-    labels go into its metadata. The export is checked: ONNX Runtime must give PyTorch's logits within
-    ``atol + rtol * |logit|`` (float32 rounding of fused kernels) on a batch whose size and length differ from the
-    tracing example, else ``RuntimeError``. Returns the path.
+    The file computes the model's outputs (``OUTPUTS``) with dynamic batch and length; the task, the labels and a
+    CRF's effective scores go into its metadata. The export is checked: ONNX Runtime must give PyTorch's outputs
+    within ``atol + rtol * |output|`` (float32 rounding of fused kernels) on a batch whose size and length differ from
+    the tracing example, else ``RuntimeError``. Returns the path.
     """
     import onnx
     import onnxruntime
@@ -165,7 +190,9 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     if not model_dir.is_dir():
         raise FileNotFoundError(f"model folder {model_dir} does not exist")
     register_auto_classes()  # a CRF folder loads as this package's model
-    model = AutoModelForTokenClassification.from_pretrained(model_dir, trust_remote_code=True).eval()
+    task = task_of(AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
+    model = load_model(task, model_dir).eval()
+    output_names = OUTPUTS[task][1]
     if getattr(model, "bilstm", None) is not None:
         # pack_padded_sequence needs the lengths as Python ints: torch.export cannot trace it.
         raise ValueError(f"{model_dir} has a BiLSTM (use_bilstm=True): its packed sequences cannot be exported to "
@@ -183,14 +210,14 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
         warnings.filterwarnings("ignore", message="# The axis name", category=UserWarning)
         warnings.filterwarnings("ignore", message=".*LeafSpec", category=FutureWarning)
         torch.onnx.export(
-            _Emissions(model, input_names).eval(), tuple(example.values()), str(onnx_path), dynamo=True,
-            input_names=input_names, output_names=["logits"], opset_version=opset,
+            _Outputs(model, input_names, output_names).eval(), tuple(example.values()), str(onnx_path), dynamo=True,
+            input_names=input_names, output_names=list(output_names), opset_version=opset,
             dynamic_shapes=(tuple({0: batch, 1: length} for _ in input_names),), verbose=False,
             external_data=False,  # one self-contained file (BERT-family models stay under protobuf's 2 GB)
         )
 
     proto = onnx.load(str(onnx_path))
-    metadata = {METADATA_LABELS: json.dumps(labels)}
+    metadata = {METADATA_TASK: task, METADATA_LABELS: json.dumps(labels)}
     crf = getattr(model, "crf", None)
     if crf is not None:
         with torch.no_grad():
@@ -204,13 +231,15 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     # The check batch: another size and length than the tracing example, with padding.
     check = _example_inputs(tokenizer, input_names, ["a", "a b c d e f g h i j k l m n o p q r s t", "b c"])
     with torch.no_grad():
-        expected = model(**check).logits.numpy()
+        output = model(**check)
     session = onnxruntime.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(["logits"], {name: value.numpy() for name, value in check.items()})
-    if got.shape != expected.shape or not np.allclose(got, expected, rtol=rtol, atol=atol):
-        difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("nan")
-        raise RuntimeError(f"the ONNX export of {model_dir} does not reproduce PyTorch: logits {got.shape} vs "
-                           f"{expected.shape}, largest difference {difference:.3g} (rtol {rtol}, atol {atol})")
+    outputs = session.run(list(output_names), {name: value.numpy() for name, value in check.items()})
+    for name, got in zip(output_names, outputs):
+        expected = output[name].numpy()
+        if got.shape != expected.shape or not np.allclose(got, expected, rtol=rtol, atol=atol):
+            difference = float(np.abs(got - expected).max()) if got.shape == expected.shape else float("nan")
+            raise RuntimeError(f"the ONNX export of {model_dir} does not reproduce PyTorch: {name} {got.shape} vs "
+                               f"{expected.shape}, largest difference {difference:.3g} (rtol {rtol}, atol {atol})")
     return onnx_path
 
 
@@ -248,21 +277,24 @@ def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[s
 # ---------------------------------------------------------------------------------------------------------------
 
 
-class OnnxTokenClassifier:
-    """An ONNX Runtime session that looks, to :class:`~hf_bert_tasks.ner.predictor.NerPredictor` and its pipeline,
-    like a token classifier with a softmax head: ``model(**inputs).logits`` (torch tensors in and out, CPU).
+class OnnxModel:
+    """An ONNX Runtime session that looks, to the task's predictor (and the NER pipeline), like the PyTorch model it
+    was exported from without a CRF: ``model(**inputs)`` gives that model's output class (``.logits``, or
+    ``.start_logits`` and ``.end_logits``), torch tensors in and out, CPU.
 
     Args:
         session: an ``onnxruntime.InferenceSession`` of a file written by :func:`export_onnx`.
         config: the model's config (labels, tag scheme, window settings).
+        task: ``"ner"``, ``"classification"`` or ``"qa"`` (``OUTPUTS``).
     """
 
-    device = torch.device("cpu")  # ONNX Runtime takes and gives host memory; the pipeline puts inputs here
+    device = torch.device("cpu")  # ONNX Runtime takes and gives host memory; the predictors put inputs here
 
-    def __init__(self, session, config):
+    def __init__(self, session, config, task: str = "ner"):
         self.session = session
         self.config = config
         self.input_names = [i.name for i in session.get_inputs()]
+        self.output_class, self.output_names = OUTPUTS[task]
 
     def eval(self):
         return self
@@ -272,17 +304,17 @@ class OnnxTokenClassifier:
             raise ValueError(f"the ONNX model runs in ONNX Runtime on the CPU, not on {device}")
         return self
 
-    def __call__(self, **inputs: torch.Tensor) -> TokenClassifierOutput:
+    def __call__(self, **inputs: torch.Tensor):
         missing = [name for name in self.input_names if name not in inputs]
         if missing:
             raise ValueError(f"the ONNX model needs input(s) {missing}; got {sorted(inputs)}")
         feed = {name: inputs[name].cpu().numpy().astype(np.int64, copy=False) for name in self.input_names}
-        (logits,) = self.session.run(["logits"], feed)
-        return TokenClassifierOutput(logits=torch.from_numpy(logits))
+        outputs = self.session.run(list(self.output_names), feed)
+        return self.output_class(**{name: torch.from_numpy(value) for name, value in zip(self.output_names, outputs)})
 
 
-class OnnxCrfTokenClassifier(OnnxTokenClassifier):
-    """:class:`OnnxTokenClassifier` plus the CRF: ``decode`` and ``tag_probabilities`` are
+class OnnxCrfTokenClassifier(OnnxModel):
+    """:class:`OnnxModel` of a token classifier plus the CRF: ``decode`` and ``tag_probabilities`` are
     ``BertCrfForTokenClassification``'s own methods (they need only ``crf`` and ``num_labels``), running a
     ``LinearChainCRF`` whose scores are the effective scores stored in the file.
 
@@ -308,8 +340,8 @@ class OnnxCrfTokenClassifier(OnnxTokenClassifier):
         self.crf.eval()
 
 
-class OnnxSpanClassifier(OnnxTokenClassifier):
-    """:class:`OnnxTokenClassifier` for the global pointer model: the file computes the span scores ``(batch,
+class OnnxSpanClassifier(OnnxModel):
+    """:class:`OnnxModel` for the global pointer model: the file computes the span scores ``(batch,
     num_types, length, length)`` masked by ``attention_mask`` only; here, outside the graph, the spans whose start or
     end is no word (``tag_mask``) are masked and the spans above the threshold are decoded, by
     ``BertGlobalPointerForSpanClassification``'s own ``decode``, and its own pipeline merges the windows."""
@@ -324,12 +356,12 @@ class OnnxSpanClassifier(OnnxTokenClassifier):
         return output
 
 
-def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | None = None,
-                               providers: Sequence[str] | None = None) -> OnnxTokenClassifier:
+def load_onnx_model(onnx_path: PathLike, config, *, threads: int | None = None,
+                    providers: Sequence[str] | None = None) -> OnnxModel:
     """Open a file written by :func:`export_onnx` for the model whose config is ``config``.
 
     ``threads``: ONNX Runtime's intra-op threads (None: its default, one per physical core). Raises ``ValueError``
-    when the file's labels are not the config's (the file and the folder come from different models).
+    when the file's task or labels are not the config's (the file and the folder come from different models).
     """
     import onnxruntime
 
@@ -343,30 +375,29 @@ def load_onnx_token_classifier(onnx_path: PathLike, config, *, threads: int | No
     metadata = session.get_modelmeta().custom_metadata_map
     if METADATA_LABELS not in metadata:
         raise ValueError(f"{onnx_path} has no {METADATA_LABELS!r} metadata: it was not written by export_onnx")
-    labels = json.loads(metadata[METADATA_LABELS])
-    config_labels = label_names(config)
-    if labels != config_labels:
-        raise ValueError(f"{onnx_path} was exported from a model with labels {labels}, but the config has "
-                         f"{config_labels}: the ONNX file and the model folder do not belong together")
+    task, labels = metadata.get(METADATA_TASK, "ner"), json.loads(metadata[METADATA_LABELS])
+    config_task, config_labels = task_of(config), label_names(config)
+    if (task, labels) != (config_task, config_labels):
+        raise ValueError(f"{onnx_path} was exported from a {task} model with labels {labels}, but the config is a "
+                         f"{config_task} model's with {config_labels}: the ONNX file and the model folder do not "
+                         "belong together")
     if getattr(config, "model_type", None) == "bert_global_pointer":
         return OnnxSpanClassifier(session, config)
     if METADATA_CRF in metadata:
         scores = json.loads(metadata[METADATA_CRF])
         return OnnxCrfTokenClassifier(session, config, (scores["start"], scores["transitions"], scores["end"]))
-    return OnnxTokenClassifier(session, config)
+    return OnnxModel(session, config, task)
 
 
-class OnnxNerPredictor(NerPredictor):
-    """:class:`~hf_bert_tasks.ner.predictor.NerPredictor` with the forward pass in ONNX Runtime (CPU).
+class _OnnxForwardPass:
+    """The constructor of the ONNX predictors: the task's predictor, given an :class:`OnnxModel` for its model.
 
     Args:
         onnx_path: a file written by :func:`export_onnx`.
         model_dir: the folder it was exported from (tokenizer, labels, tag scheme, window settings).
         threads: ONNX Runtime's intra-op threads (None: its default).
         providers: ONNX Runtime execution providers (default: CPU).
-        **kwargs: as for ``NerPredictor`` (``batch_size``, ``max_length``, ``stride``, ...).
-
-    ``predictor(text)``, ``predict_document`` and ``predict_words`` behave as ``NerPredictor``'s.
+        **kwargs: as for the task's predictor (``batch_size``, window settings, ...).
     """
 
     def __init__(self, onnx_path: PathLike, model_dir: PathLike, *, threads: int | None = None,
@@ -374,8 +405,27 @@ class OnnxNerPredictor(NerPredictor):
         register_auto_classes()  # a CRF folder's config is this package's class
         config = AutoConfig.from_pretrained(model_dir, trust_remote_code=True)
         tokenizer = AutoTokenizer.from_pretrained(model_dir, trust_remote_code=True)
-        model = load_onnx_token_classifier(onnx_path, config, threads=threads, providers=providers)
+        model = load_onnx_model(onnx_path, config, threads=threads, providers=providers)
         super().__init__(model, tokenizer, **kwargs)
+
+
+class OnnxNerPredictor(_OnnxForwardPass, NerPredictor):
+    """:class:`~hf_bert_tasks.ner.predictor.NerPredictor` with the forward pass in ONNX Runtime (CPU): ``(onnx_path,
+    model_dir, *, threads=None, providers=None, **kwargs)`` (see ``_OnnxForwardPass``); ``predictor(text)``,
+    ``predict_document`` and ``predict_words`` behave as ``NerPredictor``'s."""
+
+
+class OnnxTextClassifier(_OnnxForwardPass, TextClassifier):
+    """:class:`~hf_bert_tasks.classification.predictor.TextClassifier` with the forward pass in ONNX Runtime (CPU);
+    arguments as :class:`OnnxNerPredictor`'s."""
+
+
+class OnnxQuestionAnswerer(_OnnxForwardPass, QuestionAnswerer):
+    """:class:`~hf_bert_tasks.qa.predictor.QuestionAnswerer` with the forward pass in ONNX Runtime (CPU); arguments
+    as :class:`OnnxNerPredictor`'s."""
+
+
+ONNX_PREDICTORS = {"ner": OnnxNerPredictor, "classification": OnnxTextClassifier, "qa": OnnxQuestionAnswerer}
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -391,25 +441,50 @@ SAMPLE_TEXTS = (
 )
 
 
+# Asked of every sample text of a QA model's parity check.
+QA_QUESTIONS = ("Who is named?", "Where did it happen?", "When did it happen?")
+FOUND = {"ner": "entities", "classification": "labels", "qa": "answers"}
+
+
+def _found(task: str, predictor, texts: Sequence[str]) -> tuple[list[str], list[list[tuple]]]:
+    """The samples (texts; for QA, "question | text") and per sample what ``predictor`` found in it: ``(key,
+    scores)`` pairs, key ``(type, start, end)`` of an entity, the label, or ``(start, end)`` of the answer."""
+    texts = list(texts)
+    if task == "ner":
+        return texts, [[((e["type"], e["start"], e["end"]), [e["score"]]) for e in found] for found in predictor(texts)]
+    if task == "classification":
+        return texts, [[] if record is None else [(repr(record["label"]), list(record["probabilities"].values()))]
+                       for record in predictor(texts)]
+    questions = [question for _ in texts for question in QA_QUESTIONS]
+    contexts = [text for text in texts for _ in QA_QUESTIONS]
+    answers = predictor(questions, contexts)
+    return ([f"{q} | {c}" for q, c in zip(questions, contexts)],
+            [[((answer["start"], answer["end"]), [answer["score"]])] for answer in answers])
+
+
 def check_parity(model_dir: PathLike, onnx_path: PathLike, onnx_dir: PathLike | None = None,
                  texts: Sequence[str] = SAMPLE_TEXTS) -> dict:
-    """Entities of ``texts`` by PyTorch (``NerPredictor`` on ``model_dir``) and by ONNX Runtime (``OnnxNerPredictor``
-    on ``onnx_path`` with the config and tokenizer of ``onnx_dir``, default ``model_dir``).
+    """What PyTorch (the task's predictor on ``model_dir``) and ONNX Runtime (its ONNX predictor on ``onnx_path``
+    with the config and tokenizer of ``onnx_dir``, default ``model_dir``) find in ``texts``: entities, the label, or
+    the answers to ``QA_QUESTIONS``.
 
-    Returns ``{"texts", "entities", "mismatches" (texts whose (type, start, end) lists differ), "max_score_difference"
-    (over the texts whose entities agree), "disagreement" (1 - the micro F1 of ONNX's entities against PyTorch's)}``."""
-    reference = NerPredictor.from_pretrained(str(model_dir))(list(texts))
-    got = OnnxNerPredictor(onnx_path, onnx_dir or model_dir)(list(texts))
+    Returns ``{"task", "texts" (samples: texts, or questions for QA), "found" (what PyTorch found), "mismatches"
+    (samples whose findings differ), "max_score_difference" (over the samples that agree; probabilities of every
+    label for a classifier), "disagreement" (1 - the micro F1 of ONNX's findings against PyTorch's)}``."""
+    register_auto_classes()
+    task = task_of(AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
+    samples, reference = _found(task, predictor_class(task).from_pretrained(str(model_dir)), texts)
+    _, got = _found(task, ONNX_PREDICTORS[task](onnx_path, onnx_dir or model_dir), texts)
     mismatches, difference, shared = [], 0.0, 0
-    for text, want, have in zip(texts, reference, got):
-        want_keys, have_keys = ([(e["type"], e["start"], e["end"]) for e in found] for found in (want, have))
-        shared += sum(1 for key in set(want_keys) & set(have_keys))
+    for sample, want, have in zip(samples, reference, got):
+        want_keys, have_keys = [key for key, _ in want], [key for key, _ in have]
+        shared += len(set(want_keys) & set(have_keys))
         if want_keys != have_keys:
-            mismatches.append(text)
+            mismatches.append(sample)
         else:
-            difference = max([difference] + [abs(a["score"] - b["score"]) for a, b in zip(want, have)])
+            difference = max([difference] + [abs(a - b) for (_, s), (_, t) in zip(want, have) for a, b in zip(s, t)])
     found = sum(map(len, reference)) + sum(map(len, got))
-    return {"texts": len(texts), "entities": sum(map(len, reference)), "mismatches": mismatches,
+    return {"task": task, "texts": len(samples), "found": sum(map(len, reference)), "mismatches": mismatches,
             "max_score_difference": difference, "disagreement": 1 - 2 * shared / found if found else 0.0}
 
 
@@ -453,31 +528,34 @@ def main(argv: Sequence[str] | None = None) -> int:
         if path.is_file() and not path.name.endswith((*WEIGHT_SUFFIXES, ".onnx")):
             shutil.copy2(path, out_dir / path.name)
     parity = check_parity(model_dir, onnx_path, out_dir, args.text or SAMPLE_TEXTS)
+    found, samples = FOUND[parity["task"]], "sample questions" if parity["task"] == "qa" else "sample texts"
     if parity["mismatches"]:
-        print(f"error: ONNX Runtime and PyTorch found different entities in {len(parity['mismatches'])} of "
-              f"{parity['texts']} sample texts, e.g. {parity['mismatches'][0][:80]!r}", file=sys.stderr)
+        print(f"error: ONNX Runtime and PyTorch found different {found} in {len(parity['mismatches'])} of "
+              f"{parity['texts']} {samples}, e.g. {parity['mismatches'][0][:80]!r}", file=sys.stderr)
         return 1
-    parity_line = (f"parity: ONNX Runtime and PyTorch find the same {parity['entities']} entities in "
-                   f"{parity['texts']} sample texts (largest score difference {parity['max_score_difference']:.2g})")
+    parity_line = (f"parity: ONNX Runtime and PyTorch find the same {parity['found']} {found} in {parity['texts']} "
+                   f"{samples} (largest score difference {parity['max_score_difference']:.2g})")
     if args.quantize == "int8":
         int8_path = quantize_int8(onnx_path, out_dir / "model.int8.onnx")
         int8 = check_parity(model_dir, int8_path, out_dir, args.text or SAMPLE_TEXTS)
         if int8["disagreement"] > INT8_MAX_DISAGREEMENT:
             int8_path.unlink()
-            print(f"error: the int8 model's entities in the {int8['texts']} sample texts differ from PyTorch's by "
-                  f"{100 * int8['disagreement']:.1f}% (1 - entity F1; {len(int8['mismatches'])} texts differ), over "
+            print(f"error: the int8 model's {found} in the {int8['texts']} {samples} differ from PyTorch's by "
+                  f"{100 * int8['disagreement']:.1f}% (1 - F1; {len(int8['mismatches'])} {samples} differ), over "
                   f"the {100 * INT8_MAX_DISAGREEMENT:.0f}% allowed: int8 refused; {onnx_path} is the float32 export",
                   file=sys.stderr)
             return 1
         os.replace(int8_path, onnx_path)
-        parity_line += (f"; int8: {100 * int8['disagreement']:.1f}% of the entities differ (at most "
-                        f"{100 * INT8_MAX_DISAGREEMENT:.0f}% allowed), {len(int8['mismatches'])} texts differ")
+        parity_line += (f"; int8: {100 * int8['disagreement']:.1f}% of the {found} differ (at most "
+                        f"{100 * INT8_MAX_DISAGREEMENT:.0f}% allowed), {len(int8['mismatches'])} {samples} differ")
     size = onnx_path.stat().st_size / 2**20
     kind = "int8 " if args.quantize else ""
     print(f"wrote {kind}{onnx_path} ({size:.1f} MiB) and the config, tokenizer and code beside it in {out_dir}")
     print(parity_line)
-    print(f"predict: from hf_bert_tasks.export import OnnxNerPredictor; "
-          f"OnnxNerPredictor({str(onnx_path)!r}, {str(out_dir)!r})(text)")
+    name = ONNX_PREDICTORS[parity["task"]].__name__
+    arguments = "question, context" if parity["task"] == "qa" else "text"
+    print(f"predict: from hf_bert_tasks.export import {name}; "
+          f"{name}({str(onnx_path)!r}, {str(out_dir)!r})({arguments})")
     return 0
 
 

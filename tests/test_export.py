@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
-from conftest import CHARACTERS, PYTHON, ROOT, WORDS, minilm_path, shared_data_path, tiny_bert_config
+from conftest import CHARACTERS, PYTHON, ROOT, WORDS, minilm_path, shared_data_path, tiny_bert_config, tiny_tokenizer
 from hf_bert_tasks import BertCrfForTokenClassification
-from hf_bert_tasks.export import METADATA_CRF, OnnxNerPredictor, export_onnx, load_onnx_token_classifier
+from hf_bert_tasks.export import METADATA_CRF, OnnxNerPredictor, export_onnx, load_onnx_model
 from hf_bert_tasks.ner.predictor import NerPredictor
 
 onnx = pytest.importorskip("onnx")
@@ -93,7 +93,7 @@ def test_exported_graph_has_dynamic_batch_and_length_and_matches_pytorch(exporte
 
 def test_onnx_decoding_is_the_models_own_crf(exported):
     folder, onnx_path, model = exported
-    classifier = load_onnx_token_classifier(onnx_path, model.config)
+    classifier = load_onnx_model(onnx_path, model.config)
     generator = torch.Generator().manual_seed(2)
     logits = torch.randn(5, 13, len(LABELS), generator=generator) * 3
     tag_mask = torch.rand(5, 13, generator=generator) > 0.4  # scattered positions, like first word pieces
@@ -146,6 +146,82 @@ def test_softmax_model_exports_and_predicts_like_pytorch(tiny_encoder_dir, tmp_p
     got = OnnxNerPredictor(onnx_path, tmp_path, threads=1)(texts)
     assert sum(len(e) for e in expected) > 5
     assert [entity_keys(e) for e in got] == [entity_keys(e) for e in expected]
+
+
+# -- sequence classification and QA: the same export, each task's own predictor ------------------------------------
+
+
+def save_tiny_head(head, path, **config):
+    """A tiny BERT with a transformers head whose predictions vary between texts: larger weights than the init's
+    (attention that depends on the text) and, for a classifier, logits centred on the mean of other random texts."""
+    torch.manual_seed(0)
+    model = head(tiny_bert_config(**config)).eval()
+    with torch.no_grad():
+        for name, parameter in model.named_parameters():
+            if parameter.dim() == 2 and "embeddings" not in name:
+                parameter.normal_(0.0, 0.3)
+        if hasattr(model, "classifier"):
+            encoded = tiny_tokenizer()(random_texts(seed=1, count=40)[:-1], padding=True, truncation=True,
+                                       max_length=24, return_tensors="pt")
+            model.classifier.bias.sub_(model(**encoded).logits.mean(0))
+    model.save_pretrained(path)
+    tiny_tokenizer().save_pretrained(path)
+    return path
+
+
+def test_classifier_exports_and_classifies_like_pytorch_in_windows_and_int8(tmp_path, capsys):
+    from transformers import BertForSequenceClassification
+
+    from hf_bert_tasks.classification.predictor import TextClassifier
+    from hf_bert_tasks.export import OnnxTextClassifier, main, quantize_int8
+
+    labels = ["sports", "finance", "games"]
+    folder = save_tiny_head(BertForSequenceClassification, tmp_path / "model",
+                            id2label=dict(enumerate(labels)), label2id={label: i for i, label in enumerate(labels)},
+                            long_text="windows", max_seq_length=24, stride=6)  # long texts: pooled windows
+    out = tmp_path / "onnx"
+    assert main([str(folder), str(out)]) == 0
+    printed = capsys.readouterr().out
+    assert "parity: ONNX Runtime and PyTorch find the same 4 labels in 4 sample texts" in printed
+    assert f"OnnxTextClassifier({str(out / 'model.onnx')!r}, {str(out)!r})(text)" in printed
+    texts = random_texts(seed=5, count=30)
+    expected = TextClassifier.from_pretrained(str(folder))(texts)
+    got = OnnxTextClassifier(out / "model.onnx", out, threads=1)(texts)
+    assert expected[-1] is None and got[-1] is None  # the empty text
+    assert len({record["label"] for record in expected[:-1]}) == 3  # not a vacuous comparison
+    assert [r["label"] for r in got[:-1]] == [r["label"] for r in expected[:-1]]
+    np.testing.assert_allclose([list(r["probabilities"].values()) for r in got[:-1]],
+                               [list(r["probabilities"].values()) for r in expected[:-1]], atol=1e-5)
+    # int8: integer products, the labels of most texts kept (a random tiny model has close calls)
+    int8 = OnnxTextClassifier(quantize_int8(out / "model.onnx", tmp_path / "model.int8.onnx"), out)(texts)
+    assert sum(a["label"] == b["label"] for a, b in zip(int8[:-1], expected[:-1])) >= 0.8 * (len(texts) - 1)
+
+
+def test_qa_model_exports_and_answers_like_pytorch(tmp_path, capsys):
+    from transformers import BertForQuestionAnswering, BertForSequenceClassification
+
+    from hf_bert_tasks.export import QA_QUESTIONS, OnnxQuestionAnswerer, main
+    from hf_bert_tasks.qa.predictor import QuestionAnswerer
+
+    folder = save_tiny_head(BertForQuestionAnswering, tmp_path / "model", max_seq_length=40,
+                            doc_stride=12, max_question_length=16)  # as recipes/qa.py saves them: contexts in windows
+    out = tmp_path / "onnx"
+    assert main([str(folder), str(out), "--text", " ".join(WORDS * 4), "--text", "john visited paris"]) == 0
+    printed = capsys.readouterr().out
+    assert f"parity: ONNX Runtime and PyTorch find the same {2 * len(QA_QUESTIONS)} answers in " \
+           f"{2 * len(QA_QUESTIONS)} sample questions" in printed
+    assert "OnnxQuestionAnswerer(" in printed and "(question, context)" in printed
+    contexts = [text for text in random_texts(seed=9, count=12) if text]
+    questions = [" ".join(context.split()[:3]) + " ?" for context in contexts[::-1]]
+    expected = QuestionAnswerer.from_pretrained(str(folder))(questions, contexts)
+    got = OnnxQuestionAnswerer(out / "model.onnx", out, threads=1)(questions, contexts)
+    assert len({(a["start"], a["end"]) for a in expected}) > 5
+    assert [(a["answer"], a["start"], a["end"]) for a in got] == [(a["answer"], a["start"], a["end"]) for a in expected]
+    np.testing.assert_allclose([a["score"] for a in got], [a["score"] for a in expected], atol=1e-4)
+    # a file and a folder of different tasks do not belong together, even with the same two labels
+    classifier = save_tiny_head(BertForSequenceClassification, tmp_path / "classifier")
+    with pytest.raises(ValueError, match="exported from a qa model .* do not belong together"):
+        OnnxQuestionAnswerer(out / "model.onnx", classifier)
 
 
 def test_loading_rejects_a_file_that_does_not_belong_to_the_folder(exported, tmp_path):

@@ -182,7 +182,7 @@ class TextClassifier:
         features.pop("truncated_tokens")
         n = len(example_index)
         window_logits = np.zeros((n, len(self.labels)))
-        device = next(self.model.parameters()).device
+        device = self.model.device  # an ONNX Runtime model (export.OnnxModel) has no parameters
         order = sorted(range(n), key=lambda i: len(features["input_ids"][i]))  # similar lengths pad little
         with torch.no_grad():
             for begin in range(0, n, self.batch_size):
