@@ -129,6 +129,7 @@ __all__ = [
     "export_onnx",
     "load_onnx_model",
     "main",
+    "pytorch_findings",
     "quantize_int8",
 ]
 
@@ -462,18 +463,24 @@ def _found(task: str, predictor, texts: Sequence[str]) -> tuple[list[str], list[
             [[((answer["start"], answer["end"]), [answer["score"]])] for answer in answers])
 
 
+def pytorch_findings(model_dir: PathLike, texts: Sequence[str] = SAMPLE_TEXTS) -> tuple[str, list[str], list]:
+    """``(task, samples, findings)`` of the task's PyTorch predictor on ``model_dir`` in ``texts`` (see
+    :func:`_found`): the reference of :func:`check_parity`, computed once for several ONNX files of one model."""
+    register_auto_classes()
+    task = task_of(AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
+    return (task, *_found(task, predictor_class(task).from_pretrained(str(model_dir)), texts))
+
+
 def check_parity(model_dir: PathLike, onnx_path: PathLike, onnx_dir: PathLike | None = None,
-                 texts: Sequence[str] = SAMPLE_TEXTS) -> dict:
-    """What PyTorch (the task's predictor on ``model_dir``) and ONNX Runtime (its ONNX predictor on ``onnx_path``
-    with the config and tokenizer of ``onnx_dir``, default ``model_dir``) find in ``texts``: entities, the label, or
-    the answers to ``QA_QUESTIONS``.
+                 texts: Sequence[str] = SAMPLE_TEXTS, reference: tuple | None = None) -> dict:
+    """What PyTorch (the task's predictor on ``model_dir``; or ``reference``, :func:`pytorch_findings` of the same
+    texts) and ONNX Runtime (its ONNX predictor on ``onnx_path`` with the config and tokenizer of ``onnx_dir``,
+    default ``model_dir``) find in ``texts``: entities, the label, or the answers to ``QA_QUESTIONS``.
 
     Returns ``{"task", "texts" (samples: texts, or questions for QA), "found" (what PyTorch found), "mismatches"
     (samples whose findings differ), "max_score_difference" (over the samples that agree; probabilities of every
     label for a classifier), "disagreement" (1 - the micro F1 of ONNX's findings against PyTorch's)}``."""
-    register_auto_classes()
-    task = task_of(AutoConfig.from_pretrained(model_dir, trust_remote_code=True))
-    samples, reference = _found(task, predictor_class(task).from_pretrained(str(model_dir)), texts)
+    task, samples, reference = reference or pytorch_findings(model_dir, texts)
     _, got = _found(task, ONNX_PREDICTORS[task](onnx_path, onnx_dir or model_dir), texts)
     mismatches, difference, shared = [], 0.0, 0
     for sample, want, have in zip(samples, reference, got):
@@ -527,7 +534,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for path in model_dir.iterdir():
         if path.is_file() and not path.name.endswith((*WEIGHT_SUFFIXES, ".onnx")):
             shutil.copy2(path, out_dir / path.name)
-    parity = check_parity(model_dir, onnx_path, out_dir, args.text or SAMPLE_TEXTS)
+    texts = args.text or SAMPLE_TEXTS
+    reference = pytorch_findings(model_dir, texts)  # for the float32 file and the int8 one
+    parity = check_parity(model_dir, onnx_path, out_dir, texts, reference)
     found, samples = FOUND[parity["task"]], "sample questions" if parity["task"] == "qa" else "sample texts"
     if parity["mismatches"]:
         print(f"error: ONNX Runtime and PyTorch found different {found} in {len(parity['mismatches'])} of "
@@ -537,7 +546,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                    f"{samples} (largest score difference {parity['max_score_difference']:.2g})")
     if args.quantize == "int8":
         int8_path = quantize_int8(onnx_path, out_dir / "model.int8.onnx")
-        int8 = check_parity(model_dir, int8_path, out_dir, args.text or SAMPLE_TEXTS)
+        int8 = check_parity(model_dir, int8_path, out_dir, texts, reference)
         if int8["disagreement"] > INT8_MAX_DISAGREEMENT:
             int8_path.unlink()
             print(f"error: the int8 model's {found} in the {int8['texts']} {samples} differ from PyTorch's by "

@@ -380,6 +380,8 @@ def space_threads() -> int:
     """Torch's threads for the Space's process: `THREADS` (a positive integer), else the usable cores divided among
     the `CONCURRENT_PREDICTIONS` that run at once."""
     value = os.environ.get("THREADS", "").strip()
+    if value and (not value.isdigit() or int(value) < 1):
+        raise ValueError(f"the Space variable THREADS must be a whole number of at least 1, got {value!r}")
     return share_threads(int(value) if value else None, workers=CONCURRENT_PREDICTIONS)
 
 

@@ -362,6 +362,10 @@ def test_the_space_shares_the_cores_among_its_concurrent_predictions(app, monkey
         assert app.space_threads() == 1 == torch.get_num_threads()
         monkeypatch.delenv("THREADS")
         assert app.space_threads() == max(1, usable_cores() // app.CONCURRENT_PREDICTIONS)
+        for bad in ("0", "two"):
+            monkeypatch.setenv("THREADS", bad)
+            with pytest.raises(ValueError, match="THREADS must be a whole number of at least 1"):
+                app.space_threads()
     finally:
         torch.set_num_threads(before)
 

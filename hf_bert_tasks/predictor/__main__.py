@@ -50,6 +50,13 @@ def read_texts(texts: Sequence[str], input_path: str | None, stdin=None) -> list
     return found
 
 
+def positive_int(value: str) -> int:
+    """An argparse type: a whole number of at least 1 (refused by the parser, before anything loads)."""
+    if not value.strip().isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
+    return int(value)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(prog="python -m hf_bert_tasks.predictor", description=__doc__.split("\n\n")[0])
     parser.add_argument("model", help="model folder or Hub id")
@@ -59,7 +66,7 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="a UTF-8 text file, one text a line (after the texts given as arguments)")
     parser.add_argument("--question", default=None, help="QA models: the question asked of every text")
     parser.add_argument("--revision", default=None, help="Hub revision (branch, tag or commit)")
-    parser.add_argument("--threads", type=int, default=None,
+    parser.add_argument("--threads", type=positive_int, default=None,
                         help="torch threads of this process (default: torch's, or the cores it may use divided among "
                              "the local processes of accelerate launch); give each of several processes sharing the "
                              "cores its share (benchmarks/README.md, 'Threads')")
