@@ -33,8 +33,10 @@ model's load, about a second). Per batch size and thread setting:
 - `shared`: `--threads` = the usable cores divided among the processes;
 - `passive`: torch's default threads with `OMP_WAIT_POLICY=PASSIVE` (OpenMP workers sleep instead of spinning).
 
-Reported: texts/s of one process alone and the total texts/s of N at once (all their texts over the wall time until
-the last one ends), and the ratio of the two (the goal: at least 1.2x). Run it with no OMP_NUM_THREADS set. JSON to
+Reported, each the median of `--repeats` rounds (every setting runs in every round, so the machine's drift between
+minutes spreads over all of them): texts/s of one process alone and the total texts/s of N at once (all their texts
+over the wall time until the last one ends), and the ratio of the second to the first and to one process alone with
+default threads (the goal: at least 1.2x). Run it with no OMP_NUM_THREADS set. JSON to
 benchmarks/results/inference_speed_concurrent.json.
 
 Both want an otherwise idle machine.
@@ -42,6 +44,7 @@ Both want an otherwise idle machine.
 
 import json
 import os
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -101,24 +104,36 @@ def concurrent(args, sentences) -> dict:
     shared = max(1, usable_cores() // args.concurrent)
     settings = {"default": ([], base_env), "shared": (["--threads", str(shared)], base_env),
                 "passive": ([], {**base_env, "OMP_WAIT_POLICY": "PASSIVE"})}
-    results = {}
+    rates = {}  # (batch size, setting) -> {"alone": [...], "together": [...], "threads": n}, a rate per round
     with tempfile.TemporaryDirectory() as folder:
         folder = Path(folder)
         texts = folder / "texts.txt"
         texts.write_text("".join(" ".join(words) + "\n" for words in sentences), encoding="utf-8")
-        for batch_size in args.batch_sizes:
-            for name, (flags, env) in settings.items():
-                argv = [str(args.model_dir), "--input", str(texts), "--batch_size", str(batch_size), *flags]
-                alone = run_together(1, argv, env, folder)
-                together = run_together(args.concurrent, argv, env, folder)
-                rate_alone = len(sentences) / alone[0]["seconds"]
-                rate_together = args.concurrent * len(sentences) / max(r["seconds"] for r in together)
-                results[f"batch {batch_size} {name}"] = {
-                    "threads_per_process": together[0]["threads"], "alone_texts_per_second": rate_alone,
-                    "together_texts_per_second": rate_together, "together_over_alone": rate_together / rate_alone}
-                print(f"batch {batch_size:3d} {name:8s} threads {together[0]['threads']}: alone {rate_alone:7.1f} "
-                      f"texts/s, {args.concurrent} at once {rate_together:7.1f} texts/s in all "
-                      f"({rate_together / rate_alone:.2f}x)", flush=True)
+        # Rounds, every setting in each: the machine's speed drifts between minutes, and interleaving spreads the
+        # drift over all settings alike.
+        for round_ in range(args.repeats):
+            for batch_size in args.batch_sizes:
+                for name, (flags, env) in settings.items():
+                    argv = [str(args.model_dir), "--input", str(texts), "--batch_size", str(batch_size), *flags]
+                    alone = run_together(1, argv, env, folder)
+                    together = run_together(args.concurrent, argv, env, folder)
+                    rate = rates.setdefault((batch_size, name), {"alone": [], "together": []})
+                    rate["threads"] = together[0]["threads"]
+                    rate["alone"].append(len(sentences) / alone[0]["seconds"])
+                    rate["together"].append(args.concurrent * len(sentences) / max(r["seconds"] for r in together))
+                    print(f"round {round_ + 1} batch {batch_size:3d} {name:8s}: alone {rate['alone'][-1]:7.1f} "
+                          f"texts/s, {args.concurrent} at once {rate['together'][-1]:7.1f} in all", flush=True)
+    results = {}
+    for (batch_size, name), rate in rates.items():
+        alone, together = statistics.median(rate["alone"]), statistics.median(rate["together"])
+        default_alone = statistics.median(rates[batch_size, "default"]["alone"])
+        results[f"batch {batch_size} {name}"] = {
+            "threads_per_process": rate["threads"], "alone_texts_per_second": alone,
+            "together_texts_per_second": together, "together_over_alone": together / alone,
+            "together_over_default_alone": together / default_alone, "rounds": rate}
+        print(f"batch {batch_size:3d} {name:8s} threads {rate['threads']}, median of {args.repeats}: alone "
+              f"{alone:7.1f} texts/s, {args.concurrent} at once {together:7.1f} in all ({together / alone:.2f}x; "
+              f"{together / default_alone:.2f}x one alone with default threads)")
     return {"usable_cores": usable_cores(), "texts_per_process": len(sentences), "results": results}
 
 
@@ -226,7 +241,8 @@ def main():
     parser.add_argument("--texts", type=int, default=1000, help="CoNLL-2003 dev sentences (batch 32; per process)")
     parser.add_argument("--texts_batch1", type=int, default=200, help="dev sentences predicted one per call")
     parser.add_argument("--documents", type=int, default=64, help="2,000-character documents")
-    parser.add_argument("--repeats", type=int, default=2, help="timed passes per door (the best kept)")
+    parser.add_argument("--repeats", type=int, default=2,
+                        help="timed passes per door (the best kept); --concurrent: rounds (the median kept)")
     parser.add_argument("--batch_sizes", type=int, nargs="+", default=[1, 32], help="--concurrent: batch sizes")
     parser.add_argument("--dev_file", type=Path, default=common.data_path("conll2003", "eng.testa"))
     args = common.parse(parser)

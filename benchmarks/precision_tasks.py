@@ -12,7 +12,8 @@ Every dev example goes through each door, with the same windows and decoding:
   dtype=...)`;
 - `onnx float32` and `onnx int8`: `OnnxTextClassifier` / `OnnxQuestionAnswerer` on `export_onnx`'s file and on its
   `quantize_int8` (the export's choice: int8 weights of the matrix products and the embeddings, a scale per output
-  channel).
+  channel, the task's `FLOAT_PRODUCTS` left float32);
+- `onnx int8, every product`: the same with every matrix product in int8 (what NER's export does).
 
 Reported per door: the dev score (accuracy; EM and F1), its difference to float32 in points (the gate: within 0.3),
 the share of examples whose label (answer span) is float32 PyTorch's, and examples/s (one timed pass per door after a
@@ -27,7 +28,6 @@ import torch
 
 import common
 
-DOORS = ("pytorch float32", "pytorch bfloat16", "onnx float32", "onnx int8")
 
 
 def untrained_model(task: str, folder: Path, seed: int) -> Path:
@@ -79,7 +79,8 @@ def main():
     threads = torch.get_num_threads()
     onnx_dir = common.work_dir(args) / f"onnx_{args.task}"
     onnx_path = export_onnx(args.model_dir, onnx_dir / "model.onnx")
-    files = {"onnx float32": onnx_path, "onnx int8": quantize_int8(onnx_path, onnx_dir / "model.int8.onnx")}
+    files = {"onnx float32": onnx_path, "onnx int8": quantize_int8(onnx_path, onnx_dir / "model.int8.onnx"),
+             "onnx int8, every product": quantize_int8(onnx_path, onnx_dir / "model.int8_all.onnx", keep_float=())}
     torch_class, onnx_class = (TextClassifier, OnnxTextClassifier) if args.task == "sst2" else \
         (QuestionAnswerer, OnnxQuestionAnswerer)
     doors = {f"pytorch {dtype}": torch_class.from_pretrained(str(args.model_dir), dtype=dtype,
@@ -132,7 +133,7 @@ def main():
         result["points_from_float32"] = result[metric] - base[metric]
         result["speedup"] = result["examples_per_second"] / base["examples_per_second"]
         em = f"EM {result['exact_match']:6.2f}  " if args.task == "squad" else ""
-        print(f"{name:<18} {em}{metric} {result[metric]:6.2f} ({result['points_from_float32']:+.2f})  "
+        print(f"{name:<25} {em}{metric} {result[metric]:6.2f} ({result['points_from_float32']:+.2f})  "
               f"same as float32 {100 * result['same_as_float32']:6.2f}%  "
               f"{result['examples_per_second']:7.1f} examples/s ({result['speedup']:.2f}x)")
     common.write_json(args.output, {"arguments": vars(args), "threads": threads, "examples": examples,

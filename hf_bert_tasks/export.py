@@ -45,7 +45,8 @@ int8
 ----
 ``--quantize int8`` (:func:`quantize_int8`) replaces the file by its dynamic int8 quantization: the weights of the
 operators in ``QUANTIZED_OPS`` (the matrix products and the embeddings) in int8 with a scale per output channel,
-activations quantized batch by batch at run time (integer matrix products, VNNI on CPUs that have it). The int8 model
+activations quantized batch by batch at run time (integer matrix products, VNNI on CPUs that have it), except the
+products of the task's ``FLOAT_PRODUCTS``, which stay float32. The int8 model
 cannot find exactly the float model's entities, so its parity is a bound: 1 - the F1 of its entities (labels,
 answers) against PyTorch's in the sample texts at most ``INT8_MAX_DISAGREEMENT``, else the export refuses it, says the
 measured disagreement and leaves the float32 file. A text has one label and a question one answer, so for those
@@ -127,6 +128,7 @@ __all__ = [
     "OnnxTextClassifier",
     "check_parity",
     "export_onnx",
+    "float_products",
     "load_onnx_model",
     "main",
     "pytorch_findings",
@@ -137,6 +139,12 @@ __all__ = [
 # measurement on CoNLL-2003 dev (benchmarks/README.md, "Lower precision"); and how far the int8 file's entities in
 # the parity texts may be from PyTorch's float32 ones (1 - entity F1) before export refuses it.
 QUANTIZED_OPS = ("MatMul", "Gather")
+# The matrix products that stay float32, per task, by measurement on SST-2 and SQuAD dev (benchmarks/README.md):
+# NER holds its gate with every product in int8, but a text's label and an answer's span moved with the products
+# whose inputs have the widest outliers: the first encoder layer's (their input is the embeddings' normalised sum)
+# and the down-projections (the feed-forward outputs, whose input is the GELU's long tail; and the heads).
+FLOAT_PRODUCTS = {"ner": (), "classification": ("first layer", "down-projections"),
+                  "qa": ("first layer", "down-projections")}
 INT8_MAX_DISAGREEMENT = 0.05
 
 METADATA_TASK = "hf_bert_tasks.task"  # "ner", "classification" or "qa" (files without it: "ner", the first kind)
@@ -244,11 +252,28 @@ def export_onnx(model_dir: PathLike, onnx_path: PathLike, opset: int = DEFAULT_O
     return onnx_path
 
 
+def float_products(proto, groups: Sequence[str]) -> list[str]:
+    """The names of the matrix products (MatMul with a weight matrix) of ``groups`` in an exported graph: "first
+    layer", those before its third LayerNormalization (the embeddings' and the first layer's two), and
+    "down-projections", those whose weight has more rows than columns."""
+    shapes = {init.name: tuple(init.dims) for init in proto.graph.initializer if len(init.dims) == 2}
+    names, norms = [], 0
+    for node in proto.graph.node:
+        norms += node.op_type == "LayerNormalization"
+        shape = shapes.get(node.input[1]) if node.op_type == "MatMul" else None
+        first, down = norms < 3, shape is not None and shape[0] > shape[1]
+        if shape and (("first layer" in groups and first) or ("down-projections" in groups and down)):
+            names.append(node.name)
+    return names
+
+
 def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[str] | None = QUANTIZED_OPS,
-                  per_channel: bool = True) -> Path:
+                  per_channel: bool = True, keep_float: Sequence[str] | None = None) -> Path:
     """Write the dynamic int8 quantization of a file of :func:`export_onnx` (weights of ``op_types`` in int8, one
     scale per output channel or, without ``per_channel``, per matrix; None: every operator ONNX Runtime quantizes;
-    activations quantized batch by batch at run time; its labels and CRF scores kept) to ``int8_path``."""
+    the products of ``keep_float``, groups of :func:`float_products`, in float32, by default the file's task's
+    ``FLOAT_PRODUCTS``; activations quantized batch by batch at run time; its labels and CRF scores kept) to
+    ``int8_path``."""
     import logging
 
     import onnx
@@ -257,12 +282,16 @@ def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[s
     root = logging.getLogger()
     level = root.level
     root.setLevel(logging.ERROR)  # its advice to pre-process the graph: these operators need no shape inference
+    source = onnx.load(str(onnx_path))
+    metadata = {entry.key: entry.value for entry in source.metadata_props}
+    if keep_float is None:
+        keep_float = FLOAT_PRODUCTS[metadata.get(METADATA_TASK, "ner")]
     try:
         quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=per_channel,
-                         op_types_to_quantize=None if op_types is None else list(op_types))
+                         op_types_to_quantize=None if op_types is None else list(op_types),
+                         nodes_to_exclude=float_products(source, keep_float))
     finally:
         root.setLevel(level)
-    metadata = {entry.key: entry.value for entry in onnx.load(str(onnx_path), load_external_data=False).metadata_props}
     proto = onnx.load(str(int8_path))
     kept = {entry.key for entry in proto.metadata_props}
     for key, value in metadata.items():

@@ -193,8 +193,25 @@ def test_classifier_exports_and_classifies_like_pytorch_in_windows_and_int8(tmp_
     np.testing.assert_allclose([list(r["probabilities"].values()) for r in got[:-1]],
                                [list(r["probabilities"].values()) for r in expected[:-1]], atol=1e-5)
     # int8: integer products, the labels of most texts kept (a random tiny model has close calls)
-    int8 = OnnxTextClassifier(quantize_int8(out / "model.onnx", tmp_path / "model.int8.onnx"), out)(texts)
+    int8_path = quantize_int8(out / "model.onnx", tmp_path / "model.int8.onnx")
+    int8 = OnnxTextClassifier(int8_path, out)(texts)
     assert sum(a["label"] == b["label"] for a, b in zip(int8[:-1], expected[:-1])) >= 0.8 * (len(texts) - 1)
+    # ... but the first layer's products and the down-projections (FLOAT_PRODUCTS) keep their float32 weights: these
+    # weights, named as PyTorch names them, and no other (the pooler and the classifier act on one vector per text:
+    # Gemm nodes, which QUANTIZED_OPS leaves float)
+    model = BertForSequenceClassification.from_pretrained(folder)
+    first = [f"bert.encoder.layer.0.{name}.weight" for name in (
+        "attention.self.query", "attention.self.key", "attention.self.value", "attention.output.dense",
+        "intermediate.dense")]
+    down = [f"bert.encoder.layer.{i}.output.dense.weight" for i in range(model.config.num_hidden_layers)]
+    expected_float = [model.state_dict()[name].T.numpy() for name in [*first, *down]]
+    graph = onnx.load(str(int8_path))
+    weights = {init.name: onnx.numpy_helper.to_array(init) for init in graph.graph.initializer}
+    kept = [weights[node.input[1]] for node in graph.graph.node
+            if node.op_type == "MatMul" and node.input[1] in weights]
+    assert len(kept) == len(expected_float)
+    assert all(any(np.array_equal(k, e) for k in kept) for e in expected_float)
+    assert any(node.op_type == "MatMulInteger" for node in graph.graph.node)  # the pooler and later layers' others
 
 
 def test_qa_model_exports_and_answers_like_pytorch(tmp_path, capsys):
