@@ -29,7 +29,6 @@ import torch
 import common
 
 
-
 def untrained_model(task: str, folder: Path, seed: int) -> Path:
     """The offline MiniLM with a fresh head of the task (for --smoke)."""
     from transformers import AutoModelForQuestionAnswering, AutoModelForSequenceClassification, AutoTokenizer
