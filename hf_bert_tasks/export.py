@@ -260,9 +260,10 @@ def float_products(proto, groups: Sequence[str]) -> list[str]:
     names, norms = [], 0
     for node in proto.graph.node:
         norms += node.op_type == "LayerNormalization"
-        shape = shapes.get(node.input[1]) if node.op_type == "MatMul" else None
-        first, down = norms < 3, shape is not None and shape[0] > shape[1]
-        if shape and (("first layer" in groups and first) or ("down-projections" in groups and down)):
+        if node.op_type != "MatMul" or node.input[1] not in shapes:
+            continue
+        rows, columns = shapes[node.input[1]]
+        if ("first layer" in groups and norms < 3) or ("down-projections" in groups and rows > columns):
             names.append(node.name)
     return names
 
@@ -279,13 +280,13 @@ def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[s
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    root = logging.getLogger()
-    level = root.level
-    root.setLevel(logging.ERROR)  # its advice to pre-process the graph: these operators need no shape inference
     source = onnx.load(str(onnx_path))
     metadata = {entry.key: entry.value for entry in source.metadata_props}
     if keep_float is None:
         keep_float = FLOAT_PRODUCTS[metadata.get(METADATA_TASK, "ner")]
+    root = logging.getLogger()
+    level = root.level
+    root.setLevel(logging.ERROR)  # its advice to pre-process the graph: these operators need no shape inference
     try:
         quantize_dynamic(str(onnx_path), str(int8_path), weight_type=QuantType.QInt8, per_channel=per_channel,
                          op_types_to_quantize=None if op_types is None else list(op_types),
