@@ -111,7 +111,7 @@ def run_together(count: int, argv: list[str], env: dict, folder: Path) -> list[d
 
 def concurrent(args, sentences) -> dict:
     """Processes predicting at once against one alone (see the module docstring)."""
-    from hf_bert_tasks.predictor.auto import usable_cores
+    from hf_bert_tasks.modeling.threads import usable_cores
 
     base_env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "OMP_WAIT_POLICY")}
     shared = max(1, usable_cores() // args.concurrent)

@@ -81,9 +81,9 @@ TOKENIZER_FILES = (*TOKENIZER_VOCABULARIES, "tokenizer_config.json", "special_to
                    "merges.txt", "chat_template.jinja")
 RESULT_FILES = ("all_results.json", "eval_results.json", "test_results.json", "train_results.json")
 # The Inference Endpoints custom handler (modeling/handler.py) and the modeling files it loads (the shared input
-# checks, the QA decoding), copied next to the weights, and the requirements.txt the endpoint installs: pyproject's
-# ranges (tests/test_endpoint.py compares).
-ENDPOINT_CODE = ("handler.py", "texts.py", "qa_spans.py")
+# checks, the QA decoding, torch's threads), copied next to the weights, and the requirements.txt the endpoint
+# installs: pyproject's ranges (tests/test_endpoint.py compares).
+ENDPOINT_CODE = ("handler.py", "texts.py", "qa_spans.py", "threads.py")
 ENDPOINT_REQUIREMENTS = ("torch>=2.4", "transformers>=5.0")
 # Remote files of the kinds push_model manages: deleted when the pushed folder no longer has them.
 MANAGED_PATTERNS = ["config.json", "*.safetensors", WEIGHTS_INDEX_NAME, "*.py", "requirements.txt", *TOKENIZER_FILES,
@@ -243,7 +243,8 @@ def model_files(model_dir: Path) -> list[str]:
 
 def endpoint_files() -> dict[str, str]:
     """The Inference Endpoints files of a model folder, name -> text: `handler.py` (`EndpointHandler`, see
-    `modeling/handler.py`), the files it loads (`texts.py`, `qa_spans.py`) and `requirements.txt`."""
+    `modeling/handler.py`), the files it loads (`texts.py`, `qa_spans.py`, `threads.py`) and
+    `requirements.txt`."""
     code = {name: (Path(__file__).parent / "modeling" / name).read_text(encoding="utf-8") for name in ENDPOINT_CODE}
     return {**code, "requirements.txt": "\n".join(ENDPOINT_REQUIREMENTS) + "\n"}
 

@@ -62,7 +62,8 @@ from hf_bert_tasks.classification.predictor import TextClassifier  # noqa: E402
 from hf_bert_tasks.ner.predictor import NerPredictor  # noqa: E402
 from hf_bert_tasks.modeling.tagging import split_tag  # noqa: E402
 from hf_bert_tasks.progress import quiet_short_bars  # noqa: E402
-from hf_bert_tasks.predictor.auto import predictor_class, share_threads, task_of  # noqa: E402
+from hf_bert_tasks.modeling.threads import share_threads, whole_number_variable  # noqa: E402
+from hf_bert_tasks.predictor.auto import predictor_class, task_of  # noqa: E402
 from hf_bert_tasks.qa.predictor import QuestionAnswerer  # noqa: E402
 
 logger = logging.getLogger("hf_bert_tasks.demo")
@@ -379,10 +380,7 @@ def build_demo(model_id: str | None = None) -> gr.Blocks:
 def space_threads() -> int:
     """Torch's threads for the Space's process: `THREADS` (a positive integer), else the usable cores divided among
     the `CONCURRENT_PREDICTIONS` that run at once."""
-    value = os.environ.get("THREADS", "").strip()
-    if value and (not value.isdigit() or int(value) < 1):
-        raise ValueError(f"the Space variable THREADS must be a whole number of at least 1, got {value!r}")
-    return share_threads(int(value) if value else None, workers=CONCURRENT_PREDICTIONS)
+    return share_threads(whole_number_variable("THREADS", "the Space"), workers=CONCURRENT_PREDICTIONS)
 
 
 if __name__ == "__main__":

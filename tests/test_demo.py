@@ -353,7 +353,7 @@ def test_the_dtype_space_variable_sets_the_weights_type(app, ner_model_dir, monk
 
 
 def test_the_space_shares_the_cores_among_its_concurrent_predictions(app, monkeypatch):
-    from hf_bert_tasks.predictor.auto import usable_cores
+    from hf_bert_tasks.modeling.threads import usable_cores
 
     before = torch.get_num_threads()
     try:

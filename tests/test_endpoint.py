@@ -3,6 +3,7 @@ loopback Hub, downloaded into an empty cache and run in a fresh process where `i
 way Inference Endpoints load it (a file of its own, `EndpointHandler(path)`, then `handler(data)`)."""
 
 import json
+import os
 import subprocess
 import tomllib
 
@@ -42,6 +43,28 @@ for repo, requests in args["requests"].items():
     plain = pipeline(endpoint.task, model=path, trust_remote_code=True) if calls else None
     out[repo] = {"task": endpoint.task, "answers": answers,
                  "pipeline": [plain(inputs, **parameters) for inputs, parameters in calls]}
+print(json.dumps(out))
+""")
+
+
+# The handler's torch threads under each setting of THREADS and WEB_CONCURRENCY (None: unset), from torch at 3.
+THREADS_SCRIPT = without_package("""
+import importlib.util, json, os, sys
+import torch
+
+path, settings = sys.argv[1], json.loads(sys.argv[2])
+spec = importlib.util.spec_from_file_location("handler", f"{path}/handler.py")
+handler = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(handler)
+out = []
+for setting in settings:
+    torch.set_num_threads(3)
+    for name, value in zip(("THREADS", "WEB_CONCURRENCY"), setting):
+        os.environ.pop(name, None) if value is None else os.environ.update({name: value})
+    try:
+        out.append([handler.EndpointHandler(path).threads, torch.get_num_threads()])
+    except ValueError as error:
+        out.append(str(error))
 print(json.dumps(out))
 """)
 
@@ -172,7 +195,8 @@ def test_qa_endpoint_answers_as_the_packages_predictor_in_the_trained_windows(en
 
 def test_endpoint_files_are_written_once_for_task_models_only(tmp_path):
     save_classifier(tmp_path / "classifier")
-    assert write_endpoint_files(tmp_path / "classifier") == ["handler.py", "texts.py", "qa_spans.py", "requirements.txt"]
+    assert write_endpoint_files(tmp_path / "classifier") == ["handler.py", "texts.py", "qa_spans.py", "threads.py",
+                                                             "requirements.txt"]
     files = endpoint_files()
     for name, text in files.items():
         assert (tmp_path / "classifier" / name).read_text(encoding="utf-8") == text
@@ -197,3 +221,22 @@ def test_handler_imports_only_transformers_and_the_standard_library():
 
     source = (ROOT / "hf_bert_tasks" / "modeling" / "handler.py").read_text(encoding="utf-8")
     assert all(level == 0 and module.split(".")[0] in ALLOWED_ROOTS for level, module in imports_of(source))
+
+
+def test_endpoint_threads_are_its_variables_or_the_cores_shared_among_its_workers(tmp_path):
+    """`THREADS`, else the usable cores divided among `WEB_CONCURRENCY` workers, else torch's own: in a process without
+    the package, as Inference Endpoints load the handler."""
+    from hf_bert_tasks.modeling.threads import usable_cores
+
+    save_classifier(tmp_path / "classifier")
+    write_endpoint_files(tmp_path / "classifier")
+    settings = [[None, None], ["1", None], ["2", "2"], [None, "2"], [None, "64"], ["0", None], [None, "many"]]
+    env = {key: value for key, value in os.environ.items() if key not in ("OMP_NUM_THREADS", "THREADS")}
+    result = subprocess.run([PYTHON, "-c", THREADS_SCRIPT, str(tmp_path / "classifier"), json.dumps(settings)],
+                            capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    shared = max(1, usable_cores() // 2)
+    assert json.loads(result.stdout.splitlines()[-1]) == [
+        [3, 3], [1, 1], [2, 2], [shared, shared], [1, 1],
+        "the endpoint variable THREADS must be a whole number of at least 1, got '0'",
+        "the endpoint variable WEB_CONCURRENCY must be a whole number of at least 1, got 'many'"]

@@ -45,7 +45,8 @@ TRAINING = {"learning_rate": 5e-05, "crf_learning_rate": 0.001, "num_train_epoch
 PUSHED = {".gitattributes", "README.md", "config.json", "model.safetensors", "configuration_bert_crf.py",
           "modeling_bert_crf.py", "crf.py", "schemes.py", "encoders.py", "pipeline_bert_crf.py", "tagging.py",
           "windows.py", "texts.py", "tokenizer.json", "tokenizer_config.json", "all_results.json",
-          "handler.py", "qa_spans.py", "requirements.txt"}  # the Inference Endpoints files, added by the push
+          "handler.py", "qa_spans.py", "threads.py",
+          "requirements.txt"}  # the Inference Endpoints files, added by the push
 
 
 def save_recipe_output(path: Path, seed: int, results: dict) -> BertCrfForTokenClassification:
@@ -633,7 +634,7 @@ def test_recipe_pushes_the_trained_model_with_its_card(hub, tiny_encoder_dir, tm
     files = set(api.list_repo_files("alice/recipe-ner"))
     assert {"config.json", "model.safetensors", "modeling_bert_crf.py", "crf.py", "README.md"} <= files
     # The recipe saved the Inference Endpoints files with the model; they are pushed as saved.
-    assert {"handler.py", "texts.py", "qa_spans.py", "requirements.txt"} <= files
+    assert {"handler.py", "texts.py", "qa_spans.py", "threads.py", "requirements.txt"} <= files
     assert (tmp_path / "out" / "handler.py").is_file()
     assert not any(name.startswith("checkpoint-") or name.endswith(".bin") for name in files)
     card = ModelCard.load("alice/recipe-ner")
@@ -668,7 +669,8 @@ def test_classify_and_qa_recipes_push_the_model_with_its_card(hub, tiny_encoder_
     assert result.returncode == 0, result.stderr[-3000:]
     files = set(HfApi(token=TOKEN).list_repo_files(repo))
     assert {"config.json", "model.safetensors", "tokenizer_config.json", "README.md", "all_results.json"} <= files
-    assert {"handler.py", "texts.py", "qa_spans.py", "requirements.txt"} <= files and (out / "handler.py").is_file()
+    assert {"handler.py", "texts.py", "qa_spans.py", "threads.py", "requirements.txt"} <= files
+    assert (out / "handler.py").is_file()
     assert not any(name.startswith("checkpoint-") or name.endswith((".bin", ".tsv")) for name in files)
     card = ModelCard.load(repo)
     results = json.loads((out / "all_results.json").read_text())

@@ -108,22 +108,3 @@ def test_an_unknown_dtype_is_named():
 
     with pytest.raises(ValueError, match="dtype must be one of float32, bfloat16, float16 .*got 'int8'"):
         load_model("ner", "any-folder", dtype="int8")
-
-
-def test_threads_are_shared_among_workers_unless_given(monkeypatch):
-    from hf_bert_tasks.predictor.auto import share_threads, usable_cores
-
-    before = torch.get_num_threads()
-    try:
-        monkeypatch.delenv("OMP_NUM_THREADS", raising=False)
-        assert share_threads(1) == 1 and torch.get_num_threads() == 1
-        assert share_threads(None) == 1  # one worker: the current setting stands
-        assert share_threads(None, workers=2) == max(1, usable_cores() // 2) == torch.get_num_threads()
-        assert share_threads(None, workers=10 * usable_cores()) == 1
-        torch.set_num_threads(3)
-        monkeypatch.setenv("OMP_NUM_THREADS", "3")
-        assert share_threads(None, workers=2) == 3  # the user's OMP_NUM_THREADS stands
-        with pytest.raises(ValueError, match="threads must be at least 1, got 0"):
-            share_threads(0)
-    finally:
-        torch.set_num_threads(before)

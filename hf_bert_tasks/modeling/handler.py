@@ -33,12 +33,16 @@ comes from `config.json`:
   (windows per forward pass). An empty or blank question or context is refused, and so is a question longer than
   `max_question_length` tokens (the package's predictor would cut it).
 
+Torch's threads: the endpoint variable `THREADS` (a whole number of at least 1), else the usable cores divided
+among the server's worker processes, `WEB_CONCURRENCY` (uvicorn's and gunicorn's variable; unset: one worker, torch's
+default threads), so that workers do not spin against each other on the same cores (`threads.py`).
+
 Bad `inputs` raise `TypeError` or `ValueError` with a sentence that names the field, the position in a batch and
 what was expected (the checks of `texts.py`, the rules every door of `hf_bert_tasks` shares).
 
 Like the model's custom code it imports only torch, transformers and the standard library, and its siblings
-`texts.py` and `qa_spans.py` by path (the file is loaded on its own, so a relative import has no package to be
-relative to).
+`texts.py`, `qa_spans.py` and `threads.py` by path (the file is loaded on its own, so a relative import has no
+package to be relative to).
 """
 
 import importlib.util
@@ -58,6 +62,7 @@ def _load_sibling(name: str):
 
 texts = _load_sibling("texts")
 qa_spans = _load_sibling("qa_spans")
+threads = _load_sibling("threads")
 
 # Architecture suffix -> pipeline task.
 PIPELINE_TASKS = {"ForTokenClassification": "token-classification",
@@ -105,6 +110,8 @@ class EndpointHandler:
 
     def __init__(self, path: str = ""):
         path = path or "."
+        workers = threads.whole_number_variable("WEB_CONCURRENCY", "the endpoint") or 1
+        self.threads = threads.share_threads(threads.whole_number_variable("THREADS", "the endpoint"), workers=workers)
         config = AutoConfig.from_pretrained(path, trust_remote_code=True)
         self.task = pipeline_task(config)
         self.tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=True)

@@ -26,7 +26,8 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from .auto import DTYPES, predictor_class, share_threads, task_of
+from ..modeling.threads import share_threads
+from .auto import DTYPES, predictor_class, task_of
 from .corpus import INPUT_FORMATS, OUTPUT_FORMATS, ChunkPredictor, predict_corpus, read_records
 
 
@@ -52,7 +53,7 @@ def read_texts(texts: Sequence[str], input_path: str | None, stdin=None) -> list
 
 def positive_int(value: str) -> int:
     """An argparse type: a whole number of at least 1 (refused by the parser, before anything loads)."""
-    if not value.strip().isdigit() or int(value) < 1:
+    if not value.strip().isdecimal() or int(value) < 1:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
     return int(value)
 

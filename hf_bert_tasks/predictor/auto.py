@@ -12,7 +12,6 @@ is named with the shapes that differ.
 
 from __future__ import annotations
 
-import os
 
 TASKS = ("ner", "classification", "qa")
 KINDS = {"ner": "token classifier (NER)", "classification": "sequence classifier",
@@ -53,28 +52,6 @@ def predictor_class(task: str) -> type:
 
         return QuestionAnswerer
     raise ValueError(f"unknown task {task!r}; known: {', '.join(TASKS)}")
-
-
-def usable_cores() -> int:
-    """The CPU cores this process may run on (its affinity mask; ``os.cpu_count()`` where there is none)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
-def share_threads(threads: int | None = None, workers: int = 1) -> int:
-    """Set torch's intra-op threads for this process and return them: ``threads``; else, for ``workers`` > 1
-    predicting at once on the same cores, the usable cores divided among them (at least one), unless
-    ``OMP_NUM_THREADS`` says otherwise; else torch's own default stands. Workers that each run torch's default
-    threads (every core) on the same cores spin against each other (benchmarks/README.md, "Threads")."""
-    import torch
-
-    if threads is None:
-        if workers <= 1 or os.environ.get("OMP_NUM_THREADS"):
-            return torch.get_num_threads()
-        threads = max(1, usable_cores() // workers)
-    if threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    torch.set_num_threads(threads)
-    return threads
 
 
 # Weight types a predictor loads a model in (``dtype=``): float32 is the default, bfloat16 the fast one on CPUs with
