@@ -280,7 +280,7 @@ def quantize_int8(onnx_path: PathLike, int8_path: PathLike, op_types: Sequence[s
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
-    source = onnx.load(str(onnx_path))
+    source = onnx.load(str(onnx_path), load_external_data=False)  # its metadata and weight shapes, not the weights
     metadata = {entry.key: entry.value for entry in source.metadata_props}
     if keep_float is None:
         keep_float = FLOAT_PRODUCTS[metadata.get(METADATA_TASK, "ner")]

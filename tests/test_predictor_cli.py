@@ -74,7 +74,7 @@ def test_threads_set_torchs_threads_of_the_process(tmp_path):
                                 capture_output=True, text=True, env=ENV, cwd=ROOT, timeout=300)
         assert result.returncode == 0, result.stderr[-3000:]
         assert f"THREADS {expected}" in result.stderr and json.loads(result.stdout)["label"]
-    for bad in ("0", "-1", "two"):  # refused by the parser, for texts and for corpora alike
+    for bad in ("0", "-1", "two", "\u00b2"):  # refused by the parser, for texts and for corpora alike
         for corpus in ([], ["--input", str(folder / "config.json"), "--output", str(tmp_path / "out.jsonl")]):
             refused = predict(folder, *([] if corpus else [TEXTS[0]]), *corpus, "--threads", bad, check=False)
             assert refused.returncode == 2 and "--threads: expected a whole number of at least 1" in refused.stderr

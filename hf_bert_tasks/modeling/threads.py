@@ -31,10 +31,17 @@ def share_threads(threads: int | None = None, workers: int = 1) -> int:
     return threads
 
 
+def whole_number(value: str) -> int | None:
+    """``value`` as a whole number of at least 1 (a thread or worker count), None where it is not one. Decimal digits
+    only: ``"²"`` is a digit to ``str.isdigit`` but no number to ``int``."""
+    value = value.strip()
+    return int(value) if value.isdecimal() and int(value) >= 1 else None
+
+
 def whole_number_variable(name: str, owner: str) -> int | None:
-    """The environment variable ``name`` as a whole number of at least 1, None where it is unset or blank;
-    ``ValueError`` naming ``owner`` ("the Space", "the endpoint") and the value otherwise."""
+    """The environment variable ``name`` as a :func:`whole_number`, None where it is unset or blank; ``ValueError``
+    naming ``owner`` ("the Space", "the endpoint") and the value otherwise."""
     value = os.environ.get(name, "").strip()
-    if value and (not value.isdecimal() or int(value) < 1):
+    if value and whole_number(value) is None:
         raise ValueError(f"{owner} variable {name} must be a whole number of at least 1, got {value!r}")
     return int(value) if value else None

@@ -26,7 +26,7 @@ import sys
 import warnings
 from collections.abc import Sequence
 
-from ..modeling.threads import share_threads
+from ..modeling.threads import share_threads, whole_number
 from .auto import DTYPES, predictor_class, task_of
 from .corpus import INPUT_FORMATS, OUTPUT_FORMATS, ChunkPredictor, predict_corpus, read_records
 
@@ -53,9 +53,10 @@ def read_texts(texts: Sequence[str], input_path: str | None, stdin=None) -> list
 
 def positive_int(value: str) -> int:
     """An argparse type: a whole number of at least 1 (refused by the parser, before anything loads)."""
-    if not value.strip().isdecimal() or int(value) < 1:
+    number = whole_number(value)
+    if number is None:
         raise argparse.ArgumentTypeError(f"expected a whole number of at least 1, got {value!r}")
-    return int(value)
+    return number
 
 
 def main(argv: Sequence[str] | None = None) -> None:
